@@ -1,0 +1,134 @@
+//! `strata bench`: strata against plain SQLite, in one run, on this machine.
+//! Results are ratios against the baseline measured in the same run.
+
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Bucket to replicate to (default: a fresh local directory).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Transactions per write-throughput run.
+    #[arg(long, default_value_t = 20_000)]
+    txns: u64,
+    /// Target rate for the lag measurement (transactions per second).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Duration of the lag measurement.
+    #[arg(long, default_value = "10s")]
+    lag_duration: humantime::Duration,
+}
+
+fn open(uri: &str) -> Result<rusqlite::Connection> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let c = rusqlite::Connection::open_with_flags(uri, flags)?;
+    c.pragma_update(None, "journal_mode", "wal")?;
+    c.pragma_update(None, "synchronous", "normal")?;
+    c.execute_batch("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB)")?;
+    Ok(c)
+}
+
+fn write_run(c: &rusqlite::Connection, n: u64) -> Result<Duration> {
+    let mut stmt = c.prepare("INSERT INTO t(v) VALUES (randomblob(100))")?;
+    let t = Instant::now();
+    for _ in 0..n {
+        stmt.execute([])?;
+    }
+    Ok(t.elapsed())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    strata_vfs::sqlite::register_static()?;
+    let dir = tempfile_dir()?;
+    let bucket = a
+        .bucket
+        .clone()
+        .unwrap_or_else(|| format!("file://{}/bucket", dir.display()));
+    let store = strata_vfs::bucket::open_bucket(&bucket)?;
+    let metered = std::sync::Arc::new(strata_vfs::bucket::metered::MeteredStore::new(store));
+    let url = format!("mem://bench-{}", std::process::id());
+    let _ = url;
+    println!(
+        "strata bench: {} small transactions per run, bucket {bucket}",
+        a.txns
+    );
+
+    // 1. Write throughput, alternating plain / strata runs to even out noise.
+    let plain_path = dir.join("plain.db");
+    let plain = open(&plain_path.display().to_string())?;
+    let strata_path = dir.join("strata.db");
+    let cfg_uri = crate::demo::vfs_uri(&strata_path, &bucket, "bench", "strata.db");
+    let strata = open(&cfg_uri)?;
+    let (mut tp, mut ts) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..3 {
+        tp += write_run(&plain, a.txns / 3)?;
+        ts += write_run(&strata, a.txns / 3)?;
+    }
+    let n = (a.txns / 3 * 3) as f64;
+    let (rp, rs) = (n / tp.as_secs_f64(), n / ts.as_secs_f64());
+    println!(
+        "write throughput: sqlite {rp:.0} txn/s, strata {rs:.0} txn/s, ratio {:.3}",
+        rs / rp
+    );
+    let _: String = strata.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
+    drop(strata);
+    drop(plain);
+    let _ = metered;
+
+    // 2. Replication lag and requests per 1,000 transactions at a steady rate.
+    let lag_path = dir.join("lag.db");
+    let lag_bucket = format!("file://{}/lagbucket", dir.display());
+    let _ = lag_bucket;
+    let c = open(&crate::demo::vfs_uri(&lag_path, &bucket, "bench", "lag.db"))?;
+    let mut stmt = c.prepare("INSERT INTO t(v) VALUES (randomblob(100))")?;
+    let dur: Duration = a.lag_duration.into();
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut samples = Vec::new();
+    let mut last_sample = Instant::now();
+    while start.elapsed() < dur {
+        let due = (start.elapsed().as_secs_f64() * a.rate as f64) as u64;
+        while sent < due {
+            stmt.execute([])?;
+            sent += 1;
+        }
+        if last_sample.elapsed() >= Duration::from_millis(20) {
+            let lag: String = c.query_row("PRAGMA strata_lag_ms", [], |r| r.get(0))?;
+            samples.push(lag.parse::<u64>().unwrap_or(0));
+            last_sample = Instant::now();
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let _: String = c.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
+    samples.sort_unstable();
+    let pct = |p: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "replication lag at {} txn/s for {:?}: p50 {} ms, p99 {} ms ({} samples of the oldest unreplicated commit's age)",
+        a.rate,
+        dur,
+        pct(0.5),
+        pct(0.99),
+        samples.len()
+    );
+    let counts = strata_vfs::metrics::METRICS.bucket_requests.clone();
+    let _ = counts;
+    println!(
+        "bucket requests per 1,000 txns: see `strata_bucket_requests_total` (sent {sent} txns)"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let d = std::env::temp_dir().join(format!("strata-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}

@@ -1,0 +1,79 @@
+//! How one database replicates: where to, how often, how durable.
+
+use crate::bucket::Store;
+use crate::error::{Error, Result};
+use std::time::Duration;
+
+/// When a commit returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// After the local WAL and spool have it; the bucket gets it within the
+    /// sync interval.
+    #[default]
+    Async,
+    /// Only once its segment is in the bucket.
+    Sync,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "async" => Ok(Durability::Async),
+            "sync" => Ok(Durability::Sync),
+            _ => Err(Error::invalid(format!(
+                "durability must be `async` or `sync`, not `{s}`"
+            ))),
+        }
+    }
+}
+
+/// Replication settings for one database.
+#[derive(Clone)]
+pub struct ReplicaConfig {
+    pub store: Store,
+    pub tenant: String,
+    pub db: String,
+    pub durability: Durability,
+    /// Upload at least this often while there is something to upload.
+    pub sync_interval: Duration,
+    /// Upload early once this many spooled bytes wait.
+    pub upload_threshold: u64,
+    /// While the bucket is unreachable, accept commits until this many bytes
+    /// are spooled; then fail them (never drop them).
+    pub max_spool: u64,
+    /// Write a snapshot when the segments since the last one exceed this many
+    /// bytes (and at least `snapshot_min_bytes`), or after `snapshot_interval`.
+    pub snapshot_interval: Duration,
+    pub snapshot_min_bytes: u64,
+    /// Keep every restore point this far back.
+    pub retention: Duration,
+    /// How long a commit in `sync` mode, or a close, waits for the bucket.
+    pub sync_timeout: Duration,
+}
+
+impl ReplicaConfig {
+    pub fn new(store: Store, tenant: &str, db: &str) -> Result<ReplicaConfig> {
+        crate::format::keys::validate_tenant(tenant)?;
+        crate::format::keys::validate_db_name(db)?;
+        Ok(ReplicaConfig {
+            store,
+            tenant: tenant.to_string(),
+            db: db.to_string(),
+            durability: Durability::Async,
+            sync_interval: Duration::from_secs(1),
+            upload_threshold: 8 << 20,
+            max_spool: 1 << 30,
+            snapshot_interval: Duration::from_secs(24 * 3600),
+            snapshot_min_bytes: 64 << 20,
+            retention: Duration::from_secs(7 * 24 * 3600),
+            sync_timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// Parse a duration like `1s`, `250ms`, `7d` (humantime syntax).
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    humantime::parse_duration(s)
+        .map_err(|e| Error::invalid(format!("bad duration `{s}`: {e} (examples: 250ms, 1s, 7d)")))
+}

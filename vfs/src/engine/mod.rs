@@ -1,0 +1,65 @@
+//! Replication and reading history back.
+//!
+//! - [`config`]: what a replica needs to know (bucket, names, intervals).
+//! - [`spool`]: the local, durable queue of committed transactions.
+//! - [`replica`]: the writer side: reconcile at open, `commit`, status.
+//! - `uploader`: the background thread: spool → segments → manifest,
+//!   snapshots and retention.
+//! - [`restore`]: materialize any restore point into a file.
+//! - [`history`]: list restore points.
+//! - [`import`]: bring an existing SQLite file into a bucket.
+//! - [`verify`]: check every object's checksums and a restore's integrity.
+
+pub mod config;
+pub mod history;
+pub mod import;
+pub mod replica;
+pub mod restore;
+pub mod spool;
+mod uploader;
+pub mod verify;
+
+pub use config::{Durability, ReplicaConfig};
+pub use replica::{Replica, Status};
+pub use restore::Target;
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::types::{DbId, TxId};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// What a node remembers about its replica between opens (`<db>-strata/state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct LocalState {
+    pub db_id: DbId,
+    pub page_size: u32,
+    /// The bucket's head txid when last seen by this node.
+    pub head: TxId,
+}
+
+impl LocalState {
+    pub fn load(dir: &Path) -> Result<Option<LocalState>> {
+        let p = dir.join("state.json");
+        match std::fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| Error::corrupt(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("read {}", p.display()), e)),
+        }
+    }
+
+    /// Atomic replace (temp file + rename).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let p = dir.join("state.json");
+        let tmp = dir.join("state.json.tmp");
+        let body = serde_json::to_vec_pretty(self).map_err(|e| Error::invalid(e.to_string()))?;
+        std::fs::write(&tmp, body).io_ctx(format!("write {}", tmp.display()))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .io_ctx("sync state")?;
+        std::fs::rename(&tmp, &p).io_ctx(format!("rename {}", p.display()))?;
+        spool::sync_dir(dir);
+        Ok(())
+    }
+}

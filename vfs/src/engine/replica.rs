@@ -1,0 +1,507 @@
+//! A `Replica` is one local database file replicated to the bucket: the
+//! writer's side of the engine. The VFS calls [`Replica::commit`] for every
+//! committed transaction; a background thread (`uploader.rs`) ships the spool.
+//!
+//! Opening reconciles three things, in this order: the spool against the WAL
+//! (drop a transaction SQLite never committed), the local copy against the
+//! bucket (the bucket is the truth: a stale copy is replaced), and the writer
+//! epoch (claimed with a conditional put on the manifest, which fences any
+//! previous writer).
+
+use super::config::{Durability, ReplicaConfig};
+use super::spool::{Spool, SpoolTxn, WalPos};
+use super::{LocalState, restore, uploader};
+use crate::bucket::ETag;
+use crate::error::{Error, ErrorKind, IoResultExt, Result};
+use crate::format::keys::DbKeys;
+use crate::format::manifest::Manifest;
+use crate::format::wal;
+use crate::metrics::METRICS;
+use crate::types::{DbId, Millis, PageNo, TxId};
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the outside world can see of a replica (status, pragmas, metrics).
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub db_id: Option<DbId>,
+    /// Last txid committed locally.
+    pub committed: TxId,
+    /// Last txid the bucket's manifest names (the replicated watermark).
+    pub replicated: TxId,
+    /// Commit time of the oldest transaction not yet replicated, if any.
+    pub oldest_pending: Option<Millis>,
+    pub spool_bytes: u64,
+    /// The last upload error, if the bucket is failing right now.
+    pub last_error: Option<String>,
+    /// Set once another writer took over: this replica accepts no more commits.
+    pub fenced: Option<String>,
+}
+
+impl Status {
+    /// Replication lag: how long the oldest unreplicated commit has waited.
+    pub fn lag(&self) -> Duration {
+        self.oldest_pending
+            .map(|t| Duration::from_millis(Millis::now().0.saturating_sub(t.0)))
+            .unwrap_or_default()
+    }
+}
+
+/// Shared between the committing threads and the uploader.
+pub(crate) struct Core {
+    pub cfg: ReplicaConfig,
+    pub keys: DbKeys,
+    pub dir: PathBuf,
+    pub writer: Mutex<Writer>,
+    pub progress: Mutex<Progress>,
+    pub progress_cv: Condvar,
+}
+
+pub(crate) struct Writer {
+    pub spool: Spool,
+    /// The newest spooled transaction may not be uploaded yet (see `commit`).
+    pub held: bool,
+    pub next: TxId,
+    pub db_id: DbId,
+    pub page_size: u32,
+}
+
+#[derive(Default)]
+pub(crate) struct Progress {
+    pub replicated: TxId,
+    pub committed: TxId,
+    /// Commit times of spooled, unreplicated transactions (first txid, time),
+    /// one entry per commit; trimmed as uploads land.
+    pub pending: std::collections::VecDeque<(TxId, Millis)>,
+    pub spool_bytes: u64,
+    pub last_error: Option<String>,
+    pub fenced: Option<String>,
+    pub wake: bool,
+    pub shutdown: bool,
+}
+
+/// A replicated database, open for writing in this process.
+pub struct Replica {
+    core: Arc<Core>,
+    uploader: Mutex<Option<JoinHandle<()>>>,
+    _lock: File,
+}
+
+impl Replica {
+    /// Open `path` as the local writer of `cfg`'s database. Returns `Ok(None)`
+    /// if another process already replicates this file (open it read-only).
+    pub fn open(path: &Path, cfg: ReplicaConfig) -> Result<Option<Replica>> {
+        let keys = DbKeys::new(&cfg.tenant, &cfg.db)?;
+        let dir = sidecar_dir(path);
+        fs::create_dir_all(&dir).io_ctx(format!("create {}", dir.display()))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .io_ctx(format!("open {}", lock_path.display()))?;
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(Error::io(format!("lock {}", lock_path.display()), err));
+        }
+
+        let mut spool = Spool::open(&dir.join("spool"))?;
+        drop_uncommitted(path, &mut spool)?;
+        let mut state = LocalState::load(&dir)?;
+
+        let manifest = match cfg.store.get(&keys.manifest()) {
+            Ok(obj) => Some((
+                Manifest::from_bytes(&obj.data).map_err(|e| e.context(keys.manifest()))?,
+                obj.etag,
+            )),
+            Err(e) if e.is_not_found() => None,
+            Err(e) if e.kind() == ErrorKind::Unavailable && state.is_some() && path.exists() => {
+                tracing::warn!(error = %e, "bucket unreachable at open: writing locally, replicating when it returns");
+                return Self::start(
+                    keys,
+                    cfg,
+                    path,
+                    dir,
+                    lock,
+                    spool,
+                    state.unwrap_or_default(),
+                    None,
+                );
+            }
+            Err(e) => return Err(e.context(format!("open {}", keys.manifest()))),
+        };
+        let local_exists = fs::metadata(path).map(|m| m.len() > 0).unwrap_or(false);
+        let local_last = spool
+            .last_txid()
+            .unwrap_or_default()
+            .max(state.as_ref().map_or(TxId::ZERO, |s| s.head));
+
+        match (&manifest, &state) {
+            (None, None) => {
+                if local_exists {
+                    return Err(Error::invalid(format!(
+                        "{} exists but was never replicated: bring it in with `strata import {} {} {}/{}` first",
+                        path.display(),
+                        path.display(),
+                        cfg.store.describe(),
+                        cfg.tenant,
+                        cfg.db
+                    )));
+                }
+            }
+            (None, Some(s)) => {
+                return Err(Error::conflict(format!(
+                    "{} has no manifest, but this node replicated database {} there before: wrong bucket? \
+                     To start a new history, delete {} and {}",
+                    cfg.store.describe(),
+                    s.db_id,
+                    path.display(),
+                    dir.display()
+                )));
+            }
+            (Some((m, _)), Some(s)) if m.db_id != s.db_id => {
+                return Err(Error::conflict(format!(
+                    "{} is a replica of database {}, but the bucket holds database {} at {}: move the local files away",
+                    path.display(),
+                    s.db_id,
+                    m.db_id,
+                    keys.root()
+                )));
+            }
+            (Some((m, _)), Some(s))
+                if m.head > local_last || !local_exists && m.head > TxId::ZERO =>
+            {
+                if local_last > s.head {
+                    return Err(Error::conflict(format!(
+                        "split brain: the bucket moved to txid {} while {} holds unreplicated txids {}..={}; \
+                         keep a copy of {} and restore from the bucket",
+                        m.head,
+                        path.display(),
+                        s.head.next(),
+                        local_last,
+                        path.display()
+                    )));
+                }
+                tracing::info!(local = %local_last, bucket = %m.head, "local copy is stale: replacing it from the bucket");
+                spool.clear()?;
+                replace_from_bucket(path, &cfg, &keys)?;
+            }
+            (Some((m, _)), Some(s)) if m.head < s.head => {
+                return Err(Error::conflict(format!(
+                    "the bucket's head txid {} is behind txid {} this node already replicated: was the bucket rolled back?",
+                    m.head, s.head
+                )));
+            }
+            (Some((m, _)), None) => {
+                if local_exists {
+                    return Err(Error::conflict(format!(
+                        "{} exists locally but is not a replica of {} (database {}): move it away to open the bucket's copy",
+                        path.display(),
+                        keys.root(),
+                        m.db_id
+                    )));
+                }
+                spool.clear()?;
+                if m.head > TxId::ZERO {
+                    replace_from_bucket(path, &cfg, &keys)?;
+                }
+            }
+            _ => {}
+        }
+
+        let state = match (&manifest, state.take()) {
+            (Some((m, _)), _) => LocalState {
+                db_id: m.db_id,
+                page_size: m.page_size,
+                head: m.head,
+            },
+            (None, Some(s)) => s,
+            (None, None) => LocalState {
+                db_id: DbId::random(),
+                page_size: 0,
+                head: TxId::ZERO,
+            },
+        };
+        state.save(&dir)?;
+        Self::start(keys, cfg, path, dir, lock, spool, state, manifest)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        keys: DbKeys,
+        cfg: ReplicaConfig,
+        _path: &Path,
+        dir: PathBuf,
+        lock: File,
+        spool: Spool,
+        state: LocalState,
+        manifest: Option<(Manifest, ETag)>,
+    ) -> Result<Option<Replica>> {
+        let last = spool.last_txid().unwrap_or_default().max(state.head);
+        let pending = spool
+            .read_all()?
+            .into_iter()
+            .filter(|t| t.txid > state.head)
+            .map(|t| (t.txid, t.commit))
+            .collect();
+        let spool_bytes = spool.pending_bytes();
+        let core = Arc::new(Core {
+            cfg,
+            keys,
+            dir,
+            writer: Mutex::new(Writer {
+                spool,
+                held: false,
+                next: last.next(),
+                db_id: state.db_id,
+                page_size: state.page_size,
+            }),
+            progress: Mutex::new(Progress {
+                replicated: state.head,
+                committed: last,
+                pending,
+                spool_bytes,
+                ..Default::default()
+            }),
+            progress_cv: Condvar::new(),
+        });
+        let c = core.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("strata-upload-{}", core.cfg.db))
+            .spawn(move || uploader::run(c, manifest))
+            .map_err(|e| Error::unavailable(format!("start uploader thread: {e}")))?;
+        Ok(Some(Replica {
+            core,
+            uploader: Mutex::new(Some(handle)),
+            _lock: lock,
+        }))
+    }
+
+    /// Record one committed transaction, then run `publish` (the write that
+    /// makes it committed for SQLite) under the same lock, so the uploader can
+    /// never ship a transaction whose commit failed. If `publish` fails the
+    /// record is removed again. `hold` keeps the transaction from upload until
+    /// [`Replica::release_hold`] (rollback-journal commits, spooled before
+    /// their commit point).
+    pub fn commit(
+        &self,
+        db_pages: u32,
+        page_size: u32,
+        wal: WalPos,
+        pages: Vec<(PageNo, Bytes)>,
+        hold: bool,
+        publish: impl FnOnce() -> Result<()>,
+    ) -> Result<TxId> {
+        let core = &self.core;
+        if let Some(f) = &core.progress.lock().fenced {
+            return Err(Error::conflict(f.clone()));
+        }
+        let txid = {
+            let mut w = core.writer.lock();
+            let pending = w.spool.pending_bytes();
+            if pending > core.cfg.max_spool {
+                return Err(Error::unavailable(format!(
+                    "local spool is full ({pending} bytes not yet in {}): commits resume when the bucket is reachable",
+                    core.cfg.store.describe()
+                )));
+            }
+            let txn = SpoolTxn {
+                txid: w.next,
+                commit: Millis::now(),
+                db_pages,
+                page_size,
+                wal,
+                pages,
+            };
+            w.spool.append(&txn)?;
+            if let Err(e) = publish() {
+                w.spool.truncate_after(TxId(txn.txid.0 - 1))?;
+                return Err(e);
+            }
+            w.next = txn.txid.next();
+            w.page_size = page_size;
+            w.held |= hold;
+            let bytes = w.spool.pending_bytes();
+            let early = w.spool.active_bytes() >= core.cfg.upload_threshold;
+            let mut p = core.progress.lock();
+            p.committed = txn.txid;
+            p.pending.push_back((txn.txid, txn.commit));
+            p.spool_bytes = bytes;
+            if early {
+                p.wake = true;
+                core.progress_cv.notify_all();
+            }
+            txn.txid
+        };
+        METRICS.commits.inc();
+        if core.cfg.durability == Durability::Sync && !hold {
+            self.wait_replicated(txid, core.cfg.sync_timeout)?;
+        }
+        Ok(txid)
+    }
+
+    /// A held (rollback-journal) transaction reached its commit point.
+    pub fn release_hold(&self) {
+        self.core.writer.lock().held = false;
+    }
+
+    /// Make the spool as durable as the database (SQLite is syncing).
+    pub fn sync(&self) -> Result<()> {
+        self.core.writer.lock().spool.sync()
+    }
+
+    /// Block until `txid` is in the bucket, or fail after `timeout`.
+    pub fn wait_replicated(&self, txid: TxId, timeout: Duration) -> Result<()> {
+        let core = &self.core;
+        let deadline = Instant::now() + timeout;
+        let mut p = core.progress.lock();
+        p.wake = true;
+        core.progress_cv.notify_all();
+        while p.replicated < txid {
+            if let Some(f) = &p.fenced {
+                return Err(Error::conflict(f.clone()));
+            }
+            if core.progress_cv.wait_until(&mut p, deadline).timed_out() {
+                let why = p
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "upload is slow".into());
+                return Err(Error::unavailable(format!(
+                    "txid {txid} is committed locally but not yet in {} after {timeout:?} ({why}); it stays spooled and will be uploaded",
+                    core.cfg.store.describe()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Upload everything committed so far and wait for it.
+    pub fn flush(&self, timeout: Duration) -> Result<TxId> {
+        let committed = self.core.progress.lock().committed;
+        self.wait_replicated(committed, timeout)?;
+        Ok(committed)
+    }
+
+    pub fn status(&self) -> Status {
+        let p = self.core.progress.lock();
+        Status {
+            db_id: Some(self.core.writer.lock().db_id),
+            committed: p.committed,
+            replicated: p.replicated,
+            oldest_pending: p.pending.front().map(|(_, t)| *t),
+            spool_bytes: p.spool_bytes,
+            last_error: p.last_error.clone(),
+            fenced: p.fenced.clone(),
+        }
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.core.cfg
+    }
+
+    pub fn keys(&self) -> &DbKeys {
+        &self.core.keys
+    }
+}
+
+impl Drop for Replica {
+    /// Closing uploads what is spooled (bounded by `sync_timeout`); whatever
+    /// cannot be uploaded stays in the spool for the next open.
+    fn drop(&mut self) {
+        {
+            let mut p = self.core.progress.lock();
+            p.shutdown = true;
+            self.core.progress_cv.notify_all();
+        }
+        if let Some(h) = self.uploader.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// `<db>-strata/`: the spool, local state and writer lock of one database.
+pub fn sidecar_dir(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push("-strata");
+    PathBuf::from(s)
+}
+
+/// Drop spooled transactions that SQLite never committed: a crash can land
+/// between the spool append and the commit frame's write (see spool.rs).
+fn drop_uncommitted(db: &Path, spool: &mut Spool) -> Result<()> {
+    let Some(last) = spool.read_all()?.pop() else {
+        return Ok(());
+    };
+    let committed = if last.wal.frame == 0 {
+        // Rollback-journal transaction: uncommitted iff a hot journal remains.
+        !hot_journal(db)
+    } else {
+        let wal_path = with_suffix(db, "-wal");
+        match fs::read(&wal_path) {
+            Ok(bytes) => match wal::scan(&bytes) {
+                Some(s) if (s.header.salt1, s.header.salt2) == (last.wal.salt1, last.wal.salt2) => {
+                    last.wal.frame <= s.last_commit_frame
+                }
+                // Another WAL generation: ours was checkpointed before the restart.
+                Some(_) => true,
+                None => true,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => return Err(Error::io(format!("read {}", wal_path.display()), e)),
+        }
+    };
+    if !committed {
+        tracing::info!(txid = %last.txid, "dropping a spooled transaction that SQLite never committed");
+        spool.truncate_after(TxId(last.txid.0 - 1))?;
+    }
+    Ok(())
+}
+
+fn hot_journal(db: &Path) -> bool {
+    const MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+    let mut head = [0u8; 8];
+    match File::open(with_suffix(db, "-journal")) {
+        Ok(f) => {
+            use std::os::unix::fs::FileExt;
+            f.read_exact_at(&mut head, 0).is_ok() && head == MAGIC
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Replace the local files with the bucket's latest state.
+fn replace_from_bucket(path: &Path, cfg: &ReplicaConfig, keys: &DbKeys) -> Result<()> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let p = with_suffix(path, suffix);
+        if let Err(e) = fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(format!("remove {}", p.display()), e));
+            }
+        }
+    }
+    restore::restore(
+        &cfg.store,
+        keys,
+        restore::Target::Latest,
+        path,
+        &restore::Options::default(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! The uploader thread of one replica: every sync interval (or sooner when
+//! woken) it seals the active spool file, turns each sealed file into one
+//! segment (`put_if_absent`) and then moves the manifest's head
+//! (`put_if_match`). Steady state costs exactly two requests per upload and
+//! never a LIST.
+//!
+//! Fencing: the manifest update is conditional on the etag we last wrote. If
+//! it fails and the manifest now names another epoch, a newer writer took
+//! over: this replica stops accepting commits and says so.
+
+use super::LocalState;
+use super::replica::Core;
+use super::spool::{self, SpoolTxn};
+use super::{restore, spool::Sealed};
+use crate::bucket::ETag;
+use crate::error::{Error, ErrorKind, Result};
+use crate::format::manifest::{EpochStart, Manifest, SegmentRef, SnapshotRef};
+use crate::format::segment::{self, SegmentKind, SegmentMeta, TxnPages};
+use crate::metrics::METRICS;
+use crate::types::{Epoch, Millis, TxId};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
+    let mut up = Uploader {
+        core,
+        manifest: None,
+        seen: claimed,
+        shutdown_deadline: None,
+    };
+    up.run();
+}
+
+struct Uploader {
+    core: Arc<Core>,
+    /// The manifest as we last wrote it, once our epoch is claimed.
+    manifest: Option<(Manifest, ETag)>,
+    /// The manifest read at open, to claim from without another GET.
+    seen: Option<(Manifest, ETag)>,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl Uploader {
+    fn run(&mut self) {
+        let interval = self.core.cfg.sync_interval;
+        let mut next_tick = Instant::now() + interval;
+        loop {
+            let shutdown = {
+                let mut p = self.core.progress.lock();
+                while !p.wake && !p.shutdown && Instant::now() < next_tick {
+                    self.core.progress_cv.wait_until(&mut p, next_tick);
+                }
+                p.wake = false;
+                p.shutdown
+            };
+            if shutdown && self.shutdown_deadline.is_none() {
+                self.shutdown_deadline = Some(Instant::now() + self.core.cfg.sync_timeout);
+            }
+            next_tick = Instant::now() + interval;
+            match self.tick() {
+                Ok(()) => self.set_error(None),
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    tracing::error!(error = %e, "replication stopped: fenced");
+                    let mut p = self.core.progress.lock();
+                    p.fenced = Some(e.to_string());
+                    self.core.progress_cv.notify_all();
+                    return;
+                }
+                Err(e) => {
+                    METRICS.upload_errors.inc();
+                    tracing::warn!(error = %e, "upload failed; will retry");
+                    self.set_error(Some(e.to_string()));
+                    // Back off a little, but keep the interval as the upper bound.
+                    next_tick = Instant::now()
+                        + interval
+                            .min(Duration::from_millis(500))
+                            .max(Duration::from_millis(50));
+                }
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                let pending = self.core.progress.lock().pending.len();
+                if pending == 0 || Instant::now() >= deadline {
+                    if pending > 0 {
+                        tracing::warn!(
+                            pending,
+                            "closing with transactions still spooled; they upload at the next open"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        let mut p = self.core.progress.lock();
+        p.last_error = e;
+        self.core.progress_cv.notify_all();
+    }
+
+    fn tick(&mut self) -> Result<()> {
+        if let Some(f) = self.core.progress.lock().fenced.clone() {
+            return Err(Error::conflict(f));
+        }
+        self.claim()?;
+        {
+            let mut w = self.core.writer.lock();
+            if !w.held {
+                w.spool.seal()?;
+            }
+        }
+        loop {
+            let next = self.core.writer.lock().spool.next_sealed();
+            let Some(sealed) = next else { break };
+            self.upload(&sealed)?;
+            let mut w = self.core.writer.lock();
+            w.spool.remove_sealed(sealed.first)?;
+            let bytes = w.spool.pending_bytes();
+            drop(w);
+            METRICS.spool_bytes.set(bytes as i64);
+            let mut p = self.core.progress.lock();
+            p.spool_bytes = bytes;
+        }
+        self.maybe_snapshot()?;
+        Ok(())
+    }
+
+    /// Take over the database: bump the epoch with a conditional put, which
+    /// makes every older writer's next manifest update fail.
+    fn claim(&mut self) -> Result<()> {
+        if self.manifest.is_some() {
+            return Ok(());
+        }
+        let core = &self.core;
+        let key = core.keys.manifest();
+        let me = writer_name();
+        loop {
+            let current = match self.seen.take() {
+                Some(m) => Some(m),
+                None => match core.cfg.store.get(&key) {
+                    Ok(obj) => Some((
+                        Manifest::from_bytes(&obj.data).map_err(|e| e.context(&key))?,
+                        obj.etag,
+                    )),
+                    Err(e) if e.is_not_found() => None,
+                    Err(e) => return Err(e.context(format!("read {key}"))),
+                },
+            };
+            let (db_id, base) = {
+                let w = core.writer.lock();
+                (w.db_id, w.page_size)
+            };
+            let replicated = core.progress.lock().replicated;
+            let result = match current {
+                None => {
+                    let mut m = Manifest::new(db_id, base);
+                    m.epoch = Epoch(1);
+                    m.epochs = vec![EpochStart {
+                        epoch: Epoch(1),
+                        start: TxId(1),
+                    }];
+                    m.writer = Some(me.clone());
+                    m.updated = Millis::now();
+                    core.cfg
+                        .store
+                        .put_if_absent(&key, m.to_bytes())
+                        .map(|etag| (m, etag))
+                }
+                Some((mut m, etag)) => {
+                    if m.db_id != db_id {
+                        return Err(Error::conflict(format!(
+                            "{key} now belongs to database {}, not {db_id}",
+                            m.db_id
+                        )));
+                    }
+                    if m.head != replicated {
+                        return Err(Error::conflict(format!(
+                            "another writer moved {key} to txid {} while this node was at {replicated}",
+                            m.head
+                        )));
+                    }
+                    let epoch = Epoch(m.epoch.0 + 1);
+                    m.epoch = epoch;
+                    m.epochs.push(EpochStart {
+                        epoch,
+                        start: m.head.next(),
+                    });
+                    m.writer = Some(me.clone());
+                    m.updated = Millis::now();
+                    core.cfg
+                        .store
+                        .put_if_match(&key, m.to_bytes(), &etag)
+                        .map(|etag| (m, etag))
+                }
+            };
+            match result {
+                Ok((m, etag)) => {
+                    tracing::info!(epoch = %m.epoch, head = %m.head, "writer epoch claimed");
+                    self.manifest = Some((m, etag));
+                    return Ok(());
+                }
+                // Lost a race with another claimant: look again (it may be us, retrying).
+                Err(e) if e.kind() == ErrorKind::Conflict => continue,
+                Err(e) => return Err(e.context(format!("claim {key}"))),
+            }
+        }
+    }
+
+    fn upload(&mut self, sealed: &Sealed) -> Result<()> {
+        let core = self.core.clone();
+        let Some((m, _)) = &self.manifest else {
+            return Err(Error::unavailable("writer epoch not claimed"));
+        };
+        let head = m.head;
+        let epoch = m.epoch;
+        let db_id = m.db_id;
+        let txns: Vec<SpoolTxn> = spool::read_file(&sealed.path)?
+            .into_iter()
+            .filter(|t| t.txid > head)
+            .collect();
+        let Some(first) = txns.first() else {
+            return Ok(());
+        };
+        if first.txid != head.next() {
+            return Err(Error::corrupt(format!(
+                "spool starts at txid {} but the bucket's head is {head}: a gap would be replicated",
+                first.txid
+            )));
+        }
+        // One segment per run of equal page size (a VACUUM may change it).
+        let mut start = 0;
+        while start < txns.len() {
+            let ps = txns[start].page_size;
+            let end = txns[start..]
+                .iter()
+                .position(|t| t.page_size != ps)
+                .map_or(txns.len(), |i| start + i);
+            self.upload_run(&txns[start..end], db_id, epoch, ps, &core)?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn upload_run(
+        &mut self,
+        txns: &[SpoolTxn],
+        db_id: crate::DbId,
+        epoch: Epoch,
+        page_size: u32,
+        core: &Core,
+    ) -> Result<()> {
+        let (first, last) = (&txns[0], &txns[txns.len() - 1]);
+        let pages: Vec<TxnPages> = txns
+            .iter()
+            .map(|t| TxnPages {
+                txid: t.txid,
+                commit: t.commit,
+                db_pages: t.db_pages,
+                pages: t.pages.clone(),
+            })
+            .collect();
+        let meta = SegmentMeta {
+            db_id,
+            epoch,
+            page_size,
+            kind: SegmentKind::Segment,
+        };
+        let body = segment::encode(&meta, &pages)?;
+        let size = body.len() as u64;
+        let key = core.keys.segment(first.txid, last.txid, epoch, last.commit);
+        match core.cfg.store.put_if_absent(&key, body) {
+            Ok(_) => {}
+            // Our epoch's keys are ours alone: this is our own earlier attempt
+            // whose response was lost.
+            Err(e) if e.kind() == ErrorKind::Conflict => {
+                tracing::debug!(key, "segment already uploaded")
+            }
+            Err(e) => return Err(e.context(format!("upload {key}"))),
+        }
+        METRICS.segments_uploaded.inc();
+        METRICS.bytes_uploaded.inc_by(size);
+        let seg = SegmentRef {
+            first: first.txid,
+            last: last.txid,
+            first_commit: first.commit,
+            last_commit: last.commit,
+            epoch,
+            key,
+            size,
+        };
+        self.publish(|m| {
+            m.segments.push(seg.clone());
+            m.head = last.txid;
+            m.head_commit = last.commit;
+            m.db_pages = last.db_pages;
+            m.page_size = page_size;
+        })?;
+        // The bucket now has it: trim progress and remember the head locally.
+        let mut p = core.progress.lock();
+        p.replicated = last.txid;
+        let now = Millis::now();
+        while let Some((txid, t)) = p.pending.front().copied() {
+            if txid > last.txid {
+                break;
+            }
+            METRICS
+                .replication_lag
+                .observe(now.0.saturating_sub(t.0) as f64 / 1000.0);
+            p.pending.pop_front();
+        }
+        core.progress_cv.notify_all();
+        drop(p);
+        let w = core.writer.lock();
+        LocalState {
+            db_id,
+            page_size,
+            head: last.txid,
+        }
+        .save(&core.dir)?;
+        drop(w);
+        Ok(())
+    }
+
+    /// Apply `change` to the manifest and write it conditionally. A conflict
+    /// caused by our own lost response is recognised and absorbed.
+    fn publish(&mut self, change: impl Fn(&mut Manifest)) -> Result<()> {
+        let core = self.core.clone();
+        let key = core.keys.manifest();
+        let Some((mut m, etag)) = self.manifest.clone() else {
+            return Err(Error::unavailable("writer epoch not claimed"));
+        };
+        let mut etag = etag;
+        loop {
+            let mut next = m.clone();
+            change(&mut next);
+            next.updated = Millis::now();
+            match core.cfg.store.put_if_match(&key, next.to_bytes(), &etag) {
+                Ok(new_etag) => {
+                    self.manifest = Some((next, new_etag));
+                    return Ok(());
+                }
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    let obj = core
+                        .cfg
+                        .store
+                        .get(&key)
+                        .map_err(|e| e.context(format!("re-read {key}")))?;
+                    let current = Manifest::from_bytes(&obj.data).map_err(|e| e.context(&key))?;
+                    if current.epoch != m.epoch {
+                        return Err(Error::conflict(format!(
+                            "another writer (epoch {}, {}) took over {}: this writer (epoch {}) stopped; \
+                             its unreplicated transactions are kept in {}",
+                            current.epoch,
+                            current.writer.as_deref().unwrap_or("unknown"),
+                            core.keys.root(),
+                            m.epoch,
+                            core.dir.display()
+                        )));
+                    }
+                    if current.head == next.head && current.snapshot == next.snapshot {
+                        self.manifest = Some((current, obj.etag));
+                        return Ok(());
+                    }
+                    m = current;
+                    etag = obj.etag;
+                }
+                Err(e) => return Err(e.context(format!("update {key}"))),
+            }
+        }
+    }
+
+    /// Write a snapshot once enough history has piled up since the last one,
+    /// then apply retention.
+    fn maybe_snapshot(&mut self) -> Result<()> {
+        let Some((m, _)) = &self.manifest else {
+            return Ok(());
+        };
+        if m.segments.is_empty() {
+            return Ok(());
+        }
+        let since: u64 = m.segments.iter().map(|s| s.size).sum();
+        let db_bytes = m.db_pages as u64 * m.page_size as u64;
+        let last_snap = m
+            .snapshot
+            .as_ref()
+            .map_or(m.segments[0].first_commit, |s| s.commit);
+        let age = Duration::from_millis(Millis::now().0.saturating_sub(last_snap.0));
+        let shutting = self.shutdown_deadline.is_some();
+        let due = since >= self.core.cfg.snapshot_min_bytes.max(db_bytes)
+            || age >= self.core.cfg.snapshot_interval;
+        if !due || shutting {
+            return Ok(());
+        }
+        let (head, head_commit, db_id, epoch) = (m.head, m.head_commit, m.db_id, m.epoch);
+        let core = self.core.clone();
+        let snap = restore::build_snapshot(&core.cfg.store, &core.keys, m, &core.dir)?;
+        let _ = epoch;
+        let key = core.keys.snapshot(head, head_commit);
+        let size = snap.len() as u64;
+        match core.cfg.store.put_if_absent(&key, snap) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e.context(format!("upload {key}"))),
+        }
+        METRICS.snapshots.inc();
+        METRICS.bytes_uploaded.inc_by(size);
+        let snapshot = SnapshotRef {
+            txid: head,
+            commit: head_commit,
+            key,
+            size,
+        };
+        self.publish(|m| {
+            m.snapshot = Some(snapshot.clone());
+            m.segments.retain(|s| s.first > head);
+        })?;
+        tracing::info!(txid = %head, size, db = %db_id, "snapshot written");
+        if let Err(e) =
+            super::history::apply_retention(&core.cfg.store, &core.keys, core.cfg.retention)
+        {
+            tracing::warn!(error = %e, "retention failed; will retry after the next snapshot");
+        }
+        Ok(())
+    }
+}
+
+fn writer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}

@@ -1,0 +1,1269 @@
+//! Segment and snapshot objects: immutable, checksummed page images.
+//!
+//! A segment holds the pages written by one or more consecutive committed
+//! transactions, keeping transaction boundaries so a restore can stop at any
+//! txid inside it. A snapshot is the same format with `kind = Snapshot` and a
+//! single transaction entry holding every page `1..=db_pages`.
+//!
+//! Layout (little-endian; `docs/format.md` is the spec):
+//!
+//! ```text
+//! header   HEADER_LEN (128) bytes, fixed
+//! index    txn table (txn_count x 32) + page table (page_count x 24)
+//! body     stored page bytes, in page-table order, contiguous
+//! ```
+//!
+//! One ranged read of the first `HEADER_LEN + index_len` bytes is enough to
+//! locate any page ([`SegmentIndex::decode`]); a page is then one ranged read
+//! of its stored bytes ([`SegmentIndex::page_bytes`]). Nothing here does I/O
+//! and nothing here panics on any input.
+
+use crate::error::{Error, Result};
+use crate::types::{DbId, Epoch, Millis, PageNo, TxId};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// First 8 bytes of every segment and snapshot object.
+pub const MAGIC: [u8; 8] = *b"STRATSEG";
+/// The format version written by this code (and the only one it reads).
+pub const VERSION: u16 = 1;
+/// Length of the fixed header.
+pub const HEADER_LEN: usize = 128;
+/// Length of one txn-table entry.
+pub const TXN_ENTRY_LEN: usize = 32;
+/// Length of one page-table entry.
+pub const PAGE_ENTRY_LEN: usize = 24;
+/// Smallest page size SQLite supports.
+pub const MIN_PAGE_SIZE: u32 = 512;
+/// Largest page size SQLite supports.
+pub const MAX_PAGE_SIZE: u32 = 65536;
+/// Page-table flag: the stored bytes are one lz4 block.
+pub const FLAG_LZ4: u32 = 1;
+
+/// Byte offsets of the header fields.
+pub mod offsets {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const KIND: usize = 10;
+    pub const CODEC: usize = 11;
+    pub const PAGE_SIZE: usize = 12;
+    pub const DB_ID: usize = 16;
+    pub const EPOCH: usize = 32;
+    pub const FIRST_TXID: usize = 40;
+    pub const LAST_TXID: usize = 48;
+    pub const CREATED_MS: usize = 56;
+    pub const TXN_COUNT: usize = 64;
+    pub const PAGE_COUNT: usize = 68;
+    pub const INDEX_LEN: usize = 72;
+    pub const BODY_LEN: usize = 76;
+    pub const INDEX_CRC: usize = 84;
+    pub const BODY_CRC: usize = 88;
+    pub const HEADER_CRC: usize = 92;
+    /// End of the used header bytes; `[HEADER_END, HEADER_LEN)` is zero padding.
+    pub const HEADER_END: usize = 96;
+}
+
+/// Segment (a run of transactions) or snapshot (a whole database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentKind {
+    Segment,
+    Snapshot,
+}
+
+impl SegmentKind {
+    pub fn to_u8(self) -> u8 {
+        match self {
+            SegmentKind::Segment => 1,
+            SegmentKind::Snapshot => 2,
+        }
+    }
+    pub fn from_u8(v: u8) -> Option<SegmentKind> {
+        match v {
+            1 => Some(SegmentKind::Segment),
+            2 => Some(SegmentKind::Snapshot),
+            _ => None,
+        }
+    }
+}
+
+/// Object-level codec: whether pages may be lz4-compressed (each page still
+/// carries its own flag; a page that does not shrink is stored raw).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    None,
+    Lz4,
+}
+
+impl Codec {
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Codec::None => 0,
+            Codec::Lz4 => 1,
+        }
+    }
+    pub fn from_u8(v: u8) -> Option<Codec> {
+        match v {
+            0 => Some(Codec::None),
+            1 => Some(Codec::Lz4),
+            _ => None,
+        }
+    }
+}
+
+/// What an object belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    pub db_id: DbId,
+    pub epoch: Epoch,
+    pub page_size: u32,
+    pub kind: SegmentKind,
+}
+
+/// The pages written by one committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnPages {
+    pub txid: TxId,
+    pub commit: Millis,
+    /// Database size in pages after this commit.
+    pub db_pages: u32,
+    pub pages: Vec<(PageNo, Bytes)>,
+}
+
+/// Encoder options beyond [`SegmentMeta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// `created_ms` in the header; `None` = now.
+    pub created: Option<Millis>,
+    /// Compress pages with lz4 (codec 1). Off = codec 0, every page raw.
+    pub compress: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            created: None,
+            compress: true,
+        }
+    }
+}
+
+/// The decoded fixed header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub version: u16,
+    pub kind: SegmentKind,
+    pub codec: Codec,
+    pub page_size: u32,
+    pub db_id: DbId,
+    pub epoch: Epoch,
+    pub first_txid: TxId,
+    pub last_txid: TxId,
+    pub created: Millis,
+    pub txn_count: u32,
+    pub page_count: u32,
+    pub index_len: u32,
+    pub body_len: u64,
+    pub index_crc: u32,
+    pub body_crc: u32,
+}
+
+/// One transaction of the txn table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnEntry {
+    pub txid: TxId,
+    pub commit: Millis,
+    /// Database size in pages after this commit.
+    pub db_pages: u32,
+    /// Index of this txn's first page in the page table.
+    pub first_entry: u32,
+    pub entry_count: u32,
+}
+
+/// One page of the page table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageEntry {
+    pub pgno: PageNo,
+    pub compressed: bool,
+    /// Absolute offset of the stored bytes in the object.
+    pub offset: u64,
+    pub stored_len: u32,
+    /// crc32c of the uncompressed page.
+    pub crc: u32,
+}
+
+impl PageEntry {
+    /// Byte range of the stored page in the object (for a ranged GET).
+    pub fn range(&self) -> Range<u64> {
+        self.offset..self.offset + self.stored_len as u64
+    }
+}
+
+/// Header plus index: everything needed to locate and check any page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentIndex {
+    pub header: SegmentHeader,
+    pub txns: Vec<TxnEntry>,
+    pub pages: Vec<PageEntry>,
+}
+
+/// A whole decoded object: its index and its bytes (offsets are absolute).
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub index: SegmentIndex,
+    pub data: Bytes,
+}
+
+fn corrupt(msg: impl Into<String>) -> Error {
+    Error::corrupt(msg)
+}
+
+fn check_page_size(page_size: u32) -> std::result::Result<(), String> {
+    if page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad page size {page_size}: must be a power of two in 512..=65536"
+        ))
+    }
+}
+
+// Readers over slices whose length the caller has checked; they still never
+// panic (a short slice reads as zeros, which the checks then reject).
+fn rd<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(s) = b.get(off..off.saturating_add(N)) {
+        out.copy_from_slice(s);
+    }
+    out
+}
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(rd(b, off))
+}
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(rd(b, off))
+}
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(rd(b, off))
+}
+
+fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(off..off + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+impl SegmentHeader {
+    /// Serialize to the fixed header, computing `header_crc`.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        use offsets as o;
+        let mut h = [0u8; HEADER_LEN];
+        put(&mut h, o::MAGIC, &MAGIC);
+        put(&mut h, o::VERSION, &self.version.to_le_bytes());
+        h[o::KIND] = self.kind.to_u8();
+        h[o::CODEC] = self.codec.to_u8();
+        put(&mut h, o::PAGE_SIZE, &self.page_size.to_le_bytes());
+        put(&mut h, o::DB_ID, &self.db_id.0);
+        put(&mut h, o::EPOCH, &self.epoch.0.to_le_bytes());
+        put(&mut h, o::FIRST_TXID, &self.first_txid.0.to_le_bytes());
+        put(&mut h, o::LAST_TXID, &self.last_txid.0.to_le_bytes());
+        put(&mut h, o::CREATED_MS, &self.created.0.to_le_bytes());
+        put(&mut h, o::TXN_COUNT, &self.txn_count.to_le_bytes());
+        put(&mut h, o::PAGE_COUNT, &self.page_count.to_le_bytes());
+        put(&mut h, o::INDEX_LEN, &self.index_len.to_le_bytes());
+        put(&mut h, o::BODY_LEN, &self.body_len.to_le_bytes());
+        put(&mut h, o::INDEX_CRC, &self.index_crc.to_le_bytes());
+        put(&mut h, o::BODY_CRC, &self.body_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&h[..o::HEADER_CRC]);
+        put(&mut h, o::HEADER_CRC, &crc.to_le_bytes());
+        h
+    }
+
+    /// Decode and check the header from the first bytes of an object (at
+    /// least [`HEADER_LEN`]; more is ignored).
+    pub fn decode(first_bytes: &[u8]) -> Result<SegmentHeader> {
+        use offsets as o;
+        let b = first_bytes;
+        if b.len() < HEADER_LEN {
+            return Err(corrupt(format!(
+                "truncated: {} of {HEADER_LEN} header bytes",
+                b.len()
+            )));
+        }
+        if b.get(..MAGIC.len()) != Some(&MAGIC[..]) {
+            return Err(corrupt("bad magic"));
+        }
+        let version = u16_at(b, o::VERSION);
+        if version != VERSION {
+            return Err(corrupt(format!("unsupported format version {version}")));
+        }
+        if crc32c::crc32c(&b[..o::HEADER_CRC]) != u32_at(b, o::HEADER_CRC) {
+            return Err(corrupt("header checksum mismatch"));
+        }
+        let (kind, codec) = (b[o::KIND], b[o::CODEC]);
+        let kind = SegmentKind::from_u8(kind).ok_or_else(|| corrupt(format!("bad kind {kind}")))?;
+        let codec = Codec::from_u8(codec).ok_or_else(|| corrupt(format!("bad codec {codec}")))?;
+        let page_size = u32_at(b, o::PAGE_SIZE);
+        check_page_size(page_size).map_err(corrupt)?;
+        let h = SegmentHeader {
+            version,
+            kind,
+            codec,
+            page_size,
+            db_id: DbId(rd(b, o::DB_ID)),
+            epoch: Epoch(u64_at(b, o::EPOCH)),
+            first_txid: TxId(u64_at(b, o::FIRST_TXID)),
+            last_txid: TxId(u64_at(b, o::LAST_TXID)),
+            created: Millis(u64_at(b, o::CREATED_MS)),
+            txn_count: u32_at(b, o::TXN_COUNT),
+            page_count: u32_at(b, o::PAGE_COUNT),
+            index_len: u32_at(b, o::INDEX_LEN),
+            body_len: u64_at(b, o::BODY_LEN),
+            index_crc: u32_at(b, o::INDEX_CRC),
+            body_crc: u32_at(b, o::BODY_CRC),
+        };
+        h.check()?;
+        Ok(h)
+    }
+
+    fn check(&self) -> Result<()> {
+        let (first, last) = (self.first_txid.0, self.last_txid.0);
+        if first == 0 || first > last {
+            return Err(corrupt(format!("bad txid range {first}..={last}")));
+        }
+        if self.txn_count == 0 || last - first != self.txn_count as u64 - 1 {
+            return Err(corrupt(format!(
+                "txn count {} does not match txids {first}..={last}",
+                self.txn_count
+            )));
+        }
+        if self.kind == SegmentKind::Snapshot && self.txn_count != 1 {
+            return Err(corrupt(format!("snapshot with {} txns", self.txn_count)));
+        }
+        let want = self.txn_count as u64 * TXN_ENTRY_LEN as u64
+            + self.page_count as u64 * PAGE_ENTRY_LEN as u64;
+        if self.index_len as u64 != want {
+            return Err(corrupt(format!(
+                "index length {} does not match {} txns and {} pages",
+                self.index_len, self.txn_count, self.page_count
+            )));
+        }
+        // Every stored page is 1..=page_size bytes.
+        let max_body = self.page_count as u64 * self.page_size as u64;
+        if self.body_len > max_body || self.body_len < self.page_count as u64 {
+            return Err(corrupt(format!(
+                "body length {} impossible for {} pages",
+                self.body_len, self.page_count
+            )));
+        }
+        Ok(())
+    }
+
+    /// Bytes of header + index: the prefix that locates every page.
+    pub fn prefix_len(&self) -> u64 {
+        HEADER_LEN as u64 + self.index_len as u64
+    }
+
+    /// Byte range of the index in the object.
+    pub fn index_range(&self) -> Range<u64> {
+        HEADER_LEN as u64..self.prefix_len()
+    }
+
+    /// Byte range of the body in the object.
+    pub fn body_range(&self) -> Range<u64> {
+        self.prefix_len()..self.object_len()
+    }
+
+    /// Length of the whole object.
+    pub fn object_len(&self) -> u64 {
+        self.prefix_len() + self.body_len
+    }
+
+    pub fn meta(&self) -> SegmentMeta {
+        SegmentMeta {
+            db_id: self.db_id,
+            epoch: self.epoch,
+            page_size: self.page_size,
+            kind: self.kind,
+        }
+    }
+}
+
+impl SegmentIndex {
+    /// Decode header and index from a prefix of the object holding at least
+    /// `HEADER_LEN + index_len` bytes, checking every entry.
+    pub fn decode(prefix: &[u8]) -> Result<SegmentIndex> {
+        let header = SegmentHeader::decode(prefix)?;
+        let end = header.prefix_len();
+        let idx = usize::try_from(end)
+            .ok()
+            .and_then(|end| prefix.get(HEADER_LEN..end))
+            .ok_or_else(|| corrupt(format!("truncated: {} of {end} bytes", prefix.len())))?;
+        if crc32c::crc32c(idx) != header.index_crc {
+            return Err(corrupt("index checksum mismatch"));
+        }
+        let txn_bytes = header.txn_count as usize * TXN_ENTRY_LEN;
+        let (txn_table, page_table) = idx.split_at(txn_bytes.min(idx.len()));
+
+        let mut txns = Vec::with_capacity(header.txn_count as usize);
+        let mut next_entry: u64 = 0;
+        for (i, e) in txn_table.chunks_exact(TXN_ENTRY_LEN).enumerate() {
+            let t = TxnEntry {
+                txid: TxId(u64_at(e, 0)),
+                commit: Millis(u64_at(e, 8)),
+                db_pages: u32_at(e, 16),
+                first_entry: u32_at(e, 20),
+                entry_count: u32_at(e, 24),
+            };
+            let want = header.first_txid.0 + i as u64;
+            if t.txid.0 != want {
+                return Err(corrupt(format!(
+                    "txn table entry {i}: txid {}, expected {want}",
+                    t.txid
+                )));
+            }
+            if t.first_entry as u64 != next_entry {
+                return Err(corrupt(format!(
+                    "txn {}: page range does not follow the previous txn",
+                    t.txid
+                )));
+            }
+            next_entry += t.entry_count as u64;
+            if next_entry > header.page_count as u64 {
+                return Err(corrupt(format!(
+                    "txn {}: page range beyond the page table",
+                    t.txid
+                )));
+            }
+            txns.push(t);
+        }
+        if next_entry != header.page_count as u64 {
+            return Err(corrupt(format!(
+                "txns cover {next_entry} of {} page entries",
+                header.page_count
+            )));
+        }
+        if header.kind == SegmentKind::Snapshot
+            && let Some(t) = txns.first()
+            && t.entry_count != t.db_pages
+        {
+            return Err(corrupt(format!(
+                "snapshot of {} pages holds {} pages",
+                t.db_pages, t.entry_count
+            )));
+        }
+
+        let page_size = header.page_size;
+        let mut pages = Vec::with_capacity(header.page_count as usize);
+        let mut offset = end;
+        for t in &txns {
+            let start = t.first_entry as usize * PAGE_ENTRY_LEN;
+            let len = t.entry_count as usize * PAGE_ENTRY_LEN;
+            let table = page_table.get(start..start + len).ok_or_else(|| {
+                corrupt(format!("txn {}: page range beyond the page table", t.txid))
+            })?;
+            let mut prev = 0u32;
+            for e in table.chunks_exact(PAGE_ENTRY_LEN) {
+                let pgno = u32_at(e, 0);
+                let flags = u32_at(e, 4);
+                let p = PageEntry {
+                    pgno: PageNo(pgno),
+                    compressed: flags & FLAG_LZ4 != 0,
+                    offset: u64_at(e, 8),
+                    stored_len: u32_at(e, 16),
+                    crc: u32_at(e, 20),
+                };
+                if pgno == 0 || pgno > t.db_pages {
+                    return Err(corrupt(format!(
+                        "txn {}: page {pgno} beyond database size {} pages",
+                        t.txid, t.db_pages
+                    )));
+                }
+                if pgno <= prev {
+                    return Err(corrupt(format!("txn {}: page {pgno} out of order", t.txid)));
+                }
+                prev = pgno;
+                if flags & !FLAG_LZ4 != 0 {
+                    return Err(corrupt(format!("page {pgno}: unknown flags {flags:#x}")));
+                }
+                if p.compressed && header.codec == Codec::None {
+                    return Err(corrupt(format!(
+                        "page {pgno}: compressed but codec is none"
+                    )));
+                }
+                let len_ok = if p.compressed {
+                    p.stored_len >= 1 && p.stored_len < page_size
+                } else {
+                    p.stored_len == page_size
+                };
+                if !len_ok {
+                    return Err(corrupt(format!(
+                        "page {pgno}: bad stored length {}",
+                        p.stored_len
+                    )));
+                }
+                if p.offset != offset {
+                    return Err(corrupt(format!("page {pgno}: bad offset {}", p.offset)));
+                }
+                offset += p.stored_len as u64;
+                if offset > header.object_len() {
+                    return Err(corrupt(format!("page {pgno}: beyond the body")));
+                }
+                pages.push(p);
+            }
+        }
+        if offset != header.object_len() {
+            return Err(corrupt(format!(
+                "pages cover {} of {} body bytes",
+                offset - end,
+                header.body_len
+            )));
+        }
+        Ok(SegmentIndex {
+            header,
+            txns,
+            pages,
+        })
+    }
+
+    /// Length of the whole object.
+    pub fn object_len(&self) -> u64 {
+        self.header.object_len()
+    }
+
+    /// Bytes of header + index.
+    pub fn prefix_len(&self) -> u64 {
+        self.header.prefix_len()
+    }
+
+    /// The txn entry of `txid`, if it is in this object.
+    pub fn txn_for(&self, txid: TxId) -> Option<&TxnEntry> {
+        let i = txid.0.checked_sub(self.header.first_txid.0)?;
+        let t = self.txns.get(usize::try_from(i).ok()?)?;
+        (t.txid == txid).then_some(t)
+    }
+
+    /// The page entries of one transaction, sorted by page number.
+    pub fn pages_of(&self, txn: &TxnEntry) -> &[PageEntry] {
+        let start = txn.first_entry as usize;
+        self.pages
+            .get(start..start.saturating_add(txn.entry_count as usize))
+            .unwrap_or(&[])
+    }
+
+    /// The newest image of `pgno` written by a txn `<= upto` in this object,
+    /// with the txn that wrote it. The caller checks the target txn's
+    /// `db_pages` (a page past the end after a truncation does not exist).
+    pub fn find_page(&self, pgno: PageNo, upto: TxId) -> Option<(&TxnEntry, &PageEntry)> {
+        self.txns
+            .iter()
+            .rev()
+            .filter(|t| t.txid <= upto)
+            .find_map(|t| {
+                let pages = self.pages_of(t);
+                let i = pages.binary_search_by_key(&pgno, |p| p.pgno).ok()?;
+                Some((t, &pages[i]))
+            })
+    }
+
+    /// Decompress and check one page from its stored bytes (exactly
+    /// `entry.range()` of the object).
+    pub fn page_bytes(&self, entry: &PageEntry, stored: &[u8]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.header.page_size as usize];
+        self.page_into(entry, stored, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`page_bytes`](Self::page_bytes), into `out` (`page_size` bytes).
+    pub fn page_into(&self, entry: &PageEntry, stored: &[u8], out: &mut [u8]) -> Result<()> {
+        let pgno = entry.pgno;
+        let page_size = self.header.page_size as usize;
+        if out.len() != page_size {
+            return Err(Error::invalid(format!(
+                "page buffer is {} bytes, page size {page_size}",
+                out.len()
+            )));
+        }
+        if stored.len() != entry.stored_len as usize {
+            return Err(corrupt(format!(
+                "page {pgno}: {} stored bytes, expected {}",
+                stored.len(),
+                entry.stored_len
+            )));
+        }
+        if entry.compressed {
+            match lz4_flex::block::decompress_into(stored, out) {
+                Ok(n) if n == page_size => {}
+                _ => return Err(corrupt(format!("page {pgno}: bad lz4 data"))),
+            }
+        } else if stored.len() == page_size {
+            out.copy_from_slice(stored);
+        } else {
+            return Err(corrupt(format!(
+                "page {pgno}: bad stored length {}",
+                stored.len()
+            )));
+        }
+        if crc32c::crc32c(out) != entry.crc {
+            return Err(corrupt(format!("page {pgno} checksum mismatch")));
+        }
+        Ok(())
+    }
+}
+
+impl Segment {
+    pub fn header(&self) -> &SegmentHeader {
+        &self.index.header
+    }
+
+    /// The stored bytes of one page entry.
+    pub fn stored(&self, entry: &PageEntry) -> Result<&[u8]> {
+        let r = entry.range();
+        usize::try_from(r.start)
+            .ok()
+            .zip(usize::try_from(r.end).ok())
+            .and_then(|(s, e)| self.data.get(s..e))
+            .ok_or_else(|| corrupt(format!("page {}: beyond the object", entry.pgno)))
+    }
+
+    /// One page, decompressed and checked.
+    pub fn page(&self, entry: &PageEntry) -> Result<Vec<u8>> {
+        self.index.page_bytes(entry, self.stored(entry)?)
+    }
+
+    /// The pages of the `i`-th transaction (empty if there is none).
+    pub fn txn_pages(&self, i: usize) -> impl Iterator<Item = Result<(PageNo, Vec<u8>)>> + '_ {
+        let entries = self
+            .index
+            .txns
+            .get(i)
+            .map(|t| self.index.pages_of(t))
+            .unwrap_or(&[]);
+        entries
+            .iter()
+            .map(move |e| self.page(e).map(|p| (e.pgno, p)))
+    }
+
+    /// Every transaction with its pages, each checked.
+    pub fn to_txns(&self) -> Result<Vec<TxnPages>> {
+        let mut out = Vec::with_capacity(self.index.txns.len());
+        for (i, t) in self.index.txns.iter().enumerate() {
+            let pages = self
+                .txn_pages(i)
+                .map(|r| r.map(|(pgno, p)| (pgno, Bytes::from(p))))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(TxnPages {
+                txid: t.txid,
+                commit: t.commit,
+                db_pages: t.db_pages,
+                pages,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Check every page's checksum (the body checksum was checked by decode).
+    pub fn verify(&self) -> Result<()> {
+        let mut buf = vec![0u8; self.index.header.page_size as usize];
+        for e in &self.index.pages {
+            self.index.page_into(e, self.stored(e)?, &mut buf)?;
+        }
+        Ok(())
+    }
+}
+
+/// Encode with the default options (lz4, created now).
+pub fn encode(meta: &SegmentMeta, txns: &[TxnPages]) -> Result<Bytes> {
+    encode_with(meta, txns, &EncodeOptions::default())
+}
+
+/// Encode a segment or snapshot object. Within a txn, a page given twice
+/// keeps its last image; pages are stored sorted by page number.
+pub fn encode_with(meta: &SegmentMeta, txns: &[TxnPages], opts: &EncodeOptions) -> Result<Bytes> {
+    check_page_size(meta.page_size).map_err(Error::invalid)?;
+    let page_size = meta.page_size as usize;
+    let (Some(first), Some(last)) = (txns.first(), txns.last()) else {
+        return Err(Error::invalid("no transactions to encode"));
+    };
+    if meta.kind == SegmentKind::Snapshot && txns.len() != 1 {
+        return Err(Error::invalid(format!(
+            "a snapshot holds exactly one transaction, got {}",
+            txns.len()
+        )));
+    }
+    if first.txid.0 == 0 {
+        return Err(Error::invalid("txid 0 is not a transaction"));
+    }
+
+    // Validate, dedup (last image wins) and sort each txn's pages.
+    let mut sorted: Vec<Vec<(PageNo, &Bytes)>> = Vec::with_capacity(txns.len());
+    let mut prev: Option<TxId> = None;
+    for t in txns {
+        if let Some(p) = prev
+            && p.0.checked_add(1) != Some(t.txid.0)
+        {
+            return Err(Error::invalid(format!(
+                "txids not consecutive: {} after {p}",
+                t.txid
+            )));
+        }
+        prev = Some(t.txid);
+        let mut map: BTreeMap<PageNo, &Bytes> = BTreeMap::new();
+        for (pgno, data) in &t.pages {
+            if pgno.0 == 0 || pgno.0 > t.db_pages {
+                return Err(Error::invalid(format!(
+                    "txn {}: page {pgno} beyond database size {} pages",
+                    t.txid, t.db_pages
+                )));
+            }
+            if data.len() != page_size {
+                return Err(Error::invalid(format!(
+                    "txn {}: page {pgno} is {} bytes, page size {page_size}",
+                    t.txid,
+                    data.len()
+                )));
+            }
+            map.insert(*pgno, data);
+        }
+        if meta.kind == SegmentKind::Snapshot && map.len() != t.db_pages as usize {
+            return Err(Error::invalid(format!(
+                "snapshot of {} pages holds {} distinct pages",
+                t.db_pages,
+                map.len()
+            )));
+        }
+        sorted.push(map.into_iter().collect());
+    }
+
+    let too_big = || Error::invalid("too many pages for one object");
+    let page_total: usize = sorted.iter().map(Vec::len).sum();
+    let txn_count = u32::try_from(txns.len()).map_err(|_| too_big())?;
+    let page_count = u32::try_from(page_total).map_err(|_| too_big())?;
+    let index_len = u32::try_from(
+        txns.len() as u64 * TXN_ENTRY_LEN as u64 + page_total as u64 * PAGE_ENTRY_LEN as u64,
+    )
+    .map_err(|_| too_big())?;
+    let prefix_len = HEADER_LEN + index_len as usize;
+
+    // Header placeholder and index space, then the body appended directly.
+    let mut out = vec![0u8; prefix_len];
+    out.reserve(page_total * page_size / 2);
+    let mut txn_table = Vec::with_capacity(txns.len() * TXN_ENTRY_LEN);
+    let mut page_table = Vec::with_capacity(page_total * PAGE_ENTRY_LEN);
+    let mut next_entry = 0u32;
+    for (t, pages) in txns.iter().zip(&sorted) {
+        txn_table.extend_from_slice(&t.txid.0.to_le_bytes());
+        txn_table.extend_from_slice(&t.commit.0.to_le_bytes());
+        txn_table.extend_from_slice(&t.db_pages.to_le_bytes());
+        txn_table.extend_from_slice(&next_entry.to_le_bytes());
+        txn_table.extend_from_slice(&(pages.len() as u32).to_le_bytes());
+        txn_table.extend_from_slice(&0u32.to_le_bytes());
+        next_entry += pages.len() as u32;
+        for (pgno, data) in pages {
+            let offset = out.len() as u64;
+            let crc = crc32c::crc32c(data);
+            let mut flags = 0u32;
+            let compressed = if opts.compress {
+                lz4_flex::block::compress(data)
+            } else {
+                Vec::new()
+            };
+            if opts.compress && compressed.len() < page_size {
+                flags |= FLAG_LZ4;
+                out.extend_from_slice(&compressed);
+            } else {
+                out.extend_from_slice(data);
+            }
+            let stored_len = (out.len() as u64 - offset) as u32;
+            page_table.extend_from_slice(&pgno.0.to_le_bytes());
+            page_table.extend_from_slice(&flags.to_le_bytes());
+            page_table.extend_from_slice(&offset.to_le_bytes());
+            page_table.extend_from_slice(&stored_len.to_le_bytes());
+            page_table.extend_from_slice(&crc.to_le_bytes());
+        }
+    }
+    put(&mut out, HEADER_LEN, &txn_table);
+    put(&mut out, HEADER_LEN + txn_table.len(), &page_table);
+
+    let index = out.get(HEADER_LEN..prefix_len).unwrap_or(&[]);
+    let body = out.get(prefix_len..).unwrap_or(&[]);
+    let header = SegmentHeader {
+        version: VERSION,
+        kind: meta.kind,
+        codec: if opts.compress {
+            Codec::Lz4
+        } else {
+            Codec::None
+        },
+        page_size: meta.page_size,
+        db_id: meta.db_id,
+        epoch: meta.epoch,
+        first_txid: first.txid,
+        last_txid: last.txid,
+        created: opts.created.unwrap_or_else(Millis::now),
+        txn_count,
+        page_count,
+        index_len,
+        body_len: body.len() as u64,
+        index_crc: crc32c::crc32c(index),
+        body_crc: crc32c::crc32c(body),
+    };
+    put(&mut out, 0, &header.encode());
+    Ok(Bytes::from(out))
+}
+
+/// Decode a whole object (copies it; see [`decode_bytes`] to avoid that).
+pub fn decode(object: &[u8]) -> Result<Segment> {
+    decode_bytes(Bytes::copy_from_slice(object))
+}
+
+/// Decode a whole object: header, index and the body checksum. Page
+/// checksums are checked as pages are read ([`Segment::verify`] checks all).
+pub fn decode_bytes(object: Bytes) -> Result<Segment> {
+    let header = SegmentHeader::decode(&object)?;
+    let want = header.object_len();
+    let have = object.len() as u64;
+    if have < want {
+        return Err(corrupt(format!("truncated: {have} of {want} bytes")));
+    }
+    if have > want {
+        return Err(corrupt(format!(
+            "trailing bytes: {have} bytes, header says {want}"
+        )));
+    }
+    let index = SegmentIndex::decode(&object)?;
+    let body = object
+        .get(HEADER_LEN + header.index_len as usize..)
+        .unwrap_or(&[]);
+    if crc32c::crc32c(body) != header.body_crc {
+        return Err(corrupt("body checksum mismatch"));
+    }
+    Ok(Segment {
+        index,
+        data: object,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    /// Small deterministic PRNG (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn fill(&mut self, buf: &mut [u8]) {
+            for b in buf {
+                *b = self.next() as u8;
+            }
+        }
+    }
+
+    const PS: u32 = 1024;
+
+    fn meta(kind: SegmentKind) -> SegmentMeta {
+        SegmentMeta {
+            db_id: DbId([7; 16]),
+            epoch: Epoch(3),
+            page_size: PS,
+            kind,
+        }
+    }
+
+    fn opts() -> EncodeOptions {
+        EncodeOptions {
+            created: Some(Millis(1_700_000_000_000)),
+            compress: true,
+        }
+    }
+
+    /// Random (incompressible) or patterned (compressible) page.
+    fn page(rng: &mut Rng, compressible: bool) -> Bytes {
+        let mut p = vec![0u8; PS as usize];
+        if compressible {
+            let b = rng.next() as u8;
+            for (i, x) in p.iter_mut().enumerate() {
+                *x = if i % 64 < 8 { b } else { 0 };
+            }
+        } else {
+            rng.fill(&mut p);
+        }
+        Bytes::from(p)
+    }
+
+    /// Several txns with duplicates, mixed compressibility, a shrink.
+    fn sample_txns(rng: &mut Rng) -> Vec<TxnPages> {
+        let mut txns = Vec::new();
+        for (i, db_pages) in [20u32, 24, 24, 10, 12].into_iter().enumerate() {
+            let n = 1 + rng.below(6) as usize;
+            let mut pages = Vec::new();
+            for _ in 0..n {
+                let pgno = PageNo(1 + rng.below(db_pages as u64) as u32);
+                let compressible = rng.below(2) == 0;
+                pages.push((pgno, page(rng, compressible)));
+            }
+            // A duplicate of the first page, with a new image: last one wins.
+            let dup = pages[0].0;
+            pages.push((dup, page(rng, true)));
+            txns.push(TxnPages {
+                txid: TxId(41 + i as u64),
+                commit: Millis(1000 + i as u64),
+                db_pages,
+                pages,
+            });
+        }
+        txns
+    }
+
+    /// What decoding must give: per txn, dedup keeping the last, sorted.
+    fn expected(txns: &[TxnPages]) -> Vec<TxnPages> {
+        txns.iter()
+            .map(|t| {
+                let map: BTreeMap<PageNo, Bytes> = t.pages.iter().cloned().collect();
+                TxnPages {
+                    pages: map.into_iter().collect(),
+                    ..t.clone()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn roundtrip_segment() {
+        let mut rng = Rng(0x1234_5678);
+        let txns = sample_txns(&mut rng);
+        let obj = encode_with(&meta(SegmentKind::Segment), &txns, &opts()).unwrap();
+        let seg = decode(&obj).unwrap();
+        let h = seg.header();
+        assert_eq!(h.meta(), meta(SegmentKind::Segment));
+        assert_eq!((h.first_txid, h.last_txid), (TxId(41), TxId(45)));
+        assert_eq!(h.codec, Codec::Lz4);
+        assert_eq!(h.created, Millis(1_700_000_000_000));
+        assert_eq!(seg.index.object_len(), obj.len() as u64);
+        assert_eq!(seg.to_txns().unwrap(), expected(&txns));
+        seg.verify().unwrap();
+        // Both compressed and raw pages are present.
+        assert!(seg.index.pages.iter().any(|p| p.compressed));
+        assert!(seg.index.pages.iter().any(|p| !p.compressed));
+        assert_eq!(seg.index.txn_for(TxId(43)).unwrap().txid, TxId(43));
+        assert!(seg.index.txn_for(TxId(40)).is_none());
+        assert!(seg.index.txn_for(TxId(46)).is_none());
+        // Encoding is deterministic.
+        assert_eq!(
+            obj,
+            encode_with(&meta(SegmentKind::Segment), &txns, &opts()).unwrap()
+        );
+    }
+
+    #[test]
+    fn roundtrip_uncompressed_and_snapshot() {
+        let mut rng = Rng(99);
+        let txns = sample_txns(&mut rng);
+        let o = EncodeOptions {
+            compress: false,
+            ..opts()
+        };
+        let obj = encode_with(&meta(SegmentKind::Segment), &txns, &o).unwrap();
+        let seg = decode(&obj).unwrap();
+        assert_eq!(seg.header().codec, Codec::None);
+        assert!(seg.index.pages.iter().all(|p| !p.compressed));
+        assert_eq!(seg.to_txns().unwrap(), expected(&txns));
+
+        let pages: Vec<_> = (1..=9)
+            .rev()
+            .map(|n| (PageNo(n), page(&mut rng, n % 2 == 0)))
+            .collect();
+        let snap = vec![TxnPages {
+            txid: TxId(77),
+            commit: Millis(5),
+            db_pages: 9,
+            pages,
+        }];
+        let obj = encode_with(&meta(SegmentKind::Snapshot), &snap, &opts()).unwrap();
+        let seg = decode(&obj).unwrap();
+        assert_eq!(seg.header().kind, SegmentKind::Snapshot);
+        assert_eq!(seg.to_txns().unwrap(), expected(&snap));
+    }
+
+    #[test]
+    fn ranged_read_path() {
+        let mut rng = Rng(7);
+        let txns = sample_txns(&mut rng);
+        let obj = encode_with(&meta(SegmentKind::Segment), &txns, &opts()).unwrap();
+        // First GET: a guess at the prefix; the header says how much is needed.
+        let header = SegmentHeader::decode(&obj[..HEADER_LEN]).unwrap();
+        let prefix = &obj[..header.prefix_len() as usize];
+        let err = SegmentIndex::decode(&prefix[..prefix.len() - 1]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.to_string().starts_with("truncated"), "{err}");
+        let index = SegmentIndex::decode(prefix).unwrap();
+        let want = expected(&txns);
+        for (t, w) in index.txns.iter().zip(&want) {
+            assert_eq!(t.db_pages, w.db_pages);
+            for (e, (pgno, data)) in index.pages_of(t).iter().zip(&w.pages) {
+                let r = e.range();
+                let page = index
+                    .page_bytes(e, &obj[r.start as usize..r.end as usize])
+                    .unwrap();
+                assert_eq!((e.pgno, &page[..]), (*pgno, &data[..]));
+            }
+        }
+        // find_page: newest image at or before a txid.
+        for upto in [41u64, 43, 45] {
+            for pgno in 1..=24 {
+                let pgno = PageNo(pgno);
+                let newest = want
+                    .iter()
+                    .filter(|t| t.txid.0 <= upto)
+                    .rev()
+                    .find_map(|t| {
+                        t.pages
+                            .iter()
+                            .find(|(n, _)| *n == pgno)
+                            .map(|(_, img)| (t.txid, img))
+                    });
+                match (index.find_page(pgno, TxId(upto)), newest) {
+                    (None, None) => {}
+                    (Some((t, e)), Some((txid, img))) => {
+                        assert_eq!(t.txid, txid);
+                        let r = e.range();
+                        let got = index
+                            .page_bytes(e, &obj[r.start as usize..r.end as usize])
+                            .unwrap();
+                        assert_eq!(&got[..], &img[..]);
+                    }
+                    (got, want) => panic!("find_page({pgno}, {upto}): {got:?} vs {want:?}"),
+                }
+            }
+        }
+        assert!(index.find_page(PageNo(1000), TxId(45)).is_none());
+        // A wrong slice is caught.
+        let e = &index.pages[0];
+        let r = e.range();
+        let mut bad = obj[r.start as usize..r.end as usize].to_vec();
+        bad[0] ^= 1;
+        let err = index.page_bytes(e, &bad).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(index.page_bytes(e, &bad[1..]).is_err());
+    }
+
+    #[test]
+    fn encode_rejects_bad_input() {
+        let mut rng = Rng(5);
+        let m = meta(SegmentKind::Segment);
+        let t = |txid, db_pages, pages| TxnPages {
+            txid: TxId(txid),
+            commit: Millis(0),
+            db_pages,
+            pages,
+        };
+        let p = page(&mut rng, false);
+        let inv = |r: Result<Bytes>| assert_eq!(r.unwrap_err().kind(), ErrorKind::Invalid);
+        inv(encode(&m, &[]));
+        inv(encode(&m, &[t(1, 5, vec![(PageNo(6), p.clone())])]));
+        inv(encode(&m, &[t(1, 5, vec![(PageNo(0), p.clone())])]));
+        inv(encode(&m, &[t(1, 5, vec![(PageNo(1), p.slice(..100))])]));
+        inv(encode(&m, &[t(1, 5, vec![]), t(3, 5, vec![])]));
+        inv(encode(&m, &[t(2, 5, vec![]), t(2, 5, vec![])]));
+        inv(encode(&m, &[t(0, 5, vec![])]));
+        for ps in [0, 256, 1000, 131072] {
+            inv(encode(
+                &SegmentMeta { page_size: ps, ..m },
+                &[t(1, 0, vec![])],
+            ));
+        }
+        let s = meta(SegmentKind::Snapshot);
+        inv(encode(
+            &s,
+            &[t(1, 1, vec![(PageNo(1), p.clone())]), t(2, 1, vec![])],
+        ));
+        inv(encode(&s, &[t(1, 2, vec![(PageNo(1), p.clone())])]));
+        encode(&s, &[t(1, 1, vec![(PageNo(1), p.clone())])]).unwrap();
+        // Consecutive txns, empty txns are fine.
+        encode(&m, &[t(1, 5, vec![]), t(2, 5, vec![(PageNo(5), p)])]).unwrap();
+    }
+
+    #[test]
+    fn error_messages() {
+        let mut rng = Rng(11);
+        let obj =
+            encode_with(&meta(SegmentKind::Segment), &sample_txns(&mut rng), &opts()).unwrap();
+        let msg = |b: &[u8]| decode(b).unwrap_err().to_string();
+        assert_eq!(msg(&obj[..100]), "truncated: 100 of 128 header bytes");
+        assert_eq!(
+            msg(&obj[..obj.len() - 1]),
+            format!("truncated: {} of {} bytes", obj.len() - 1, obj.len())
+        );
+        let mut b = obj.to_vec();
+        b[0] = b'X';
+        assert_eq!(msg(&b), "bad magic");
+        let mut b = obj.to_vec();
+        b[offsets::EPOCH] ^= 1;
+        assert_eq!(msg(&b), "header checksum mismatch");
+        let mut b = obj.to_vec();
+        b[HEADER_LEN + 3] ^= 1;
+        assert_eq!(msg(&b), "index checksum mismatch");
+        let mut b = obj.to_vec();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert_eq!(msg(&b), "body checksum mismatch");
+        // Page checksum names the page (ranged path, no body check).
+        let seg = decode(&obj).unwrap();
+        let e = seg.index.pages.iter().find(|p| !p.compressed).unwrap();
+        let mut stored = seg.stored(e).unwrap().to_vec();
+        stored[10] ^= 0x40;
+        assert_eq!(
+            seg.index.page_bytes(e, &stored).unwrap_err().to_string(),
+            format!("page {} checksum mismatch", e.pgno)
+        );
+    }
+
+    fn check_no_panic(obj: &[u8], want: &[TxnPages], rng: &mut Rng, rounds: usize) {
+        let prefix_len = SegmentHeader::decode(obj).unwrap().prefix_len() as usize;
+        for n in 0..obj.len() {
+            assert!(decode(&obj[..n]).is_err(), "truncation to {n} decoded");
+            let r = SegmentIndex::decode(&obj[..n]);
+            assert_eq!(r.is_ok(), n >= prefix_len, "index of truncation to {n}");
+        }
+        for _ in 0..rounds {
+            let mut b = obj.to_vec();
+            let pos = rng.below(b.len() as u64) as usize;
+            b[pos] ^= 1 + rng.below(255) as u8;
+            // Whole-object path.
+            if let Ok(seg) = decode(&b) {
+                assert_eq!(seg.to_txns().unwrap(), want, "flip at {pos} changed pages");
+                assert!(
+                    (offsets::HEADER_END..HEADER_LEN).contains(&pos),
+                    "flip at {pos} undetected"
+                );
+            }
+            // Ranged path: index from the prefix, each page from its slice,
+            // no body checksum; the page checksum must catch it.
+            if let Ok(index) = SegmentIndex::decode(&b) {
+                let mut buf = vec![0u8; index.header.page_size as usize];
+                for (t, w) in index.txns.iter().zip(want) {
+                    for (e, (_, img)) in index.pages_of(t).iter().zip(&w.pages) {
+                        let r = e.range();
+                        let Some(stored) = b.get(r.start as usize..r.end as usize) else {
+                            continue;
+                        };
+                        if index.page_into(e, stored, &mut buf).is_ok() {
+                            assert_eq!(&buf[..], &img[..], "flip at {pos} changed page {}", e.pgno);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_panic_on_truncation_or_corruption() {
+        let mut rng = Rng(0xdead_beef);
+        let txns = sample_txns(&mut rng);
+        let obj = encode_with(&meta(SegmentKind::Segment), &txns, &opts()).unwrap();
+        check_no_panic(&obj, &expected(&txns), &mut rng, 10_000);
+
+        let pages: Vec<_> = (1..=6)
+            .map(|n| (PageNo(n), page(&mut rng, n % 2 == 1)))
+            .collect();
+        let snap = vec![TxnPages {
+            txid: TxId(9),
+            commit: Millis(1),
+            db_pages: 6,
+            pages,
+        }];
+        let obj = encode_with(&meta(SegmentKind::Snapshot), &snap, &opts()).unwrap();
+        check_no_panic(&obj, &snap, &mut rng, 2_000);
+    }
+
+    /// Recompute index, body and header checksums after tampering, so the
+    /// entry checks themselves are exercised.
+    fn fix_crcs(b: &mut [u8]) {
+        use offsets as o;
+        let index_len = u32_at(b, o::INDEX_LEN) as usize;
+        let prefix = (HEADER_LEN + index_len).min(b.len());
+        let index_crc = crc32c::crc32c(&b[HEADER_LEN..prefix]);
+        let body_crc = crc32c::crc32c(&b[prefix..]);
+        b[o::INDEX_CRC..o::INDEX_CRC + 4].copy_from_slice(&index_crc.to_le_bytes());
+        b[o::BODY_CRC..o::BODY_CRC + 4].copy_from_slice(&body_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&b[..o::HEADER_CRC]);
+        b[o::HEADER_CRC..o::HEADER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn tampered_index_with_valid_checksums_never_panics() {
+        let mut rng = Rng(0x5eed);
+        let txns = sample_txns(&mut rng);
+        let obj = encode_with(&meta(SegmentKind::Segment), &txns, &opts()).unwrap();
+        let prefix_len = SegmentHeader::decode(&obj).unwrap().prefix_len() as usize;
+        let mut rejected = 0;
+        for i in 0..10_000 {
+            let mut b = obj.to_vec();
+            // Mostly index bytes, sometimes header fields.
+            let pos = if i % 4 == 0 {
+                rng.below(offsets::HEADER_CRC as u64) as usize
+            } else {
+                HEADER_LEN + rng.below((prefix_len - HEADER_LEN) as u64) as usize
+            };
+            b[pos] ^= 1 + rng.below(255) as u8;
+            if i % 7 == 0 {
+                // And sometimes a length change.
+                let n = rng.below(b.len() as u64 + 1) as usize;
+                b.truncate(n);
+                if b.len() < HEADER_LEN {
+                    continue;
+                }
+            }
+            fix_crcs(&mut b);
+            match decode(&b) {
+                Ok(seg) => {
+                    let _ = seg.to_txns();
+                    let _ = seg.verify();
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::Corrupt);
+                    rejected += 1;
+                }
+            }
+            if let Ok(index) = SegmentIndex::decode(&b) {
+                let _ = index.find_page(PageNo(3), TxId(44));
+            }
+        }
+        assert!(rejected > 5_000, "only {rejected} rejected");
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = Rng(42);
+        let mut header = encode_with(&meta(SegmentKind::Segment), &sample_txns(&mut rng), &opts())
+            .unwrap()[..HEADER_LEN]
+            .to_vec();
+        for _ in 0..2000 {
+            let n = rng.below(600) as usize;
+            let mut b = vec![0u8; n];
+            rng.fill(&mut b);
+            assert!(decode(&b).is_err());
+            // Valid magic + version but random fields, with a valid crc.
+            rng.fill(&mut header[offsets::KIND..offsets::HEADER_CRC]);
+            header[offsets::KIND] = 1 + rng.below(2) as u8;
+            header[offsets::CODEC] = rng.below(2) as u8;
+            header[offsets::PAGE_SIZE..offsets::PAGE_SIZE + 4].copy_from_slice(&PS.to_le_bytes());
+            let crc = crc32c::crc32c(&header[..offsets::HEADER_CRC]);
+            header[offsets::HEADER_CRC..offsets::HEADER_CRC + 4]
+                .copy_from_slice(&crc.to_le_bytes());
+            let mut obj = header.clone();
+            obj.extend_from_slice(&b);
+            let _ = decode(&obj);
+            let _ = SegmentIndex::decode(&obj);
+        }
+    }
+}

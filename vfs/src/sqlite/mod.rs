@@ -1,0 +1,99 @@
+//! The SQLite side: a VFS named `strata`, built on `sqlite-plugin`, that
+//! forwards every file operation to SQLite's own unix VFS and captures each
+//! committed transaction on its way into the WAL (or, in rollback-journal
+//! mode, into the database file) for the engine.
+//!
+//! - `base.rs`: files of the base VFS, driven through its C methods.
+//! - `capture.rs`: turning writes into committed transactions.
+//! - `vfs.rs`: the `sqlite_plugin::vfs::Vfs` implementation and file handles.
+//! - `params.rs`: URI parameters and `STRATA_*` variables.
+//! - `registry.rs`: one `Replica` per database file per process.
+//! - `pragmas.rs`: `PRAGMA strata_*`: replication status from SQL.
+//! - this file: registration, and the one place where engine errors become
+//!   SQLite result codes.
+
+mod base;
+mod capture;
+mod ffi;
+pub mod params;
+mod pragmas;
+mod registry;
+mod vfs;
+
+pub use vfs::StrataVfs;
+
+use crate::error::{Error, ErrorKind};
+use sqlite_plugin::vars;
+
+/// The VFS name to put in URIs: `file:data.db?vfs=strata&...`.
+pub const VFS_NAME: &str = "strata";
+
+/// Engine error → SQLite result code (the only such mapping).
+pub fn sqlite_code(e: &Error) -> i32 {
+    match e.kind() {
+        ErrorKind::NotFound => vars::SQLITE_CANTOPEN,
+        // Spool full or local disk full: SQLite reports "database or disk is full".
+        ErrorKind::Unavailable if e.to_string().contains("full") => vars::SQLITE_FULL,
+        ErrorKind::Unavailable => vars::SQLITE_IOERR,
+        // Another writer owns the database: this connection may only read.
+        ErrorKind::Conflict => vars::SQLITE_READONLY,
+        ErrorKind::Corrupt => vars::SQLITE_CORRUPT,
+        ErrorKind::Invalid => vars::SQLITE_MISUSE,
+    }
+}
+
+/// Register the `strata` VFS with the SQLite linked into this program
+/// (rusqlite's). Idempotent.
+#[cfg(feature = "static")]
+pub fn register_static() -> crate::Result<()> {
+    use std::sync::OnceLock;
+    static DONE: OnceLock<Result<(), i32>> = OnceLock::new();
+    let r = DONE.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find(NULL) returns the default (unix) VFS.
+        let base = unsafe { rusqlite::ffi::sqlite3_vfs_find(std::ptr::null()) };
+        if base.is_null() {
+            return Err(vars::SQLITE_ERROR);
+        }
+        let vfs = StrataVfs::new(base.cast());
+        sqlite_plugin::vfs::register_static(
+            std::ffi::CString::new(VFS_NAME).expect("no NUL"),
+            vfs,
+            sqlite_plugin::vfs::RegisterOpts {
+                make_default: false,
+            },
+        )
+        .map(|_| ())
+    });
+    r.map_err(|rc| Error::unavailable(format!("register the strata VFS: SQLite error {rc}")))
+}
+
+/// Register the `strata` VFS from a loadable extension's init function.
+///
+/// # Safety
+/// `api` is the `sqlite3_api_routines` pointer SQLite passed to the init function.
+#[cfg(feature = "dynamic")]
+pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) -> Result<(), i32> {
+    let api_ref = unsafe { api.as_ref() }.ok_or(vars::SQLITE_MISUSE)?;
+    let find = api_ref.vfs_find.ok_or(vars::SQLITE_MISUSE)?;
+    // Registering twice (the extension loaded by several connections) is a no-op.
+    let name = std::ffi::CString::new(VFS_NAME).expect("no NUL");
+    if !unsafe { find(name.as_ptr()) }.is_null() {
+        return Ok(());
+    }
+    let base = unsafe { find(std::ptr::null()) };
+    if base.is_null() {
+        return Err(vars::SQLITE_ERROR);
+    }
+    let vfs = StrataVfs::new(base.cast());
+    unsafe {
+        sqlite_plugin::vfs::register_dynamic(
+            api,
+            name,
+            vfs,
+            sqlite_plugin::vfs::RegisterOpts {
+                make_default: false,
+            },
+        )
+    }
+    .map(|_| ())
+}

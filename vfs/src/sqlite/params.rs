@@ -1,0 +1,131 @@
+//! Configuration of a database opened through the VFS: URI parameters
+//! (`file:data.db?vfs=strata&bucket=...&tenant=acme`), falling back to
+//! `STRATA_*` environment variables.
+//!
+//! | URI parameter      | environment               | default            |
+//! |--------------------|---------------------------|--------------------|
+//! | `bucket`           | `STRATA_BUCKET`           | (required)         |
+//! | `tenant`           | `STRATA_TENANT`           | (required)         |
+//! | `db`               | `STRATA_DB`               | the file's name    |
+//! | `durability`       | `STRATA_DURABILITY`       | `async`            |
+//! | `sync_interval`    | `STRATA_SYNC_INTERVAL`    | `1s`               |
+//! | `max_spool`        | `STRATA_MAX_SPOOL`        | 1 GiB (bytes)      |
+//! | `snapshot_interval`| `STRATA_SNAPSHOT_INTERVAL`| `24h`              |
+//! | `retention`        | `STRATA_RETENTION`        | `7d`               |
+
+use crate::bucket::{Store, open_bucket};
+use crate::engine::config::{ReplicaConfig, parse_duration};
+use crate::error::{Error, Result};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+/// URI parameters as SQLite lays them out after a filename:
+/// `name\0key\0value\0key\0value\0\0`.
+pub struct UriParams(Vec<(String, String)>);
+
+impl UriParams {
+    /// # Safety
+    /// `name` must point at a filename SQLite passed to xOpen for a main
+    /// database (which is followed by its parameters), NUL-terminated.
+    pub unsafe fn read(name: *const u8) -> UriParams {
+        let mut out = Vec::new();
+        if name.is_null() {
+            return UriParams(out);
+        }
+        unsafe {
+            let mut p = name;
+            p = p.add(cstr_len(p) + 1);
+            loop {
+                let klen = cstr_len(p);
+                if klen == 0 {
+                    break;
+                }
+                let key = String::from_utf8_lossy(std::slice::from_raw_parts(p, klen)).into_owned();
+                p = p.add(klen + 1);
+                let vlen = cstr_len(p);
+                let val = String::from_utf8_lossy(std::slice::from_raw_parts(p, vlen)).into_owned();
+                p = p.add(vlen + 1);
+                out.push((key, val));
+            }
+        }
+        UriParams(out)
+    }
+
+    pub fn empty() -> UriParams {
+        UriParams(Vec::new())
+    }
+
+    /// The URI parameter, else `STRATA_<KEY>` from the environment.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(format!("STRATA_{}", key.to_ascii_uppercase())).ok())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+unsafe fn cstr_len(p: *const u8) -> usize {
+    let mut n = 0;
+    while unsafe { *p.add(n) } != 0 {
+        n += 1;
+    }
+    n
+}
+
+static STORES: LazyLock<Mutex<HashMap<String, Store>>> = LazyLock::new(Default::default);
+
+/// One store per bucket URL per process (an S3 store owns a client and runtime).
+pub fn shared_store(url: &str) -> Result<Store> {
+    let mut stores = STORES.lock();
+    if let Some(s) = stores.get(url) {
+        return Ok(s.clone());
+    }
+    let s = open_bucket(url)?;
+    stores.insert(url.to_string(), s.clone());
+    Ok(s)
+}
+
+/// Build the replication config of the database at `path`.
+pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
+    let bucket = params.get("bucket").ok_or_else(|| {
+        Error::invalid(format!(
+            "{path}: no bucket: add `bucket=file:///path` or `bucket=s3://bucket/prefix` to the URI, or set STRATA_BUCKET"
+        ))
+    })?;
+    let tenant = params.get("tenant").ok_or_else(|| {
+        Error::invalid(format!(
+            "{path}: no tenant: add `tenant=NAME` to the URI, or set STRATA_TENANT"
+        ))
+    })?;
+    let db = match params.get("db") {
+        Some(d) => d,
+        None => std::path::Path::new(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                Error::invalid(format!("{path}: cannot name the database; add `db=NAME`"))
+            })?,
+    };
+    let mut cfg = ReplicaConfig::new(shared_store(&bucket)?, &tenant, &db)?;
+    if let Some(d) = params.get("durability") {
+        cfg.durability = d.parse()?;
+    }
+    if let Some(v) = params.get("sync_interval") {
+        cfg.sync_interval = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("snapshot_interval") {
+        cfg.snapshot_interval = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("retention") {
+        cfg.retention = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("max_spool") {
+        cfg.max_spool = v
+            .parse()
+            .map_err(|_| Error::invalid(format!("max_spool must be a byte count, not `{v}`")))?;
+    }
+    Ok(cfg)
+}

@@ -1,0 +1,48 @@
+//! One `Replica` per database file per process, shared by every connection
+//! (and its WAL handle) that opens the file.
+
+use crate::engine::{Replica, ReplicaConfig};
+use crate::error::Result;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::{Duration, Instant};
+
+static REPLICAS: LazyLock<Mutex<HashMap<PathBuf, Weak<Replica>>>> = LazyLock::new(Default::default);
+
+/// The replica of `path`, opening it if this process has none. `None`: another
+/// process is the writer, so connections here may only read.
+pub fn acquire(path: &Path, cfg: ReplicaConfig) -> Result<Option<Arc<Replica>>> {
+    let started = Instant::now();
+    loop {
+        let mut map = REPLICAS.lock();
+        match map.get(path).map(|w| (w.upgrade(), w.strong_count())) {
+            Some((Some(r), _)) => return Ok(Some(r)),
+            _ => {}
+        }
+        let closing = map.contains_key(path);
+        match Replica::open(path, cfg.clone())? {
+            Some(r) => {
+                let r = Arc::new(r);
+                map.insert(path.to_path_buf(), Arc::downgrade(&r));
+                return Ok(Some(r));
+            }
+            // Our own last connection may still be closing (final upload):
+            // wait for it rather than demote this connection to a reader.
+            None if closing && started.elapsed() < cfg.sync_timeout + Duration::from_secs(2) => {
+                drop(map);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            None => {
+                map.remove(path);
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// The replica of `path` if some connection of this process holds it.
+pub fn find(path: &Path) -> Option<Arc<Replica>> {
+    REPLICAS.lock().get(path).and_then(Weak::upgrade)
+}
