@@ -1,3 +1,159 @@
 //! Test harness: real processes and real servers on loopback.
+//!
+//! - [`s3server`]: a moto S3 server on a free loopback port.
+//! - [`Backend`]: the same test body runs against a local-directory bucket
+//!   and the S3 server; child processes get the bucket's URL and `AWS_*` env.
+//! - helpers to find the built binaries and compare database contents.
 
 pub mod s3server;
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where a test's bucket lives.
+pub enum Backend {
+    Local(tempfile::TempDir),
+    S3(s3server::S3Server, String),
+}
+
+impl Backend {
+    pub fn local() -> Result<Backend> {
+        Ok(Backend::Local(tempfile::tempdir()?))
+    }
+    pub fn s3() -> Result<Backend> {
+        let server = s3server::S3Server::start()?;
+        let prefix = format!("t{}", rand::random::<u32>());
+        Ok(Backend::S3(server, prefix))
+    }
+    /// Both backends, for tests that run the same body on each.
+    pub fn all() -> Result<Vec<Backend>> {
+        Ok(vec![Backend::local()?, Backend::s3()?])
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Local(_) => "local",
+            Backend::S3(..) => "s3",
+        }
+    }
+    pub fn url(&self) -> String {
+        match self {
+            Backend::Local(d) => format!("file://{}/bucket", d.path().display()),
+            Backend::S3(s, p) => s.url(p),
+        }
+    }
+    /// The environment a child process needs to reach the bucket.
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Backend::Local(_) => vec![],
+            Backend::S3(s, _) => s.env(),
+        }
+    }
+    /// An engine handle on the bucket, for checks from the test itself.
+    pub fn store(&self) -> Result<strata_vfs::bucket::Store> {
+        Ok(match self {
+            Backend::Local(d) => {
+                strata_vfs::bucket::open_bucket(&format!("file://{}/bucket", d.path().display()))?
+            }
+            Backend::S3(s, p) => s.store(p),
+        })
+    }
+    /// URI parameters selecting this bucket and a tenant.
+    pub fn params(&self, tenant: &str) -> String {
+        format!("bucket={}&tenant={tenant}", self.url())
+    }
+    pub fn command(&self, bin: &Path) -> Command {
+        let mut c = Command::new(bin);
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+/// A binary built by this workspace (`target/<profile>/<name>`).
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .context("locate target dir")?;
+    let p = dir.join(name);
+    if !p.exists() {
+        bail!(
+            "{} is not built: run `cargo build --workspace --bins` (scripts/test does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// The loadable extension, built in release mode by scripts/test.
+pub fn extension_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let target = exe.ancestors().nth(3).context("locate target dir")?;
+    let p = target.join("release/libstrata.so");
+    if !p.exists() {
+        bail!(
+            "{} is not built: run `cargo build --release -p strata-ext` (scripts/test does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// A stable digest of every user table's rows (order-independent of pages).
+pub fn content_hash(c: &rusqlite::Connection) -> Result<u32> {
+    let mut tables: Vec<String> = c
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    tables.sort();
+    let mut h = 0u32;
+    for t in tables {
+        h = crc32(h, t.as_bytes());
+        let mut stmt = c.prepare(&format!("SELECT * FROM \"{t}\" ORDER BY rowid"))?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            for i in 0..n {
+                let v = format!("{:?}", row.get_ref(i)?);
+                h = crc32(h, v.as_bytes());
+            }
+        }
+    }
+    Ok(h)
+}
+
+fn crc32(mut h: u32, data: &[u8]) -> u32 {
+    // FNV-style mixing is enough to tell states apart in tests.
+    for &b in data {
+        h = (h ^ b as u32).wrapping_mul(16_777_619).rotate_left(5);
+    }
+    h
+}
+
+/// `PRAGMA integrity_check` of a file.
+pub fn integrity(path: &Path) -> Result<String> {
+    let c =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+}
+
+/// Restore through the engine (what `strata restore` does), checked.
+pub fn restore(
+    store: &strata_vfs::bucket::Store,
+    tenant: &str,
+    db: &str,
+    target: strata_vfs::engine::Target,
+    out: &Path,
+) -> Result<strata_vfs::engine::restore::Restored> {
+    let keys = strata_vfs::format::keys::DbKeys::new(tenant, db)?;
+    Ok(strata_vfs::engine::restore::restore(
+        store,
+        &keys,
+        target,
+        out,
+        &Default::default(),
+    )?)
+}

@@ -180,13 +180,13 @@ impl LocalStore {
                 .io_ctx("local bucket: current directory")?
                 .join(root)
         };
-        fs::create_dir_all(&root).io_ctx(format!("create bucket directory {}", root.display()))?;
-        if !root.is_dir() {
+        if root.exists() && !root.is_dir() {
             return Err(Error::invalid(format!(
                 "local bucket {} is not a directory",
                 root.display()
             )));
         }
+        fs::create_dir_all(&root).io_ctx(format!("create bucket directory {}", root.display()))?;
         Ok(LocalStore { root })
     }
 
@@ -671,6 +671,17 @@ mod tests {
         assert_eq!(a, content_etag(b"hello world, this is strata"));
         assert_ne!(content_etag(b""), content_etag(b"\0"));
         assert_ne!(content_etag(b"\0"), content_etag(b"\0\0"));
+    }
+
+    #[test]
+    fn root_that_is_a_file_is_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            LocalStore::new(file).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
     }
 
     #[test]

@@ -160,6 +160,8 @@ impl Replica {
                     )));
                 }
             }
+            // Created here but killed before the first claim reached the bucket.
+            (None, Some(s)) if s.head == TxId::ZERO => {}
             (None, Some(s)) => {
                 return Err(Error::conflict(format!(
                     "{} has no manifest, but this node replicated database {} there before: wrong bucket? \

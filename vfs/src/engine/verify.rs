@@ -30,10 +30,7 @@ pub fn verify(
     if let Err(e) = manifest.validate() {
         report.problems.push(format!("{}: {e}", keys.manifest()));
     }
-    for o in store
-        .list(&format!("{}/", keys.root()))
-        .ctx("list objects")?
-    {
+    for o in store.list(keys.root()).ctx("list objects")? {
         if o.key == keys.manifest() || o.key.ends_with("lease.json") {
             continue;
         }
