@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! sqlite3 -cmd ".load target/release/libstrata" \
-//!   "file:data.db?vfs=strata&bucket=file:///tmp/b&tenant=acme"
+//!   -cmd ".open file:data.db?vfs=strata&bucket=file:///tmp/b&tenant=acme"
 //! ```
 //! Loading registers the VFS `strata` once per process and keeps the library
 //! loaded (`SQLITE_OK_LOAD_PERMANENTLY`), since SQLite keeps calling into it.

@@ -4,7 +4,6 @@
 //! Every call counts as a request, whether it succeeds or not (a failed request
 //! is still billed and still costs a round trip). Bytes written count the
 //! payload of every put attempt; bytes read count the payload returned.
-// metrics: wired in crate::metrics
 
 use super::{ETag, Object, ObjectMeta, ObjectStore};
 use crate::error::Result;
@@ -79,6 +78,15 @@ pub struct MeteredStore<S> {
     c: Counters,
 }
 
+/// One request: this store's counter and the process-wide Prometheus one.
+fn count(c: &AtomicU64, op: &str) {
+    c.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::METRICS
+        .bucket_requests
+        .with_label_values(&[op])
+        .inc();
+}
+
 fn inc(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
@@ -114,44 +122,44 @@ impl<S: ObjectStore> MeteredStore<S> {
 
 impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
     fn get(&self, key: &str) -> Result<Object> {
-        inc(&self.c.get, 1);
+        count(&self.c.get, "get");
         let obj = self.inner.get(key)?;
         inc(&self.c.bytes_read, obj.data.len() as u64);
         Ok(obj)
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        inc(&self.c.get_range, 1);
+        count(&self.c.get_range, "get_range");
         let data = self.inner.get_range(key, range)?;
         inc(&self.c.bytes_read, data.len() as u64);
         Ok(data)
     }
 
     fn put(&self, key: &str, data: Bytes) -> Result<ETag> {
-        inc(&self.c.put, 1);
+        count(&self.c.put, "put");
         inc(&self.c.bytes_written, data.len() as u64);
         self.inner.put(key, data)
     }
 
     fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ETag> {
-        inc(&self.c.put_if_absent, 1);
+        count(&self.c.put_if_absent, "put_if_absent");
         inc(&self.c.bytes_written, data.len() as u64);
         self.inner.put_if_absent(key, data)
     }
 
     fn put_if_match(&self, key: &str, data: Bytes, etag: &ETag) -> Result<ETag> {
-        inc(&self.c.put_if_match, 1);
+        count(&self.c.put_if_match, "put_if_match");
         inc(&self.c.bytes_written, data.len() as u64);
         self.inner.put_if_match(key, data, etag)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        inc(&self.c.list, 1);
+        count(&self.c.list, "list");
         self.inner.list(prefix)
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        inc(&self.c.delete, 1);
+        count(&self.c.delete, "delete");
         self.inner.delete(key)
     }
 

@@ -348,7 +348,12 @@ impl Replica {
         };
         METRICS.commits.inc();
         if core.cfg.durability == Durability::Sync && !hold {
-            self.wait_replicated(txid, core.cfg.sync_timeout)?;
+            // The commit already happened locally and cannot be undone: a
+            // timeout is reported, not returned (retryable errors before the
+            // commit point come with group commit, issue 3).
+            if let Err(e) = self.wait_replicated(txid, core.cfg.sync_timeout) {
+                tracing::error!(error = %e, "sync-mode commit not yet in the bucket");
+            }
         }
         Ok(txid)
     }
@@ -396,9 +401,11 @@ impl Replica {
     }
 
     pub fn status(&self) -> Status {
+        // Lock order everywhere: writer before progress.
+        let db_id = self.core.writer.lock().db_id;
         let p = self.core.progress.lock();
         Status {
-            db_id: Some(self.core.writer.lock().db_id),
+            db_id: Some(db_id),
             committed: p.committed,
             replicated: p.replicated,
             oldest_pending: p.pending.front().map(|(_, t)| *t),

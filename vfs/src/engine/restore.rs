@@ -159,7 +159,12 @@ pub fn restore(
         file.sync_all().io_ctx("sync restored file")?;
         drop(file);
         if let Some(verify) = &opts.verify {
-            verify(&tmp).ctx(format!("verify restore of txid {}", r.txid))?;
+            let checked = verify(&tmp).ctx(format!("verify restore of txid {}", r.txid));
+            // A read-only check of a WAL-mode file leaves an empty -wal/-shm.
+            for suffix in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(super::replica::with_suffix(&tmp, suffix));
+            }
+            checked?;
         }
         std::fs::rename(&tmp, out).io_ctx(format!("move restored file to {}", out.display()))?;
         if let Some(dir) = out.parent() {

@@ -77,13 +77,15 @@ unsafe fn cstr_len(p: *const u8) -> usize {
 
 static STORES: LazyLock<Mutex<HashMap<String, Store>>> = LazyLock::new(Default::default);
 
-/// One store per bucket URL per process (an S3 store owns a client and runtime).
+/// One store per bucket URL per process (an S3 store owns a client and
+/// runtime), metered into `strata_bucket_requests_total`.
 pub fn shared_store(url: &str) -> Result<Store> {
     let mut stores = STORES.lock();
     if let Some(s) = stores.get(url) {
         return Ok(s.clone());
     }
-    let s = open_bucket(url)?;
+    let s: Store =
+        std::sync::Arc::new(crate::bucket::metered::MeteredStore::new(open_bucket(url)?));
     stores.insert(url.to_string(), s.clone());
     Ok(s)
 }

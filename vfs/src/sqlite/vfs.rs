@@ -313,7 +313,8 @@ impl Vfs for StrataVfs {
     }
 
     fn sync(&self, h: &mut Handle) -> VfsResult<()> {
-        h.base.sync()?;
+        // The spool first: after a power loss it must hold at least what the
+        // WAL or database holds (recovery drops what it has in excess).
         match &mut h.kind {
             Kind::Main(m) => {
                 // Spool a rollback transaction before its commit point, held
@@ -330,7 +331,7 @@ impl Vfs for StrataVfs {
             }
             Kind::Other => {}
         }
-        Ok(())
+        h.base.sync()
     }
 
     fn close(&self, h: Handle) -> VfsResult<()> {
