@@ -130,11 +130,29 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-const OPS: [&str; 7] = ["get", "get_range", "put", "put_if_absent", "put_if_match", "list", "delete"];
+const OPS: [&str; 7] = [
+    "get",
+    "get_range",
+    "put",
+    "put_if_absent",
+    "put_if_match",
+    "list",
+    "delete",
+];
 
 /// Process-wide bucket request counters by operation.
 fn requests() -> std::collections::HashMap<&'static str, u64> {
-    OPS.iter().map(|op| (*op, strata_vfs::metrics::METRICS.bucket_requests.with_label_values(&[op]).get())).collect()
+    OPS.iter()
+        .map(|op| {
+            (
+                *op,
+                strata_vfs::metrics::METRICS
+                    .bucket_requests
+                    .with_label_values(&[op])
+                    .get(),
+            )
+        })
+        .collect()
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {
