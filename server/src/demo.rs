@@ -27,41 +27,26 @@ fn uri_escape(s: &str) -> String {
         .collect()
 }
 
-/// Run `sql` and print any rows, `|`-separated like the sqlite3 CLI.
+/// Run every statement of `sql` and print rows `|`-separated, like the sqlite3 CLI.
 pub fn print_query(conn: &rusqlite::Connection, sql: &str) -> Result<()> {
-    let mut rest = sql.trim();
-    while !rest.is_empty() {
-        let Some(mut stmt) = conn.prepare(rest).ok() else {
-            conn.execute_batch(rest)?;
-            break;
-        };
-        let tail = {
-            let n = stmt.column_count();
-            let mut rows = stmt.raw_query();
-            while let Some(row) = rows.next()? {
-                let cols: Vec<String> = (0..n)
-                    .map(|i| match row.get_ref(i) {
-                        Ok(v) => match v {
-                            rusqlite::types::ValueRef::Null => String::new(),
-                            rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                            rusqlite::types::ValueRef::Real(f) => f.to_string(),
-                            rusqlite::types::ValueRef::Text(t) => {
-                                String::from_utf8_lossy(t).into_owned()
-                            }
-                            rusqlite::types::ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
-                        },
-                        Err(_) => String::new(),
-                    })
-                    .collect();
-                println!("{}", cols.join("|"));
+    use rusqlite::fallible_iterator::FallibleIterator;
+    use rusqlite::types::ValueRef;
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    while let Some(mut stmt) = batch.next()? {
+        let n = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next()? {
+            let mut cols = Vec::with_capacity(n);
+            for i in 0..n {
+                cols.push(match row.get_ref(i)? {
+                    ValueRef::Null => String::new(),
+                    ValueRef::Integer(i) => i.to_string(),
+                    ValueRef::Real(f) => f.to_string(),
+                    ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                    ValueRef::Blob(b) => format!("<{} bytes>", b.len()),
+                });
             }
-            0
-        };
-        let _ = tail;
-        // rusqlite prepares one statement; execute the remainder as a batch.
-        match rest.find(';') {
-            Some(i) => rest = rest[i + 1..].trim(),
-            None => break,
+            println!("{}", cols.join("|"));
         }
     }
     Ok(())

@@ -30,32 +30,32 @@ pub fn load(store: &dyn ObjectStore, keys: &DbKeys, manifest: Option<Manifest>) 
     let mut snapshots: Vec<SnapshotRef> = Vec::new();
     for o in store.list(&keys.snapshots_prefix()).ctx("list snapshots")? {
         let full = o.key.clone();
-        if let Some(k) = keys.parse_snapshot_key(&full) {
-            if k.txid <= manifest.head {
-                snapshots.push(SnapshotRef {
-                    txid: k.txid,
-                    commit: k.commit,
-                    key: full,
-                    size: o.size,
-                });
-            }
+        if let Some(k) = keys.parse_snapshot_key(&full)
+            && k.txid <= manifest.head
+        {
+            snapshots.push(SnapshotRef {
+                txid: k.txid,
+                commit: k.commit,
+                key: full,
+                size: o.size,
+            });
         }
     }
     snapshots.sort_by_key(|s| s.txid);
     let mut candidates: Vec<SegmentRef> = Vec::new();
     for o in store.list(&keys.segments_prefix()).ctx("list segments")? {
-        if let Some(k) = keys.parse_segment_key(&o.key) {
-            if manifest.is_valid_segment(k.epoch, k.first, k.last) {
-                candidates.push(SegmentRef {
-                    first: k.first,
-                    last: k.last,
-                    first_commit: k.last_commit,
-                    last_commit: k.last_commit,
-                    epoch: k.epoch,
-                    key: o.key.clone(),
-                    size: o.size,
-                });
-            }
+        if let Some(k) = keys.parse_segment_key(&o.key)
+            && manifest.is_valid_segment(k.epoch, k.first, k.last)
+        {
+            candidates.push(SegmentRef {
+                first: k.first,
+                last: k.last,
+                first_commit: k.last_commit,
+                last_commit: k.last_commit,
+                epoch: k.epoch,
+                key: o.key.clone(),
+                size: o.size,
+            });
         }
     }
     candidates.sort_by_key(|s| (s.first, s.last));
@@ -206,11 +206,12 @@ pub fn apply_retention(
     }
     // Every segment object ending at or before the base, valid or stray.
     for o in store.list(&keys.segments_prefix()).ctx("list segments")? {
-        if let Some(k) = keys.parse_segment_key(&o.key) {
-            if k.last <= protected && !h.manifest.segments.iter().any(|s| s.key == o.key) {
-                store.delete(&o.key).ctx("retention")?;
-                deleted += 1;
-            }
+        if let Some(k) = keys.parse_segment_key(&o.key)
+            && k.last <= protected
+            && !h.manifest.segments.iter().any(|s| s.key == o.key)
+        {
+            store.delete(&o.key).ctx("retention")?;
+            deleted += 1;
         }
     }
     if deleted > 0 {

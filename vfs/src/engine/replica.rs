@@ -148,17 +148,15 @@ impl Replica {
             .max(state.as_ref().map_or(TxId::ZERO, |s| s.head));
 
         match (&manifest, &state) {
-            (None, None) => {
-                if local_exists {
-                    return Err(Error::invalid(format!(
-                        "{} exists but was never replicated: bring it in with `strata import {} {} {}/{}` first",
-                        path.display(),
-                        path.display(),
-                        cfg.store.describe(),
-                        cfg.tenant,
-                        cfg.db
-                    )));
-                }
+            (None, None) if local_exists => {
+                return Err(Error::invalid(format!(
+                    "{} exists but was never replicated: bring it in with `strata import {} {} {}/{}` first",
+                    path.display(),
+                    path.display(),
+                    cfg.store.describe(),
+                    cfg.tenant,
+                    cfg.db
+                )));
             }
             // Created here but killed before the first claim reached the bucket.
             (None, Some(s)) if s.head == TxId::ZERO => {}
@@ -499,10 +497,10 @@ pub(crate) fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 fn replace_from_bucket(path: &Path, cfg: &ReplicaConfig, keys: &DbKeys) -> Result<()> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let p = with_suffix(path, suffix);
-        if let Err(e) = fs::remove_file(&p) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(Error::io(format!("remove {}", p.display()), e));
-            }
+        if let Err(e) = fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(Error::io(format!("remove {}", p.display()), e));
         }
     }
     restore::restore(

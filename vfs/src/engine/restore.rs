@@ -358,12 +358,7 @@ fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> 
 
 /// Encode the manifest's latest state as a snapshot object (built from the
 /// bucket itself, so it can never disagree with the history it replaces).
-pub(crate) fn build_snapshot(
-    store: &Store,
-    keys: &DbKeys,
-    m: &Manifest,
-    scratch: &Path,
-) -> Result<Bytes> {
+pub(crate) fn build_snapshot(store: &Store, m: &Manifest, scratch: &Path) -> Result<Bytes> {
     let plan = Plan {
         txid: m.head,
         snapshot: m.snapshot.clone(),
@@ -389,7 +384,6 @@ pub(crate) fn build_snapshot(
     );
     drop(file);
     let _ = std::fs::remove_file(&tmp);
-    let _ = keys;
     result
 }
 

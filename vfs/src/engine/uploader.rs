@@ -391,10 +391,9 @@ impl Uploader {
         if !due || shutting {
             return Ok(());
         }
-        let (head, head_commit, db_id, epoch) = (m.head, m.head_commit, m.db_id, m.epoch);
+        let (head, head_commit, db_id) = (m.head, m.head_commit, m.db_id);
         let core = self.core.clone();
-        let snap = restore::build_snapshot(&core.cfg.store, &core.keys, m, &core.dir)?;
-        let _ = epoch;
+        let snap = restore::build_snapshot(&core.cfg.store, m, &core.dir)?;
         let key = core.keys.snapshot(head, head_commit);
         let size = snap.len() as u64;
         match core.cfg.store.put_if_absent(&key, snap) {

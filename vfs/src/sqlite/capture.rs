@@ -139,7 +139,7 @@ pub struct RollbackCapture {
 impl RollbackCapture {
     pub fn on_write(&mut self, offset: usize, data: &[u8]) -> Result<(), String> {
         let n = data.len();
-        if !n.is_power_of_two() || !(512..=65536).contains(&n) || offset % n != 0 {
+        if !n.is_power_of_two() || !(512..=65536).contains(&n) || !offset.is_multiple_of(n) {
             return Err(format!(
                 "unexpected database write of {n} bytes at offset {offset}"
             ));

@@ -17,9 +17,8 @@ pub fn acquire(path: &Path, cfg: ReplicaConfig) -> Result<Option<Arc<Replica>>> 
     let started = Instant::now();
     loop {
         let mut map = REPLICAS.lock();
-        match map.get(path).map(|w| (w.upgrade(), w.strong_count())) {
-            Some((Some(r), _)) => return Ok(Some(r)),
-            _ => {}
+        if let Some((Some(r), _)) = map.get(path).map(|w| (w.upgrade(), w.strong_count())) {
+            return Ok(Some(r));
         }
         let closing = map.contains_key(path);
         match Replica::open(path, cfg.clone())? {

@@ -1,8 +1,8 @@
 //! The `strata` VFS: SQLite's unix VFS underneath, transaction capture on top.
 //!
-//! Typed lock states: the main database file tracks the SQLite lock level it
-//! holds, because rollback-journal transactions are only captured while the
-//! EXCLUSIVE lock is held on a file that is not in WAL mode.
+//! Rollback-journal transactions are captured only while the EXCLUSIVE lock
+//! is held on a database file that is not in WAL mode (in WAL mode, writes to
+//! the database file are checkpoints of transactions already captured).
 
 use super::base::BaseFile;
 use super::capture::{RollbackCapture, WalCapture, WalWrite};
@@ -58,7 +58,6 @@ enum Kind {
 
 struct MainDb {
     replica: Option<Arc<Replica>>,
-    lock: LockLevel,
     /// Set while an EXCLUSIVE lock is held on a database in rollback-journal mode.
     rollback: Option<RollbackCapture>,
     /// A rollback transaction was spooled at xSync and awaits its commit point.
@@ -151,7 +150,6 @@ impl Vfs for StrataVfs {
                 }
                 Kind::Main(Box::new(MainDb {
                     replica,
-                    lock: LockLevel::Unlocked,
                     rollback: None,
                     held: false,
                 }))
@@ -281,29 +279,29 @@ impl Vfs for StrataVfs {
 
     fn lock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
         h.base.lock(level_code(level))?;
-        if let Kind::Main(m) = &mut h.kind {
-            m.lock = level;
-            if level == LockLevel::Exclusive && m.rollback.is_none() && !is_wal_db(&mut h.base)? {
-                m.rollback = Some(RollbackCapture::default());
-            }
+        if let Kind::Main(m) = &mut h.kind
+            && level == LockLevel::Exclusive
+            && m.rollback.is_none()
+            && !is_wal_db(&mut h.base)?
+        {
+            m.rollback = Some(RollbackCapture::default());
         }
         Ok(())
     }
 
     fn unlock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
-        if let Kind::Main(m) = &mut h.kind {
-            if level < LockLevel::Exclusive {
-                // The journal is finalized by now: the transaction committed.
-                commit_rollback(m, &mut h.base, false)?;
-                if m.held {
-                    if let Some(r) = &m.replica {
-                        r.release_hold();
-                    }
-                    m.held = false;
+        if let Kind::Main(m) = &mut h.kind
+            && level < LockLevel::Exclusive
+        {
+            // The journal is finalized by now: the transaction committed.
+            commit_rollback(m, &mut h.base, false)?;
+            if m.held {
+                if let Some(r) = &m.replica {
+                    r.release_hold();
                 }
-                m.rollback = None;
+                m.held = false;
             }
-            m.lock = level;
+            m.rollback = None;
         }
         h.base.unlock(level_code(level))
     }
