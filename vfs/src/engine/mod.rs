@@ -35,6 +35,11 @@ pub(crate) struct LocalState {
     pub page_size: u32,
     /// The bucket's head txid when last seen by this node.
     pub head: TxId,
+    /// Where the newest uploaded transaction sits in the WAL (frame 0:
+    /// unknown, or a rollback-journal transaction). Recovery rebuilds the
+    /// transactions after it from the WAL when the spool has none.
+    #[serde(default)]
+    pub wal: spool::WalPos,
 }
 
 impl LocalState {

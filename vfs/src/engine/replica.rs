@@ -83,6 +83,8 @@ pub(crate) struct Progress {
     pub last_error: Option<String>,
     pub fenced: Option<String>,
     pub wake: bool,
+    /// The spool buffer wants writing out (by the uploader thread).
+    pub flush: bool,
     pub shutdown: bool,
 }
 
@@ -119,6 +121,15 @@ impl Replica {
         let mut spool = Spool::open(&dir.join("spool"))?;
         drop_uncommitted(path, &mut spool)?;
         let mut state = LocalState::load(&dir)?;
+        let rebuilt = rebuild_from_wal(path, &mut spool, state.as_ref())?;
+        if rebuilt > 0 {
+            tracing::info!(
+                rebuilt,
+                "rebuilt spooled transactions lost at a crash from the WAL"
+            );
+        }
+        // The WAL position survives unless the local copy is replaced below.
+        let mut wal_pos = state.as_ref().map(|s| s.wal).unwrap_or_default();
 
         let manifest = match cfg.store.get(&keys.manifest()) {
             Ok(obj) => Some((
@@ -196,6 +207,7 @@ impl Replica {
                 tracing::info!(local = %local_last, bucket = %m.head, "local copy is stale: replacing it from the bucket");
                 spool.clear()?;
                 replace_from_bucket(path, &cfg, &keys)?;
+                wal_pos = Default::default();
             }
             (Some((m, _)), Some(s)) if m.head < s.head => {
                 return Err(Error::conflict(format!(
@@ -216,6 +228,7 @@ impl Replica {
                 if m.head > TxId::ZERO {
                     replace_from_bucket(path, &cfg, &keys)?;
                 }
+                wal_pos = Default::default();
             }
             _ => {}
         }
@@ -225,12 +238,14 @@ impl Replica {
                 db_id: m.db_id,
                 page_size: m.page_size,
                 head: m.head,
+                wal: wal_pos,
             },
             (None, Some(s)) => s,
             (None, None) => LocalState {
                 db_id: DbId::random(),
                 page_size: 0,
                 head: TxId::ZERO,
+                wal: Default::default(),
             },
         };
         state.save(&dir)?;
@@ -324,9 +339,10 @@ impl Replica {
                 wal,
                 pages,
             };
+            let before = w.spool.buffered();
             w.spool.append(&txn)?;
             if let Err(e) = publish() {
-                w.spool.truncate_after(TxId(txn.txid.0 - 1))?;
+                w.spool.pop_buffered(&txn, before);
                 return Err(e);
             }
             w.next = txn.txid.next();
@@ -334,12 +350,18 @@ impl Replica {
             w.held |= hold;
             let bytes = w.spool.pending_bytes();
             let early = w.spool.active_bytes() >= core.cfg.upload_threshold;
+            let flush = w.spool.buffered() >= super::spool::BACKGROUND_AT;
             let mut p = core.progress.lock();
             p.committed = txn.txid;
             p.pending.push_back((txn.txid, txn.commit));
             p.spool_bytes = bytes;
-            if early {
+            // Wake the uploader once per crossing, not on every commit.
+            if early && !p.wake {
                 p.wake = true;
+                core.progress_cv.notify_all();
+            }
+            if flush && !p.flush {
+                p.flush = true;
                 core.progress_cv.notify_all();
             }
             txn.txid
@@ -361,9 +383,33 @@ impl Replica {
         self.core.writer.lock().held = false;
     }
 
+    /// Write the spool's buffer out: the WAL is about to restart or shrink.
+    pub fn flush_spool(&self) -> Result<()> {
+        self.core.writer.lock().spool.flush()
+    }
+
     /// Make the spool as durable as the database (SQLite is syncing).
     pub fn sync(&self) -> Result<()> {
         self.core.writer.lock().spool.sync()
+    }
+
+    /// Make the spool as durable as the database while `other` (SQLite's own
+    /// fsync of the WAL or database) runs: both fsyncs overlap. If power fails
+    /// between them, recovery reconciles either order (`drop_uncommitted`,
+    /// `rebuild_from_wal`).
+    pub fn sync_alongside<T: Send>(&self, other: impl FnOnce() -> T + Send) -> (Result<()>, T) {
+        let file = match self.core.writer.lock().spool.flushed_handle() {
+            Ok(f) => f,
+            Err(e) => return (Err(e), other()),
+        };
+        std::thread::scope(|s| {
+            let h = s.spawn(|| file.sync_data().io_ctx("sync spool"));
+            let t = other();
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(Error::unavailable("spool sync thread panicked")));
+            (r, t)
+        })
     }
 
     /// Block until `txid` is in the bucket, or fail after `timeout`.
@@ -442,6 +488,65 @@ pub fn sidecar_dir(db: &Path) -> PathBuf {
     let mut s = db.as_os_str().to_owned();
     s.push("-strata");
     PathBuf::from(s)
+}
+
+/// Append the committed WAL transactions the spool lost at a crash (its
+/// in-memory buffer). They are the ones after the newest spooled WAL position;
+/// a WAL restarted since that position holds only newer ones, because the
+/// buffer is written before every restart.
+fn rebuild_from_wal(db: &Path, spool: &mut Spool, state: Option<&LocalState>) -> Result<usize> {
+    let wal_path = with_suffix(db, "-wal");
+    let bytes = match fs::read(&wal_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format!("read {}", wal_path.display()), e)),
+    };
+    let Some((header, txns)) = wal::committed_txns(&bytes) else {
+        return Ok(0);
+    };
+    let known = spool
+        .last_wal()
+        .or_else(|| state.map(|s| s.wal).filter(|w| w.frame != 0));
+    let after = match known {
+        Some(p) if (p.salt1, p.salt2) == (header.salt1, header.salt2) => p.frame,
+        _ => 0,
+    };
+    // Their real commit times were in the lost buffer: the WAL's mtime is the
+    // closest upper bound we have.
+    let commit = fs::metadata(&wal_path)
+        .and_then(|m| m.modified())
+        .map(Millis::from_system_time)
+        .unwrap_or_else(|_| Millis::now());
+    let mut next = spool
+        .last_txid()
+        .unwrap_or_default()
+        .max(state.map_or(TxId::ZERO, |s| s.head))
+        .next();
+    let mut n = 0;
+    for t in txns.into_iter().filter(|t| t.commit_frame > after) {
+        let pages = t
+            .pages
+            .into_iter()
+            .map(|(pgno, r)| (PageNo(pgno), Bytes::copy_from_slice(&bytes[r])))
+            .collect();
+        let wal = WalPos {
+            salt1: header.salt1,
+            salt2: header.salt2,
+            frame: t.commit_frame,
+        };
+        spool.append(&SpoolTxn {
+            txid: next,
+            commit,
+            db_pages: t.db_pages,
+            page_size: header.page_size,
+            wal,
+            pages,
+        })?;
+        next = next.next();
+        n += 1;
+    }
+    spool.sync()?;
+    Ok(n)
 }
 
 /// Drop spooled transactions that SQLite never committed: a crash can land

@@ -1,12 +1,15 @@
 //! The local spool: committed transactions that are not in the bucket yet.
 //!
 //! Invariants:
-//! - A transaction is appended to the spool *before* SQLite's commit frame
-//!   reaches the WAL, so nothing SQLite considers committed can be missing
-//!   here. (A crash in between leaves one record too many; recovery drops it
-//!   by checking the WAL, see `engine::recover`.)
-//! - The spool is fsynced whenever SQLite syncs the WAL or the database, so it
-//!   is exactly as durable as the database itself.
+//! - A record is appended (to memory) under the writer lock together with the
+//!   WAL write that commits it, so the spool never holds a transaction whose
+//!   commit failed, and the uploader never sees one half-done.
+//! - Appends are buffered in memory and written to `active.spool` in batches
+//!   (one `write(2)` per ~1 MiB instead of one per commit). The buffer is
+//!   written before anything could lose the WAL frames it mirrors: before
+//!   SQLite syncs the WAL or the database (so the spool is as durable as they
+//!   are), before the WAL restarts or is truncated, and at every seal. After
+//!   a crash the lost buffer is rebuilt from the WAL (`Replica::open`).
 //! - Records are removed only after the bucket's manifest names them.
 //!
 //! Files: `active.spool` takes appends; the uploader seals it by renaming it to
@@ -18,17 +21,24 @@
 use crate::error::{Error, IoResultExt, Result};
 use crate::types::{Millis, PageNo, TxId};
 use bytes::Bytes;
+use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const RECORD_HEADER: usize = 48;
+/// Buffered bytes that force a write to `active.spool`.
+const FLUSH_AT: usize = 4 << 20;
+/// Buffered bytes at which the committer asks the uploader thread to write them.
+pub const BACKGROUND_AT: usize = 64 << 10;
 const ACTIVE: &str = "active.spool";
 
 /// Where a transaction's commit frame sits in the WAL (frame 0: a
 /// rollback-journal transaction, which has no WAL position).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct WalPos {
     pub salt1: u32,
     pub salt2: u32,
@@ -46,10 +56,91 @@ pub struct SpoolTxn {
     pub pages: Vec<(PageNo, Bytes)>,
 }
 
+/// The latest image of each page recorded in one spool file. A record stores
+/// only the bytes a page changed since its previous image in the same file
+/// (an append to a B-tree leaf changes ~100 bytes of a 4 KiB page), which
+/// keeps the spool's disk traffic far below the WAL's. Each file starts
+/// empty, so every file decodes on its own.
+#[derive(Default)]
+pub struct PageImages {
+    map: HashMap<u32, Bytes>,
+    bytes: usize,
+}
+
+impl PageImages {
+    /// Images kept per file before starting over with full pages.
+    const MAX_BYTES: usize = 8 << 20;
+
+    fn get(&self, pgno: u32) -> Option<&Bytes> {
+        self.map.get(&pgno)
+    }
+
+    fn insert(&mut self, pgno: u32, page: Bytes) {
+        if self.bytes + page.len() > Self::MAX_BYTES {
+            self.clear();
+        }
+        self.bytes += page.len();
+        if let Some(old) = self.map.insert(pgno, page) {
+            self.bytes -= old.len();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
+
+const ENTRY_FULL: u8 = 0;
+const ENTRY_DELTA: u8 = 1;
+/// Unchanged gaps shorter than this are carried inside a run.
+const MERGE_GAP: usize = 16;
+
+/// Runs `(offset, len)` where `new` differs from `old` (same length).
+fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    let n = new.len();
+    while i < n {
+        // Skip equal 8-byte words quickly, then bytes.
+        while i + 8 <= n && old[i..i + 8] == new[i..i + 8] {
+            i += 8;
+        }
+        while i < n && old[i] == new[i] {
+            i += 1;
+        }
+        if i >= n {
+            break;
+        }
+        let start = i;
+        while i < n && old[i] != new[i] {
+            i += 1;
+        }
+        match runs.last_mut() {
+            Some((s, l)) if start - (*s + *l) < MERGE_GAP => *l = i - *s,
+            _ => runs.push((start, i - start)),
+        }
+    }
+    runs
+}
+
+/// A record that is structurally wrong although its checksum holds.
+#[derive(Debug)]
+pub struct BadRecord(pub String);
+
 impl SpoolTxn {
+    /// Encode with full pages (no shared images).
     pub fn encode(&self) -> Vec<u8> {
-        let body: usize = self.pages.iter().map(|(_, p)| 4 + p.len()).sum();
-        let mut out = Vec::with_capacity(RECORD_HEADER + body);
+        let mut out = Vec::new();
+        self.encode_into(&mut out, &mut PageImages::default());
+        out
+    }
+
+    /// Append the encoded record to `out`, as deltas against `images` where
+    /// that is smaller, and remember this record's pages in `images`.
+    pub fn encode_into(&self, out: &mut Vec<u8>, images: &mut PageImages) {
+        let start = out.len();
+        out.reserve(RECORD_HEADER + self.pages.len() * 256);
         out.extend_from_slice(&[0u8; 8]);
         out.extend_from_slice(&self.txid.0.to_le_bytes());
         out.extend_from_slice(&self.commit.0.to_le_bytes());
@@ -61,46 +152,117 @@ impl SpoolTxn {
         out.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
         for (pgno, page) in &self.pages {
             out.extend_from_slice(&pgno.0.to_le_bytes());
-            out.extend_from_slice(page);
+            let runs = match images.get(pgno.0) {
+                Some(old) if old.len() == page.len() => {
+                    let runs = changed_runs(old, page);
+                    let size: usize = runs.iter().map(|(_, l)| 8 + l).sum();
+                    (size + 2 < page.len() / 2).then_some(runs)
+                }
+                _ => None,
+            };
+            match runs {
+                Some(runs) => {
+                    out.push(ENTRY_DELTA);
+                    out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
+                    for (off, len) in runs {
+                        out.extend_from_slice(&(off as u32).to_le_bytes());
+                        out.extend_from_slice(&(len as u32).to_le_bytes());
+                        out.extend_from_slice(&page[off..off + len]);
+                    }
+                }
+                None => {
+                    out.push(ENTRY_FULL);
+                    out.extend_from_slice(page);
+                }
+            }
+            images.insert(pgno.0, page.clone());
         }
-        let len = (out.len() - 8) as u32;
-        let crc = crc32c::crc32c(&out[8..]);
-        out[0..4].copy_from_slice(&len.to_le_bytes());
-        out[4..8].copy_from_slice(&crc.to_le_bytes());
-        out
+        let len = (out.len() - start - 8) as u32;
+        let crc = crc32c::crc32c(&out[start + 8..]);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Decode one record from the front of `b`; `None` if it is torn or corrupt
-    /// (the end of the valid spool), else the record and its encoded length.
-    pub fn decode(b: &[u8]) -> Option<(SpoolTxn, usize)> {
+    /// Decode one record from the front of `b`, resolving deltas against
+    /// `images` (the file's earlier records). `Ok(None)`: a torn or
+    /// checksum-failing record, the end of the valid spool. `Err`: a record
+    /// whose checksum holds but whose contents are impossible.
+    pub fn decode(
+        b: &[u8],
+        images: &mut PageImages,
+    ) -> Result<Option<(SpoolTxn, usize)>, BadRecord> {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
         if b.len() < RECORD_HEADER {
-            return None;
+            return Ok(None);
         }
         let len = u32_at(0) as usize;
         if len + 8 > b.len() || len + 8 < RECORD_HEADER {
-            return None;
+            return Ok(None);
         }
         if crc32c::crc32c(&b[8..8 + len]) != u32_at(4) {
-            return None;
+            return Ok(None);
         }
+        let bad = |what: &str| Err(BadRecord(format!("txid {}: {what}", u64_at(8))));
         let page_size = u32_at(28);
-        let npages = u32_at(44) as usize;
-        if !(512..=65536).contains(&page_size)
-            || RECORD_HEADER + npages * (4 + page_size as usize) != len + 8
-        {
-            return None;
+        if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
+            return bad("bad page size");
         }
-        let data = Bytes::copy_from_slice(&b[RECORD_HEADER..8 + len]);
         let ps = page_size as usize;
-        let pages = (0..npages)
-            .map(|i| {
-                let o = i * (4 + ps);
-                let pgno = u32::from_le_bytes(data[o..o + 4].try_into().unwrap_or_default());
-                (PageNo(pgno), data.slice(o + 4..o + 4 + ps))
-            })
-            .collect();
+        let npages = u32_at(44) as usize;
+        let body = &b[RECORD_HEADER..8 + len];
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = body.get(at..at.checked_add(n)?)?;
+            at += n;
+            Some(s)
+        };
+        let mut pages = Vec::with_capacity(npages);
+        for _ in 0..npages {
+            let Some(head) = take(5) else {
+                return bad("truncated page entry");
+            };
+            let pgno = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            let page = match head[4] {
+                ENTRY_FULL => match take(ps) {
+                    Some(p) => Bytes::copy_from_slice(p),
+                    None => return bad("truncated page"),
+                },
+                ENTRY_DELTA => {
+                    let Some(base) = images.get(pgno).filter(|p| p.len() == ps) else {
+                        return bad(&format!("delta of page {pgno} without an earlier image"));
+                    };
+                    let mut page = base.to_vec();
+                    let Some(n) = take(4) else {
+                        return bad("truncated delta");
+                    };
+                    let runs = u32::from_le_bytes([n[0], n[1], n[2], n[3]]);
+                    for _ in 0..runs {
+                        let Some(r) = take(8) else {
+                            return bad("truncated delta run");
+                        };
+                        let off = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
+                        let rl = u32::from_le_bytes([r[4], r[5], r[6], r[7]]) as usize;
+                        if off.checked_add(rl).is_none_or(|e| e > ps) {
+                            return bad("delta run outside the page");
+                        }
+                        let Some(data) = take(rl) else {
+                            return bad("truncated delta data");
+                        };
+                        page[off..off + rl].copy_from_slice(data);
+                    }
+                    Bytes::from(page)
+                }
+                _ => return bad("unknown page entry kind"),
+            };
+            pages.push((PageNo(pgno), page));
+        }
+        if at != body.len() {
+            return bad("trailing bytes");
+        }
+        for (pgno, page) in &pages {
+            images.insert(pgno.0, page.clone());
+        }
         let txn = SpoolTxn {
             txid: TxId(u64_at(8)),
             commit: Millis(u64_at(16)),
@@ -113,7 +275,7 @@ impl SpoolTxn {
             },
             pages,
         };
-        Some((txn, len + 8))
+        Ok(Some((txn, len + 8)))
     }
 }
 
@@ -126,13 +288,77 @@ pub struct Sealed {
     pub bytes: u64,
 }
 
-/// The spool directory. Owned by one `Replica`, behind its lock.
+/// The file that takes appends, shared with the uploader thread, which writes
+/// the buffer out in the background so commits only copy into memory.
+/// Lock order: the replica's writer lock, then this.
+pub struct Active {
+    file: File,
+    /// Bytes on disk.
+    len: u64,
+    /// Bytes whose write failed (e.g. disk full): written first next time,
+    /// never dropped while the process lives.
+    retry: Vec<u8>,
+}
+
+impl Active {
+    /// Append `data` after anything that failed before.
+    pub fn append(&mut self, data: &[u8]) -> Result<()> {
+        if !self.retry.is_empty() {
+            let retry = std::mem::take(&mut self.retry);
+            if let Err(e) = self.write(&retry) {
+                self.retry = retry;
+                self.retry.extend_from_slice(data);
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.write(data) {
+            self.retry.extend_from_slice(data);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_all(data) {
+            // Keep the file a sequence of whole records.
+            let _ = self.file.set_len(self.len);
+            return Err(Error::io("write spool", e));
+        }
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// A second handle on the file, to fsync without holding any lock.
+    pub fn handle(&self) -> Result<File> {
+        self.file.try_clone().io_ctx("clone spool handle")
+    }
+}
+
+/// The spool directory. Owned by one `Replica`, behind its writer lock.
 pub struct Spool {
     dir: PathBuf,
-    active: File,
-    active_len: u64,
+    active: Arc<Mutex<Active>>,
+    /// Encoded records not yet handed to `active`.
+    buf: Vec<u8>,
+    /// Txids in the active file and `buf`.
     active_range: Option<(TxId, TxId)>,
+    /// The WAL position of the newest record.
+    last_wal: Option<WalPos>,
+    /// Page images of the active file, for delta records (see `PageImages`).
+    images: PageImages,
     sealed: Vec<Sealed>,
+}
+
+fn open_active(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .io_ctx(format!("open {}", path.display()))
 }
 
 impl Spool {
@@ -155,57 +381,114 @@ impl Spool {
         }
         sealed.sort_by_key(|s| s.first);
         let path = dir.join(ACTIVE);
-        let mut active = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .io_ctx(format!("open {}", path.display()))?;
+        let mut file = open_active(&path)?;
         let mut buf = Vec::new();
-        active.read_to_end(&mut buf).io_ctx("read spool")?;
-        let (txns, valid) = decode_all(&buf);
+        file.read_to_end(&mut buf).io_ctx("read spool")?;
+        let (txns, valid) = decode_all(&buf).map_err(|e| e.context(path.display()))?;
         if valid < buf.len() {
             tracing::warn!(path = %path.display(), dropped = buf.len() - valid, "dropping torn spool tail");
-            active.set_len(valid as u64).io_ctx("truncate spool")?;
+            file.set_len(valid as u64).io_ctx("truncate spool")?;
         }
         let active_range = txns
             .first()
             .map(|f| (f.txid, txns.last().map_or(f.txid, |l| l.txid)));
-        Ok(Spool {
+        let mut spool = Spool {
             dir: dir.to_path_buf(),
-            active,
-            active_len: valid as u64,
+            active: Arc::new(Mutex::new(Active {
+                file,
+                len: valid as u64,
+                retry: Vec::new(),
+            })),
+            buf: Vec::new(),
             active_range,
+            last_wal: None,
+            images: PageImages::default(),
             sealed,
-        })
+        };
+        spool.last_wal = spool.read_all()?.last().map(|t| t.wal);
+        Ok(spool)
     }
 
-    /// Append one record. On failure nothing of it remains.
+    /// Append one record to memory (see the module invariants).
     pub fn append(&mut self, txn: &SpoolTxn) -> Result<()> {
-        let rec = txn.encode();
-        if let Err(e) = self.active.write_all(&rec) {
-            let _ = self.active.set_len(self.active_len);
-            return Err(Error::io("append to spool", e));
+        if self.buf.len() >= FLUSH_AT {
+            // The background writer fell behind: write here.
+            self.flush()?;
         }
-        self.active_len += rec.len() as u64;
+        txn.encode_into(&mut self.buf, &mut self.images);
         self.active_range = Some(match self.active_range {
             Some((first, _)) => (first, txn.txid),
             None => (txn.txid, txn.txid),
         });
+        self.last_wal = Some(txn.wal);
         Ok(())
     }
 
-    pub fn sync(&self) -> Result<()> {
-        self.active.sync_data().io_ctx("sync spool")
+    /// Remove the newest record again (its commit failed). It is still in
+    /// memory: the caller held the writer lock since appending it.
+    pub fn pop_buffered(&mut self, txn: &SpoolTxn, len_before: usize) {
+        self.buf.truncate(len_before);
+        // The images now include the removed record's pages: start over.
+        self.images.clear();
+        self.active_range = match self.active_range {
+            Some((first, _)) if first < txn.txid => Some((first, TxId(txn.txid.0 - 1))),
+            _ => None,
+        };
     }
 
+    /// Bytes buffered in memory.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Hand the buffer to the caller for a background write: it must lock the
+    /// returned file before releasing the writer lock, so appends keep their order.
+    pub fn take_buffer(&mut self) -> Option<(Vec<u8>, Arc<Mutex<Active>>)> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let cap = self.buf.capacity();
+        Some((
+            std::mem::replace(&mut self.buf, Vec::with_capacity(cap)),
+            self.active.clone(),
+        ))
+    }
+
+    /// Write buffered records to the active file (no fsync).
+    pub fn flush(&mut self) -> Result<()> {
+        let mut a = self.active.lock();
+        let r = a.append(&self.buf);
+        // On failure the bytes wait in `retry`, in order.
+        self.buf.clear();
+        r
+    }
+
+    /// Flush and fsync: SQLite is syncing the WAL or the database.
+    pub fn sync(&mut self) -> Result<()> {
+        self.flushed_handle()?.sync_data().io_ctx("sync spool")
+    }
+
+    /// Flush, and a handle on the active file to fsync without the lock.
+    pub fn flushed_handle(&mut self) -> Result<File> {
+        self.flush()?;
+        self.active.lock().handle()
+    }
+
+    /// The WAL position of the newest spooled record (`None`: no record, or
+    /// the newest is a rollback-journal transaction).
+    pub fn last_wal(&self) -> Option<WalPos> {
+        self.last_wal.filter(|w| w.frame != 0)
+    }
+
+    /// Bytes of the active file, written or buffered.
     pub fn active_bytes(&self) -> u64 {
-        self.active_len
+        let a = self.active.lock();
+        a.len + a.retry.len() as u64 + self.buf.len() as u64
     }
 
     /// Bytes waiting for upload (sealed and active).
     pub fn pending_bytes(&self) -> u64 {
-        self.active_len + self.sealed.iter().map(|s| s.bytes).sum::<u64>()
+        self.active_bytes() + self.sealed.iter().map(|s| s.bytes).sum::<u64>()
     }
 
     /// The last txid in the spool, if any.
@@ -216,28 +499,25 @@ impl Spool {
     }
 
     /// Seal the active file (if it holds anything) so the uploader can take it.
+    /// No fsync: records are exactly as durable as SQLite made them (`sync`).
     pub fn seal(&mut self) -> Result<()> {
         let Some((first, last)) = self.active_range else {
             return Ok(());
         };
-        self.active.sync_data().io_ctx("sync spool")?;
+        self.flush()?;
+        let mut a = self.active.lock();
         let path = self.dir.join(sealed_name(first, last));
         fs::rename(self.dir.join(ACTIVE), &path).io_ctx("seal spool")?;
         self.sealed.push(Sealed {
             path,
             first,
             last,
-            bytes: self.active_len,
+            bytes: a.len,
         });
-        let active = self.dir.join(ACTIVE);
-        self.active = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&active)
-            .io_ctx(format!("open {}", active.display()))?;
-        sync_dir(&self.dir);
-        self.active_len = 0;
+        a.file = open_active(&self.dir.join(ACTIVE))?;
+        a.len = 0;
+        drop(a);
+        self.images.clear();
         self.active_range = None;
         Ok(())
     }
@@ -256,30 +536,37 @@ impl Spool {
         Ok(())
     }
 
+    /// The active file's records: on disk, waiting to be retried, buffered.
+    fn active_image(&self) -> Result<Vec<u8>> {
+        let a = self.active.lock();
+        let mut buf = vec![0u8; a.len as usize];
+        a.file.read_exact_at(&mut buf, 0).io_ctx("read spool")?;
+        buf.extend_from_slice(&a.retry);
+        buf.extend_from_slice(&self.buf);
+        Ok(buf)
+    }
+
     /// Every record in the spool, oldest first (recovery and tests).
     pub fn read_all(&self) -> Result<Vec<SpoolTxn>> {
         let mut out = Vec::new();
         for s in &self.sealed {
             out.extend(read_file(&s.path)?);
         }
-        let mut buf = vec![0u8; self.active_len as usize];
-        self.active
-            .read_exact_at(&mut buf, 0)
-            .io_ctx("read spool")?;
-        out.extend(decode_all(&buf).0);
+        out.extend(decode_all(&self.active_image()?)?.0);
         Ok(out)
     }
 
     /// Drop every record with txid > `keep` (recovery: transactions SQLite
     /// never committed). Only the active file can hold such records.
     pub fn truncate_after(&mut self, keep: TxId) -> Result<()> {
-        let mut buf = vec![0u8; self.active_len as usize];
-        self.active
-            .read_exact_at(&mut buf, 0)
-            .io_ctx("read spool")?;
+        self.flush()?;
+        let buf = self.active_image()?;
         let mut off = 0;
         let mut range = None;
-        while let Some((t, n)) = SpoolTxn::decode(&buf[off..]) {
+        let mut images = PageImages::default();
+        while let Some((t, n)) =
+            SpoolTxn::decode(&buf[off..], &mut images).map_err(|e| Error::corrupt(e.0))?
+        {
             if t.txid > keep {
                 break;
             }
@@ -289,10 +576,15 @@ impl Spool {
             });
             off += n;
         }
-        self.active.set_len(off as u64).io_ctx("truncate spool")?;
-        self.active.sync_data().io_ctx("sync spool")?;
-        self.active_len = off as u64;
+        {
+            let mut a = self.active.lock();
+            a.file.set_len(off as u64).io_ctx("truncate spool")?;
+            a.file.sync_data().io_ctx("sync spool")?;
+            a.len = off as u64;
+        }
         self.active_range = range;
+        self.images.clear();
+        self.last_wal = self.read_all()?.last().map(|t| t.wal);
         Ok(())
     }
 
@@ -305,10 +597,19 @@ impl Spool {
     }
 }
 
+impl Drop for Spool {
+    /// Best effort: the WAL still holds whatever this cannot write.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!(error = %e, "spool buffer not written at close; it is rebuilt from the WAL at the next open");
+        }
+    }
+}
+
 /// Read a sealed spool file.
 pub fn read_file(path: &Path) -> Result<Vec<SpoolTxn>> {
     let buf = fs::read(path).io_ctx(format!("read {}", path.display()))?;
-    let (txns, valid) = decode_all(&buf);
+    let (txns, valid) = decode_all(&buf).map_err(|e| e.context(path.display()))?;
     if valid != buf.len() {
         return Err(Error::corrupt(format!(
             "spool file {} is damaged at byte {valid}: the records after it cannot be replicated",
@@ -318,14 +619,19 @@ pub fn read_file(path: &Path) -> Result<Vec<SpoolTxn>> {
     Ok(txns)
 }
 
-fn decode_all(buf: &[u8]) -> (Vec<SpoolTxn>, usize) {
+/// The valid records at the front of `buf` and their length. A record whose
+/// checksum holds but whose contents are impossible is an error, not an end.
+fn decode_all(buf: &[u8]) -> Result<(Vec<SpoolTxn>, usize)> {
     let mut out = Vec::new();
     let mut off = 0;
-    while let Some((t, n)) = SpoolTxn::decode(&buf[off..]) {
+    let mut images = PageImages::default();
+    while let Some((t, n)) = SpoolTxn::decode(&buf[off..], &mut images)
+        .map_err(|e| Error::corrupt(format!("spool record at byte {off}: {}", e.0)))?
+    {
         out.push(t);
         off += n;
     }
-    (out, off)
+    Ok((out, off))
 }
 
 fn sealed_name(first: TxId, last: TxId) -> String {
@@ -422,17 +728,70 @@ mod tests {
     }
 
     #[test]
+    fn small_changes_are_stored_as_deltas_and_decode_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path()).unwrap();
+        let mut page = vec![0u8; 4096];
+        let mut expect = Vec::new();
+        for i in 1..=50u64 {
+            // Append-like change: a few bytes at the end and a header counter.
+            page[4000 - i as usize] = i as u8;
+            page[3] = i as u8;
+            let t = SpoolTxn {
+                txid: TxId(i),
+                commit: Millis(i),
+                db_pages: 2,
+                page_size: 4096,
+                wal: WalPos::default(),
+                pages: vec![
+                    (PageNo(2), Bytes::from(page.clone())),
+                    (PageNo(1), Bytes::from(vec![i as u8; 4096])),
+                ],
+            };
+            s.append(&t).unwrap();
+            expect.push(t);
+            if i == 30 {
+                s.seal().unwrap();
+            }
+        }
+        // Deltas keep the spool far smaller than the pages it holds.
+        assert!(
+            s.pending_bytes() < 50 * 4096 + 50 * 4096 / 2,
+            "{} bytes",
+            s.pending_bytes()
+        );
+        let check = |got: Vec<SpoolTxn>| {
+            assert_eq!(got.len(), expect.len());
+            for (g, e) in got.iter().zip(&expect) {
+                assert_eq!(g.txid, e.txid);
+                assert_eq!(g.pages, e.pages);
+            }
+        };
+        check(s.read_all().unwrap());
+        drop(s);
+        let s = Spool::open(dir.path()).unwrap();
+        check(s.read_all().unwrap());
+        // A sealed file decodes on its own.
+        let sealed = read_file(&s.next_sealed().unwrap().path).unwrap();
+        assert_eq!(sealed.last().unwrap().txid, TxId(30));
+        assert_eq!(sealed[29].pages, expect[29].pages);
+    }
+
+    #[test]
     fn corrupt_records_never_decode() {
         let rec = txn(7, 2).encode();
         for i in 0..rec.len() {
             let mut bad = rec.clone();
             bad[i] ^= 0x40;
-            if let Some((t, _)) = SpoolTxn::decode(&bad) {
+            if let Ok(Some((t, _))) = SpoolTxn::decode(&bad, &mut PageImages::default()) {
                 panic!("corrupted byte {i} decoded as txid {}", t.txid);
             }
         }
         for n in 0..rec.len() {
-            assert!(SpoolTxn::decode(&rec[..n]).is_none());
+            assert!(matches!(
+                SpoolTxn::decode(&rec[..n], &mut PageImages::default()),
+                Ok(None)
+            ));
         }
     }
 }

@@ -45,14 +45,20 @@ impl Uploader {
         let interval = self.core.cfg.sync_interval;
         let mut next_tick = Instant::now() + interval;
         loop {
-            let shutdown = {
+            let (shutdown, flush, due) = {
                 let mut p = self.core.progress.lock();
-                while !p.wake && !p.shutdown && Instant::now() < next_tick {
+                while !p.wake && !p.flush && !p.shutdown && Instant::now() < next_tick {
                     self.core.progress_cv.wait_until(&mut p, next_tick);
                 }
-                p.wake = false;
-                p.shutdown
+                let due = std::mem::take(&mut p.wake) || Instant::now() >= next_tick;
+                (p.shutdown, std::mem::take(&mut p.flush), due)
             };
+            if flush {
+                self.write_spool_buffer();
+            }
+            if !due && !shutdown {
+                continue;
+            }
             if shutdown && self.shutdown_deadline.is_none() {
                 self.shutdown_deadline = Some(Instant::now() + self.core.cfg.sync_timeout);
             }
@@ -88,6 +94,31 @@ impl Uploader {
                     }
                     return;
                 }
+            }
+        }
+    }
+
+    /// Write the committers' spool buffer out on this thread, so a commit
+    /// only copies into memory; then start its writeback so that the fsync
+    /// SQLite asks for later has little left to do.
+    fn write_spool_buffer(&self) {
+        let mut w = self.core.writer.lock();
+        let Some((chunk, active)) = w.spool.take_buffer() else {
+            return;
+        };
+        let mut a = active.lock();
+        drop(w); // order is kept: the file is locked before the writer lock goes
+        let written = a.append(&chunk);
+        let handle = a.handle();
+        drop(a);
+        match (written, handle) {
+            (Ok(()), Ok(f)) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a hint on our own descriptor.
+                unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "spool write failed; retried at the next flush")
             }
         }
     }
@@ -310,14 +341,15 @@ impl Uploader {
         }
         core.progress_cv.notify_all();
         drop(p);
-        let w = core.writer.lock();
+        // Saved before the spool file is removed: a crash in between leaves
+        // records the next open skips (txid <= head), never a gap.
         LocalState {
             db_id,
             page_size,
             head: last.txid,
+            wal: last.wal,
         }
         .save(&core.dir)?;
-        drop(w);
         Ok(())
     }
 

@@ -117,13 +117,25 @@ pub struct WalScan {
     pub last_commit_frame: u32,
 }
 
-/// Scan a whole WAL image. `None` if the header is invalid (an empty WAL).
-pub fn scan(wal: &[u8]) -> Option<WalScan> {
+/// One committed transaction found in a WAL image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalTxn {
+    pub commit_frame: u32,
+    /// Database size in pages after the commit.
+    pub db_pages: u32,
+    /// The last image of each page it wrote: (page number, byte range in the WAL).
+    pub pages: Vec<(u32, std::ops::Range<usize>)>,
+}
+
+/// The valid frames of a WAL image, in order: (1-based index, header, offset).
+/// (1-based index, header, byte offset) of each valid frame.
+type Frames = Vec<(u32, FrameHeader, usize)>;
+
+fn valid_frames(wal: &[u8]) -> Option<(WalHeader, Frames)> {
     let header = WalHeader::parse(wal)?;
     let fsz = header.frame_size() as usize;
     let mut s = header.cksum;
-    let mut idx = 0u32;
-    let mut last_commit = 0u32;
+    let mut out = Vec::new();
     let mut off = WAL_HEADER_LEN;
     while off + fsz <= wal.len() {
         let fh = FrameHeader::parse(&wal[off..off + FRAME_HEADER_LEN]);
@@ -140,16 +152,44 @@ pub fn scan(wal: &[u8]) -> Option<WalScan> {
             break;
         }
         s = c;
-        idx += 1;
-        if fh.commit_size != 0 {
-            last_commit = idx;
-        }
+        out.push((out.len() as u32 + 1, fh, off));
         off += fsz;
     }
+    Some((header, out))
+}
+
+/// Scan a whole WAL image. `None` if the header is invalid (an empty WAL).
+pub fn scan(wal: &[u8]) -> Option<WalScan> {
+    let (header, frames) = valid_frames(wal)?;
+    let last_commit_frame = frames
+        .iter()
+        .rev()
+        .find(|(_, fh, _)| fh.commit_size != 0)
+        .map_or(0, |f| f.0);
     Some(WalScan {
         header,
-        last_commit_frame: last_commit,
+        last_commit_frame,
     })
+}
+
+/// Every committed transaction of a WAL image, oldest first.
+pub fn committed_txns(wal: &[u8]) -> Option<(WalHeader, Vec<WalTxn>)> {
+    let (header, frames) = valid_frames(wal)?;
+    let ps = header.page_size as usize;
+    let mut txns = Vec::new();
+    let mut pages: std::collections::BTreeMap<u32, std::ops::Range<usize>> = Default::default();
+    for (idx, fh, off) in frames {
+        let data = off + FRAME_HEADER_LEN;
+        pages.insert(fh.pgno, data..data + ps);
+        if fh.commit_size != 0 {
+            txns.push(WalTxn {
+                commit_frame: idx,
+                db_pages: fh.commit_size,
+                pages: std::mem::take(&mut pages).into_iter().collect(),
+            });
+        }
+    }
+    Some((header, txns))
 }
 
 #[cfg(test)]
@@ -179,6 +219,30 @@ mod tests {
         bad[n - 100] ^= 1;
         assert!(scan(&bad).unwrap().last_commit_frame < s.last_commit_frame);
         drop(c);
+    }
+
+    #[test]
+    fn lists_committed_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "journal_mode", "wal").unwrap();
+        c.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+        c.execute_batch("create table t(x); insert into t values (1); insert into t values (2);")
+            .unwrap();
+        let wal = std::fs::read(dir.path().join("t.db-wal")).unwrap();
+        let (h, txns) = committed_txns(&wal).unwrap();
+        assert_eq!(txns.len(), 3);
+        assert_eq!(
+            txns.last().unwrap().commit_frame,
+            scan(&wal).unwrap().last_commit_frame
+        );
+        for t in &txns {
+            assert!(t.db_pages >= 2);
+            for (pgno, r) in &t.pages {
+                assert!(*pgno >= 1 && r.len() == h.page_size as usize);
+            }
+        }
     }
 
     #[test]

@@ -210,6 +210,11 @@ impl Vfs for StrataVfs {
     fn truncate(&self, h: &mut Handle, size: usize) -> VfsResult<()> {
         if let Kind::Wal(w) = &mut h.kind {
             w.capture.reset();
+            // Frames are about to go: the spool must hold them first.
+            if let Some(r) = &w.replica {
+                r.flush_spool()
+                    .map_err(|e| log_err("strata: write spool", &e))?;
+            }
         }
         h.base.truncate(size)
     }
@@ -245,7 +250,15 @@ impl Vfs for StrataVfs {
                     w.capture.set_page_size(parsed.page_size);
                 }
                 match w.capture.on_write(offset, data) {
-                    Ok(WalWrite::Pending) | Ok(WalWrite::Header) => h.base.write(offset, data),
+                    Ok(WalWrite::Pending) => h.base.write(offset, data),
+                    Ok(WalWrite::Header) => {
+                        // A WAL restart overwrites the frames the spool's
+                        // buffer mirrors: write the buffer out first.
+                        replica
+                            .flush_spool()
+                            .map_err(|e| log_err("strata: write spool", &e))?;
+                        h.base.write(offset, data)
+                    }
                     Ok(WalWrite::Commit(c)) => {
                         let pos = WalPos {
                             salt1: c.salt1,
@@ -311,25 +324,24 @@ impl Vfs for StrataVfs {
     }
 
     fn sync(&self, h: &mut Handle) -> VfsResult<()> {
-        // The spool first: after a power loss it must hold at least what the
-        // WAL or database holds (recovery drops what it has in excess).
-        match &mut h.kind {
+        let replica = match &mut h.kind {
             Kind::Main(m) => {
                 // Spool a rollback transaction before its commit point, held
                 // back from upload until the journal is finalized.
                 commit_rollback(m, &mut h.base, true)?;
-                if let Some(r) = &m.replica {
-                    r.sync().map_err(|e| log_err("strata: sync spool", &e))?;
-                }
+                m.replica.clone()
             }
-            Kind::Wal(w) => {
-                if let Some(r) = &w.replica {
-                    r.sync().map_err(|e| log_err("strata: sync spool", &e))?;
-                }
-            }
-            Kind::Other => {}
-        }
-        h.base.sync()
+            Kind::Wal(w) => w.replica.clone(),
+            Kind::Other => None,
+        };
+        let Some(r) = replica else {
+            return h.base.sync();
+        };
+        // The spool and the file sync side by side: one fsync's latency, not two.
+        let base = &mut h.base;
+        let (spool, rc) = r.sync_alongside(|| base.sync());
+        spool.map_err(|e| log_err("strata: sync spool", &e))?;
+        rc
     }
 
     fn close(&self, h: Handle) -> VfsResult<()> {
