@@ -62,8 +62,14 @@ impl Uploader {
             if shutdown && self.shutdown_deadline.is_none() {
                 self.shutdown_deadline = Some(Instant::now() + self.core.cfg.sync_timeout);
             }
-            next_tick = Instant::now() + interval;
-            match self.tick() {
+            let started = Instant::now();
+            let result = self.tick();
+            // A commit that arrives just after this tick started waits for the
+            // next tick *and* its upload: start the next one early by about
+            // one upload's time, so replication lag stays within the interval.
+            let took = started.elapsed() + Duration::from_millis(20);
+            next_tick = started + interval.saturating_sub(took.min(interval / 2));
+            match result {
                 Ok(()) => self.set_error(None),
                 Err(e) if e.kind() == ErrorKind::Conflict => {
                     tracing::error!(error = %e, "replication stopped: fenced");
