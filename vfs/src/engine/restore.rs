@@ -316,6 +316,7 @@ fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> 
     let seg = segment::decode(data).ctx(key)?;
     let idx = &seg.index;
     let ps = idx.header.page_size;
+    let mut latest: std::collections::HashMap<PageNo, Vec<u8>> = Default::default();
     for txn in &idx.txns {
         if txn.txid > upto {
             break;
@@ -340,9 +341,16 @@ fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> 
                 .ok_or_else(|| {
                     Error::corrupt(format!("{key}: page {} lies outside the object", e.pgno))
                 })?;
-            let page = idx.page_bytes(e, stored).ctx(key)?;
+            // A delta's base is this page's previous image in this segment.
+            let mut page = vec![0u8; ps as usize];
+            match latest.get(&e.pgno) {
+                Some(base) if e.delta => idx.page_into_with_base(e, stored, base, &mut page),
+                _ => idx.page_into(e, stored, &mut page),
+            }
+            .ctx(key)?;
             file.write_all_at(&page, PageNo::offset(e.pgno, ps))
                 .io_ctx("write restored page")?;
+            latest.insert(e.pgno, page);
         }
         if txn.db_pages < st.db_pages || ps != st.page_size {
             file.set_len(txn.db_pages as u64 * ps as u64)

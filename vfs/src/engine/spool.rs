@@ -93,35 +93,12 @@ impl PageImages {
 
 const ENTRY_FULL: u8 = 0;
 const ENTRY_DELTA: u8 = 1;
-/// Unchanged gaps shorter than this are carried inside a run.
-const MERGE_GAP: usize = 16;
 
-/// Runs `(offset, len)` where `new` differs from `old` (same length).
-fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    let mut i = 0;
-    let n = new.len();
-    while i < n {
-        // Skip equal 8-byte words quickly, then bytes.
-        while i + 8 <= n && old[i..i + 8] == new[i..i + 8] {
-            i += 8;
-        }
-        while i < n && old[i] == new[i] {
-            i += 1;
-        }
-        if i >= n {
-            break;
-        }
-        let start = i;
-        while i < n && old[i] != new[i] {
-            i += 1;
-        }
-        match runs.last_mut() {
-            Some((s, l)) if start - (*s + *l) < MERGE_GAP => *l = i - *s,
-            _ => runs.push((start, i - start)),
-        }
-    }
-    runs
+/// The next `n` bytes of `body` at `*at`, advancing it.
+fn take<'a>(body: &'a [u8], at: &mut usize, n: usize) -> Option<&'a [u8]> {
+    let s = body.get(*at..at.checked_add(n)?)?;
+    *at += n;
+    Some(s)
 }
 
 /// A record that is structurally wrong although its checksum holds.
@@ -152,28 +129,15 @@ impl SpoolTxn {
         out.extend_from_slice(&(self.pages.len() as u32).to_le_bytes());
         for (pgno, page) in &self.pages {
             out.extend_from_slice(&pgno.0.to_le_bytes());
-            let runs = match images.get(pgno.0) {
-                Some(old) if old.len() == page.len() => {
-                    let runs = changed_runs(old, page);
-                    let size: usize = runs.iter().map(|(_, l)| 8 + l).sum();
-                    (size + 2 < page.len() / 2).then_some(runs)
-                }
-                _ => None,
+            out.push(ENTRY_DELTA);
+            let kind_at = out.len() - 1;
+            let delta = match images.get(pgno.0) {
+                Some(old) => crate::format::delta::encode(old, page, page.len() / 2, out),
+                None => false,
             };
-            match runs {
-                Some(runs) => {
-                    out.push(ENTRY_DELTA);
-                    out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
-                    for (off, len) in runs {
-                        out.extend_from_slice(&(off as u32).to_le_bytes());
-                        out.extend_from_slice(&(len as u32).to_le_bytes());
-                        out.extend_from_slice(&page[off..off + len]);
-                    }
-                }
-                None => {
-                    out.push(ENTRY_FULL);
-                    out.extend_from_slice(page);
-                }
+            if !delta {
+                out[kind_at] = ENTRY_FULL;
+                out.extend_from_slice(page);
             }
             images.insert(pgno.0, page.clone());
         }
@@ -212,19 +176,14 @@ impl SpoolTxn {
         let npages = u32_at(44) as usize;
         let body = &b[RECORD_HEADER..8 + len];
         let mut at = 0usize;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let s = body.get(at..at.checked_add(n)?)?;
-            at += n;
-            Some(s)
-        };
         let mut pages = Vec::with_capacity(npages);
         for _ in 0..npages {
-            let Some(head) = take(5) else {
+            let Some(head) = take(body, &mut at, 5) else {
                 return bad("truncated page entry");
             };
             let pgno = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
             let page = match head[4] {
-                ENTRY_FULL => match take(ps) {
+                ENTRY_FULL => match take(body, &mut at, ps) {
                     Some(p) => Bytes::copy_from_slice(p),
                     None => return bad("truncated page"),
                 },
@@ -233,23 +192,9 @@ impl SpoolTxn {
                         return bad(&format!("delta of page {pgno} without an earlier image"));
                     };
                     let mut page = base.to_vec();
-                    let Some(n) = take(4) else {
-                        return bad("truncated delta");
-                    };
-                    let runs = u32::from_le_bytes([n[0], n[1], n[2], n[3]]);
-                    for _ in 0..runs {
-                        let Some(r) = take(8) else {
-                            return bad("truncated delta run");
-                        };
-                        let off = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
-                        let rl = u32::from_le_bytes([r[4], r[5], r[6], r[7]]) as usize;
-                        if off.checked_add(rl).is_none_or(|e| e > ps) {
-                            return bad("delta run outside the page");
-                        }
-                        let Some(data) = take(rl) else {
-                            return bad("truncated delta data");
-                        };
-                        page[off..off + rl].copy_from_slice(data);
+                    match crate::format::delta::apply(&mut page, &body[at..]) {
+                        Ok(n) => at += n,
+                        Err(e) => return bad(&format!("page {pgno}: {e}")),
                     }
                     Bytes::from(page)
                 }

@@ -5,10 +5,12 @@
 //! - [`manifest`]: the one mutable JSON object per database, with the epoch
 //!   fencing rule.
 //! - [`keys`]: the bucket key layout and name validation.
+//! - [`delta`]: page deltas, shared by the spool and segments.
 //! - [`wal`]: SQLite's WAL file format.
 //!
 //! `docs/format.md` is the byte-level spec.
 
+pub mod delta;
 pub mod keys;
 pub mod manifest;
 pub mod segment;
