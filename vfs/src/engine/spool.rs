@@ -16,7 +16,9 @@
 //! `<first txid>-<last txid>.spool` and uploads sealed files in order.
 //! Record: `len u32 | crc32c u32 | txid u64 | commit_ms u64 | db_pages u32 |
 //! page_size u32 | salt1 u32 | salt2 u32 | frame u32 | npages u32 |
-//! npages × (pgno u32 | page)`, little-endian; `len`/`crc` cover what follows them.
+//! npages × (pgno u32 | kind u8 | page or delta)`, little-endian; `len`/`crc`
+//! cover what follows them. Kind 0 is a full page; kind 1 a delta
+//! (`format::delta`) against the page's previous image in the same file.
 
 use crate::error::{Error, IoResultExt, Result};
 use crate::types::{Millis, PageNo, TxId};
