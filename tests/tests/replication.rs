@@ -13,29 +13,60 @@ use strata_vfs::engine::Target;
 use strata_vfs::format::keys::DbKeys;
 use strata_vfs::{Millis, TxId};
 
-fn writer(b: &Backend, mode: &str, local: &std::path::Path, extra: &[&str]) -> Result<Child> {
+/// The test writer on `local`, replicating to `b`; `uri` adds URI parameters.
+fn writer_with(
+    b: &Backend,
+    mode: &str,
+    local: &std::path::Path,
+    uri: &str,
+    extra: &[&str],
+) -> Result<Child> {
     let mut cmd = b.command(std::path::Path::new(env!(
         "CARGO_BIN_EXE_strata-test-writer"
     )));
     cmd.arg(mode)
         .arg(local)
-        .arg(format!("{}&sync_interval=200ms", b.params("acme")));
+        .arg(format!("{}{uri}", b.params("acme")));
     cmd.args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     Ok(cmd.spawn()?)
 }
 
+fn writer(b: &Backend, mode: &str, local: &std::path::Path, extra: &[&str]) -> Result<Child> {
+    writer_with(b, mode, local, "&sync_interval=200ms", extra)
+}
+
 /// Random transactions, then restores at random txids and times must equal
 /// the state the writer saw right after that commit.
 #[test]
 fn point_in_time_restore_matches_the_writers_states() -> Result<()> {
-    for b in Backend::all()? {
+    // Without snapshots (restores replay segments from txid 1), and with a
+    // snapshot every few uploads (restores start from the newest snapshot at
+    // or before the target, found by listing the bucket).
+    let cases = [
+        (Backend::local()?, false),
+        (Backend::local()?, true),
+        (Backend::s3()?, false),
+        (Backend::s3()?, true),
+    ];
+    for (b, snapshots) in cases {
         let dir = tempfile::tempdir()?;
         let local = dir.path().join("data.db");
         let seed: u64 = rand::random();
-        let n = 120;
-        let mut child = writer(&b, "pitr", &local, &[&seed.to_string(), &n.to_string()])?;
+        let n = if snapshots { 200 } else { 120 };
+        let uri = if snapshots {
+            "&sync_interval=50ms&snapshot_interval=150ms"
+        } else {
+            "&sync_interval=200ms"
+        };
+        let mut child = writer_with(
+            &b,
+            "pitr",
+            &local,
+            uri,
+            &[&seed.to_string(), &n.to_string()],
+        )?;
         let out = BufReader::new(child.stdout.take().context("stdout")?);
         let mut states: BTreeMap<u64, (u64, u64, u32)> = BTreeMap::new();
         let mut done = None;
@@ -64,6 +95,17 @@ fn point_in_time_restore_matches_the_writers_states() -> Result<()> {
             states.len()
         );
         let store = b.store()?;
+        let h = strata_vfs::engine::history::load(
+            store.as_ref(),
+            &DbKeys::new("acme", "data.db")?,
+            None,
+        )?;
+        ensure!(
+            snapshots == !h.snapshots.is_empty(),
+            "[{}] snapshots={snapshots} but the bucket holds {}",
+            b.name(),
+            h.snapshots.len()
+        );
         let mut rng = rand::rng();
         let txids: Vec<u64> = states.keys().copied().collect();
         for i in 0..15 {
@@ -109,8 +151,9 @@ fn point_in_time_restore_matches_the_writers_states() -> Result<()> {
             "no gaps between commits to test time restores in"
         );
         eprintln!(
-            "[{}] pitr ok: {} txids, {checked} time points (seed {seed})",
+            "[{}] pitr ok (snapshots: {}): {} txids, {checked} time points (seed {seed})",
             b.name(),
+            h.snapshots.len(),
             txids.len()
         );
     }
@@ -200,52 +243,107 @@ fn kill_dash_nine_loses_nothing_acknowledged() -> Result<()> {
 /// panic, never a silently wrong database.
 #[test]
 fn corrupt_and_truncated_objects_are_named() -> Result<()> {
-    let b = Backend::local()?;
-    let dir = tempfile::tempdir()?;
-    let local = dir.path().join("data.db");
-    let c = writer(&b, "pitr", &local, &["7", "30"])?;
-    ensure!(c.wait_with_output()?.status.success());
-    let store = b.store()?;
-    let keys = DbKeys::new("acme", "data.db")?;
-    let segs = store.list(&keys.segments_prefix())?;
-    ensure!(!segs.is_empty());
-    let key = &segs[0].key;
-    let good = store.get(key)?.data;
-    let out = dir.path().join("r.db");
-    // One flipped byte in the page data.
-    let mut bad = good.to_vec();
-    let n = bad.len();
-    bad[n - 10] ^= 0x55;
-    store.put(key, bad.into())?;
-    let err = restore(&store, "acme", "data.db", Target::Latest, &out)
-        .expect_err("corrupt segment restored");
-    ensure!(
-        err.to_string().contains(key.as_str()),
-        "error does not name {key}: {err}"
-    );
-    ensure!(!out.exists(), "a partial restore was left in place");
-    // Truncated.
-    store.put(key, good.slice(..good.len() / 2))?;
-    let err = restore(&store, "acme", "data.db", Target::Latest, &out)
-        .expect_err("truncated segment restored");
-    ensure!(
-        err.to_string().contains("truncated") && err.to_string().contains(key.as_str()),
-        "{err}"
-    );
-    // verify names it too.
-    let v = strata_vfs::engine::verify::verify(&store, &keys, dir.path(), &Default::default());
-    ensure!(
-        v.as_ref()
-            .is_err_and(|e| e.to_string().contains(key.as_str())),
-        "verify: {:?}",
-        v.map(|r| r.objects)
-    );
-    // A corrupt manifest.
-    store.put(&keys.manifest(), bytes::Bytes::from_static(b"{not json"))?;
-    let err =
-        restore(&store, "acme", "data.db", Target::Latest, &out).expect_err("corrupt manifest");
-    ensure!(err.to_string().contains("manifest.json"), "{err}");
-    // Put the segment back: everything restores again.
-    store.put(key, good)?;
+    for b in Backend::all()? {
+        let dir = tempfile::tempdir()?;
+        let local = dir.path().join("data.db");
+        let c = writer(&b, "pitr", &local, &["7", "30"])?;
+        ensure!(c.wait_with_output()?.status.success());
+        let store = b.store()?;
+        let keys = DbKeys::new("acme", "data.db")?;
+        let segs = store.list(&keys.segments_prefix())?;
+        ensure!(!segs.is_empty());
+        let key = &segs[0].key;
+        let good = store.get(key)?.data;
+        let out = dir.path().join("r.db");
+        // One flipped byte in the page data.
+        let mut bad = good.to_vec();
+        let n = bad.len();
+        bad[n - 10] ^= 0x55;
+        store.put(key, bad.into())?;
+        let err = restore(&store, "acme", "data.db", Target::Latest, &out)
+            .expect_err("corrupt segment restored");
+        ensure!(
+            err.to_string().contains(key.as_str()),
+            "error does not name {key}: {err}"
+        );
+        ensure!(!out.exists(), "a partial restore was left in place");
+        // Truncated.
+        store.put(key, good.slice(..good.len() / 2))?;
+        let err = restore(&store, "acme", "data.db", Target::Latest, &out)
+            .expect_err("truncated segment restored");
+        ensure!(
+            err.to_string().contains("truncated") && err.to_string().contains(key.as_str()),
+            "{err}"
+        );
+        // verify names it too.
+        let v = strata_vfs::engine::verify::verify(&store, &keys, dir.path(), &Default::default());
+        ensure!(
+            v.as_ref()
+                .is_err_and(|e| e.to_string().contains(key.as_str())),
+            "verify: {:?}",
+            v.map(|r| r.objects)
+        );
+        // A corrupt manifest.
+        store.put(&keys.manifest(), bytes::Bytes::from_static(b"{not json"))?;
+        let err =
+            restore(&store, "acme", "data.db", Target::Latest, &out).expect_err("corrupt manifest");
+        ensure!(err.to_string().contains("manifest.json"), "{err}");
+        // Put the segment back: everything restores again.
+        store.put(key, good)?;
+    }
+    Ok(())
+}
+
+/// Retention deletes what no restore point in the window needs: the newest
+/// snapshot older than the window stays, and so does everything after it;
+/// older points fail with a clear error; the latest state is intact.
+#[test]
+fn retention_keeps_every_point_in_the_window_and_nothing_older() -> Result<()> {
+    for b in Backend::all()? {
+        let dir = tempfile::tempdir()?;
+        let local = dir.path().join("data.db");
+        let uri = "&sync_interval=50ms&snapshot_interval=100ms&retention=300ms";
+        let c = writer_with(&b, "pitr", &local, uri, &["3", "150"])?;
+        let o = c.wait_with_output()?;
+        ensure!(o.status.success(), "writer failed");
+        std::thread::sleep(Duration::from_millis(400));
+        // A second session: its snapshots push the window past the first one.
+        let c = writer_with(&b, "pitr", &local, uri, &["4", "150"])?;
+        let o = c.wait_with_output()?;
+        ensure!(o.status.success(), "writer failed");
+        let store = b.store()?;
+        let keys = DbKeys::new("acme", "data.db")?;
+        let h = strata_vfs::engine::history::load(store.as_ref(), &keys, None)?;
+        let oldest = h.oldest().context("no restore point left")?;
+        ensure!(
+            oldest > TxId(1),
+            "[{}] nothing was deleted (oldest restore point {oldest})",
+            b.name()
+        );
+        ensure!(
+            store.list(&keys.segments_prefix())?.iter().all(|o| keys
+                .parse_segment_key(&o.key)
+                .is_some_and(|k| k.last > oldest || h.segments.iter().any(|s| s.key == o.key))),
+            "[{}] segments older than the oldest restore point remain",
+            b.name()
+        );
+        let out = dir.path().join("old.db");
+        let err = restore(&store, "acme", "data.db", Target::TxId(TxId(1)), &out)
+            .expect_err("txid 1 is outside retention");
+        ensure!(
+            err.to_string().contains("oldest restore point"),
+            "unclear error: {err}"
+        );
+        for t in [oldest, h.manifest.head] {
+            let out = dir.path().join(format!("at-{t}.db"));
+            let r = restore(&store, "acme", "data.db", Target::TxId(t), &out)?;
+            ensure!(r.txid == t && integrity(&out)? == "ok");
+        }
+        eprintln!(
+            "[{}] retention ok: restorable {oldest}..={}",
+            b.name(),
+            h.manifest.head
+        );
+    }
     Ok(())
 }
