@@ -139,32 +139,31 @@ impl History {
         if t >= self.manifest.head_commit {
             return Ok(self.manifest.head);
         }
-        // The first segment that ends after `t` holds the answer, or it is
-        // the txid just before that segment.
-        let Some(i) = self.segments.iter().position(|s| s.last_commit > t) else {
-            return Ok(self.manifest.head);
-        };
-        let seg = &self.segments[i];
-        let head = store
-            .get_range(&seg.key, 0..HEADER_LEN as u64)
-            .ctx(format!("read {}", seg.key))?;
-        let hdr = segment::SegmentHeader::decode(&head).ctx(&seg.key)?;
-        let prefix = store
-            .get_range(&seg.key, 0..HEADER_LEN as u64 + hdr.index_len as u64)
-            .ctx(format!("read {}", seg.key))?;
-        let idx = segment::SegmentIndex::decode(&prefix).ctx(&seg.key)?;
-        let before = idx
-            .txns
-            .iter()
-            .take_while(|x| x.commit <= t)
-            .last()
-            .map(|x| x.txid);
-        match before {
-            Some(txid) => Ok(txid),
-            None if seg.first > TxId(1) && self.oldest().is_some_and(|o| o < seg.first) => {
-                Ok(TxId(seg.first.0 - 1))
+        // The first segment that ends after `t` holds the answer...
+        if let Some(i) = self.segments.iter().position(|s| s.last_commit > t) {
+            let seg = &self.segments[i];
+            let head = store
+                .get_range(&seg.key, 0..HEADER_LEN as u64)
+                .ctx(format!("read {}", seg.key))?;
+            let hdr = segment::SegmentHeader::decode(&head).ctx(&seg.key)?;
+            let prefix = store
+                .get_range(&seg.key, 0..HEADER_LEN as u64 + hdr.index_len as u64)
+                .ctx(format!("read {}", seg.key))?;
+            let idx = segment::SegmentIndex::decode(&prefix).ctx(&seg.key)?;
+            if let Some(x) = idx.txns.iter().take_while(|x| x.commit <= t).last() {
+                return Ok(x.txid);
             }
-            None => Err(Error::not_found(format!(
+        }
+        // ...or it is the newest restore point that a snapshot or a segment
+        // ends at, committed at or before `t`.
+        let ends = self
+            .snapshots
+            .iter()
+            .map(|s| (s.txid, s.commit))
+            .chain(self.segments.iter().map(|s| (s.last, s.last_commit)));
+        match ends.filter(|(_, c)| *c <= t).max_by_key(|(txid, _)| *txid) {
+            Some((txid, _)) if self.plan_for(txid).is_ok() => Ok(txid),
+            _ => Err(Error::not_found(format!(
                 "{} is before the oldest restore point{}",
                 t.rfc3339(),
                 self.oldest()
