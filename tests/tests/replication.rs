@@ -101,7 +101,7 @@ fn point_in_time_restore_matches_the_writers_states() -> Result<()> {
             None,
         )?;
         ensure!(
-            snapshots == !h.snapshots.is_empty(),
+            snapshots != h.snapshots.is_empty(),
             "[{}] snapshots={snapshots} but the bucket holds {}",
             b.name(),
             h.snapshots.len()

@@ -50,6 +50,10 @@ pub struct ReplicaConfig {
     pub retention: Duration,
     /// How long a commit in `sync` mode, or a close, waits for the bucket.
     pub sync_timeout: Duration,
+    /// A writer's lease: another writer may take over a database only once
+    /// its holder has not renewed the lease for this long (crashed or cut
+    /// off). A clean close releases it at once.
+    pub lease_ttl: Duration,
 }
 
 impl ReplicaConfig {
@@ -68,6 +72,7 @@ impl ReplicaConfig {
             snapshot_min_bytes: 64 << 20,
             retention: Duration::from_secs(7 * 24 * 3600),
             sync_timeout: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(30),
         })
     }
 }

@@ -55,6 +55,8 @@ impl Status {
 
 /// Shared between the committing threads and the uploader.
 pub(crate) struct Core {
+    /// Who this writer is in leases (`host:pid:nonce`).
+    pub me: String,
     pub cfg: ReplicaConfig,
     pub keys: DbKeys,
     pub dir: PathBuf,
@@ -148,6 +150,7 @@ impl Replica {
                     spool,
                     state.unwrap_or_default(),
                     None,
+                    false,
                 );
             }
             Err(e) => return Err(e.context(format!("open {}", keys.manifest()))),
@@ -249,19 +252,20 @@ impl Replica {
             },
         };
         state.save(&dir)?;
-        Self::start(keys, cfg, path, dir, lock, spool, state, manifest)
+        Self::start(keys, cfg, path, dir, lock, spool, state, manifest, true)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn start(
         keys: DbKeys,
         cfg: ReplicaConfig,
-        _path: &Path,
+        path: &Path,
         dir: PathBuf,
         lock: File,
         spool: Spool,
         state: LocalState,
         manifest: Option<(Manifest, ETag)>,
+        online: bool,
     ) -> Result<Option<Replica>> {
         let last = spool.last_txid().unwrap_or_default().max(state.head);
         let pending = spool
@@ -290,7 +294,15 @@ impl Replica {
                 ..Default::default()
             }),
             progress_cv: Condvar::new(),
+            me: uploader::writer_name(path),
         });
+        // Claim the writer lease now when the bucket answers, so a second
+        // writer is refused at open with a clear message, not fenced later.
+        let manifest = if online {
+            Some(uploader::claim(&core, manifest)?)
+        } else {
+            None
+        };
         let c = core.clone();
         let handle = std::thread::Builder::new()
             .name(format!("strata-upload-{}", core.cfg.db))

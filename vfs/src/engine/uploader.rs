@@ -14,29 +14,125 @@ use super::spool::{self, SpoolTxn};
 use super::{restore, spool::Sealed};
 use crate::bucket::ETag;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::manifest::{EpochStart, Manifest, SegmentRef, SnapshotRef};
+use crate::format::manifest::{EpochStart, Lease, Manifest, SegmentRef, SnapshotRef};
 use crate::format::segment::{self, SegmentKind, SegmentMeta, TxnPages};
 use crate::metrics::METRICS;
 use crate::types::{Epoch, Millis, TxId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Run the uploader of `core`; `claimed` is the manifest as claimed at open
+/// (`None` if the bucket was unreachable then: the first tick claims).
 pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
     let mut up = Uploader {
         core,
-        manifest: None,
-        seen: claimed,
+        manifest: claimed,
         shutdown_deadline: None,
     };
     up.run();
+}
+
+/// Take over the database: bump the epoch and take the lease with one
+/// conditional put, which makes every older writer's next manifest update
+/// fail. Refused while another holder's lease is still valid.
+pub(crate) fn claim(core: &Core, seen: Option<(Manifest, ETag)>) -> Result<(Manifest, ETag)> {
+    let key = core.keys.manifest();
+    let mut seen = seen;
+    loop {
+        let current = match seen.take() {
+            Some(m) => Some(m),
+            None => match core.cfg.store.get(&key) {
+                Ok(obj) => Some((
+                    Manifest::from_bytes(&obj.data).map_err(|e| e.context(&key))?,
+                    obj.etag,
+                )),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.context(format!("read {key}"))),
+            },
+        };
+        let (db_id, page_size) = {
+            let w = core.writer.lock();
+            (w.db_id, w.page_size)
+        };
+        let replicated = core.progress.lock().replicated;
+        let now = Millis::now();
+        let lease = |epoch| Lease {
+            holder: core.me.clone(),
+            epoch,
+            expires: Millis(now.0 + core.cfg.lease_ttl.as_millis() as u64),
+        };
+        let result = match current {
+            None => {
+                let mut m = Manifest::new(db_id, page_size);
+                m.epoch = Epoch(1);
+                m.epochs = vec![EpochStart {
+                    epoch: Epoch(1),
+                    start: TxId(1),
+                }];
+                m.writer = Some(core.me.clone());
+                m.lease = Some(lease(m.epoch));
+                m.updated = now;
+                core.cfg
+                    .store
+                    .put_if_absent(&key, m.to_bytes())
+                    .map(|etag| (m, etag))
+            }
+            Some((mut m, etag)) => {
+                if m.db_id != db_id {
+                    return Err(Error::conflict(format!(
+                        "{key} now belongs to database {}, not {db_id}",
+                        m.db_id
+                    )));
+                }
+                if let Some(l) = m.lease.as_ref().filter(|l| {
+                    l.holder != core.me && l.expires > now && !same_node(&l.holder, &core.me)
+                }) {
+                    return Err(Error::conflict(format!(
+                        "{} is held by another writer ({}, epoch {}) until {}: one writer per database. \
+                         Close it there, or wait for its lease to expire if it crashed",
+                        core.keys.root(),
+                        l.holder,
+                        l.epoch,
+                        l.expires.rfc3339()
+                    )));
+                }
+                if m.head != replicated {
+                    return Err(Error::conflict(format!(
+                        "another writer moved {key} to txid {} while this node was at {replicated}",
+                        m.head
+                    )));
+                }
+                let epoch = Epoch(m.epoch.0 + 1);
+                m.epoch = epoch;
+                m.epochs.push(EpochStart {
+                    epoch,
+                    start: m.head.next(),
+                });
+                m.writer = Some(core.me.clone());
+                m.lease = Some(lease(epoch));
+                m.updated = now;
+                core.cfg
+                    .store
+                    .put_if_match(&key, m.to_bytes(), &etag)
+                    .map(|etag| (m, etag))
+            }
+        };
+        match result {
+            Ok((m, etag)) => {
+                tracing::info!(epoch = %m.epoch, head = %m.head, "writer epoch claimed");
+                return Ok((m, etag));
+            }
+            // Lost a race with another claimant: look again.
+            Err(e) if e.kind() == ErrorKind::Conflict => continue,
+            Err(e) => return Err(e.context(format!("claim {key}"))),
+        }
+    }
 }
 
 struct Uploader {
     core: Arc<Core>,
     /// The manifest as we last wrote it, once our epoch is claimed.
     manifest: Option<(Manifest, ETag)>,
-    /// The manifest read at open, to claim from without another GET.
-    seen: Option<(Manifest, ETag)>,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -92,6 +188,9 @@ impl Uploader {
             if let Some(deadline) = self.shutdown_deadline {
                 let pending = self.core.progress.lock().pending.len();
                 if pending == 0 || Instant::now() >= deadline {
+                    if pending == 0 {
+                        self.release();
+                    }
                     if pending > 0 {
                         tracing::warn!(
                             pending,
@@ -159,88 +258,35 @@ impl Uploader {
             p.spool_bytes = bytes;
         }
         self.maybe_snapshot()?;
+        // An idle writer renews its lease at half its lifetime.
+        let renew_at = Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64 / 2;
+        if self
+            .manifest
+            .as_ref()
+            .is_some_and(|(m, _)| m.lease.as_ref().is_none_or(|l| l.expires.0 < renew_at))
+        {
+            self.publish(|_| {})?;
+        }
         Ok(())
     }
 
-    /// Take over the database: bump the epoch with a conditional put, which
-    /// makes every older writer's next manifest update fail.
+    /// Hand the database over at close: release the lease so the next writer
+    /// need not wait for it to expire.
+    fn release(&mut self) {
+        if self.manifest.is_some()
+            && self.core.progress.lock().fenced.is_none()
+            && let Err(e) = self.publish_until(|_| {}, Millis(0))
+        {
+            tracing::warn!(error = %e, "could not release the writer lease; it expires by itself");
+        }
+    }
+
+    /// Claim the database if that could not be done at open (bucket down).
     fn claim(&mut self) -> Result<()> {
-        if self.manifest.is_some() {
-            return Ok(());
+        if self.manifest.is_none() {
+            self.manifest = Some(claim(&self.core, None)?);
         }
-        let core = &self.core;
-        let key = core.keys.manifest();
-        let me = writer_name();
-        loop {
-            let current = match self.seen.take() {
-                Some(m) => Some(m),
-                None => match core.cfg.store.get(&key) {
-                    Ok(obj) => Some((
-                        Manifest::from_bytes(&obj.data).map_err(|e| e.context(&key))?,
-                        obj.etag,
-                    )),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => return Err(e.context(format!("read {key}"))),
-                },
-            };
-            let (db_id, base) = {
-                let w = core.writer.lock();
-                (w.db_id, w.page_size)
-            };
-            let replicated = core.progress.lock().replicated;
-            let result = match current {
-                None => {
-                    let mut m = Manifest::new(db_id, base);
-                    m.epoch = Epoch(1);
-                    m.epochs = vec![EpochStart {
-                        epoch: Epoch(1),
-                        start: TxId(1),
-                    }];
-                    m.writer = Some(me.clone());
-                    m.updated = Millis::now();
-                    core.cfg
-                        .store
-                        .put_if_absent(&key, m.to_bytes())
-                        .map(|etag| (m, etag))
-                }
-                Some((mut m, etag)) => {
-                    if m.db_id != db_id {
-                        return Err(Error::conflict(format!(
-                            "{key} now belongs to database {}, not {db_id}",
-                            m.db_id
-                        )));
-                    }
-                    if m.head != replicated {
-                        return Err(Error::conflict(format!(
-                            "another writer moved {key} to txid {} while this node was at {replicated}",
-                            m.head
-                        )));
-                    }
-                    let epoch = Epoch(m.epoch.0 + 1);
-                    m.epoch = epoch;
-                    m.epochs.push(EpochStart {
-                        epoch,
-                        start: m.head.next(),
-                    });
-                    m.writer = Some(me.clone());
-                    m.updated = Millis::now();
-                    core.cfg
-                        .store
-                        .put_if_match(&key, m.to_bytes(), &etag)
-                        .map(|etag| (m, etag))
-                }
-            };
-            match result {
-                Ok((m, etag)) => {
-                    tracing::info!(epoch = %m.epoch, head = %m.head, "writer epoch claimed");
-                    self.manifest = Some((m, etag));
-                    return Ok(());
-                }
-                // Lost a race with another claimant: look again (it may be us, retrying).
-                Err(e) if e.kind() == ErrorKind::Conflict => continue,
-                Err(e) => return Err(e.context(format!("claim {key}"))),
-            }
-        }
+        Ok(())
     }
 
     fn upload(&mut self, sealed: &Sealed) -> Result<()> {
@@ -362,6 +408,11 @@ impl Uploader {
     /// Apply `change` to the manifest and write it conditionally. A conflict
     /// caused by our own lost response is recognised and absorbed.
     fn publish(&mut self, change: impl Fn(&mut Manifest)) -> Result<()> {
+        let until = Millis(Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64);
+        self.publish_until(change, until)
+    }
+
+    fn publish_until(&mut self, change: impl Fn(&mut Manifest), lease_until: Millis) -> Result<()> {
         let core = self.core.clone();
         let key = core.keys.manifest();
         let Some((mut m, etag)) = self.manifest.clone() else {
@@ -372,6 +423,12 @@ impl Uploader {
             let mut next = m.clone();
             change(&mut next);
             next.updated = Millis::now();
+            // Every update renews the lease; `lease_until` 0 releases it.
+            next.lease = (lease_until.0 > 0).then(|| Lease {
+                holder: core.me.clone(),
+                epoch: next.epoch,
+                expires: lease_until,
+            });
             match core.cfg.store.put_if_match(&key, next.to_bytes(), &etag) {
                 Ok(new_etag) => {
                     self.manifest = Some((next, new_etag));
@@ -395,7 +452,10 @@ impl Uploader {
                             core.dir.display()
                         )));
                     }
-                    if current.head == next.head && current.snapshot == next.snapshot {
+                    if current.head == next.head
+                        && current.snapshot == next.snapshot
+                        && current.lease == next.lease
+                    {
                         self.manifest = Some((current, obj.etag));
                         return Ok(());
                     }
@@ -461,7 +521,27 @@ impl Uploader {
     }
 }
 
-fn writer_name() -> String {
+/// `host:pid:nonce@local-path`: who holds a lease (the nonce tells apart two
+/// opens by one process).
+pub(crate) fn writer_name(local: &std::path::Path) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    format!("{}:{}", host.trim(), std::process::id())
+    format!(
+        "{}:{}:{:08x}@{}",
+        host.trim(),
+        std::process::id(),
+        rand::random::<u32>(),
+        local.display()
+    )
+}
+
+/// Was `holder` an earlier writer of the same local file on this host? Then it
+/// is gone: this process holds that file's writer lock (`flock`), which the
+/// kernel released when the holder died. Its lease need not be waited out.
+fn same_node(holder: &str, me: &str) -> bool {
+    let node = |s: &str| {
+        s.split_once(':')
+            .map(|(h, _)| h.to_string())
+            .zip(s.rsplit_once('@').map(|(_, p)| p.to_string()))
+    };
+    node(holder).is_some() && node(holder) == node(me)
 }

@@ -62,7 +62,20 @@ pub struct Manifest {
     pub segments: Vec<SegmentRef>,
     /// Who holds the database (`host:pid`), informational.
     pub writer: Option<String>,
+    /// The writer's lease: no other writer may claim the database before it
+    /// expires (renewed by every manifest update, released on close).
+    #[serde(default)]
+    pub lease: Option<Lease>,
     pub updated: Millis,
+}
+
+/// A writer's claim on a database, by time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// `host:pid:nonce` of the holder.
+    pub holder: String,
+    pub epoch: Epoch,
+    pub expires: Millis,
 }
 
 impl Manifest {
@@ -81,6 +94,7 @@ impl Manifest {
             snapshot: None,
             segments: Vec::new(),
             writer: None,
+            lease: None,
             updated: Millis::now(),
         }
     }

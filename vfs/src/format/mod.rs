@@ -17,7 +17,7 @@ pub mod segment;
 pub mod wal;
 
 pub use keys::{DbKeys, SegmentKey, SnapshotKey, validate_db_name, validate_tenant};
-pub use manifest::{EpochStart, Manifest, SegmentRef, SnapshotRef};
+pub use manifest::{EpochStart, Lease, Manifest, SegmentRef, SnapshotRef};
 pub use segment::{
     Codec, EncodeOptions, HEADER_LEN, PageEntry, Segment, SegmentHeader, SegmentIndex, SegmentKind,
     SegmentMeta, TxnEntry, TxnPages,

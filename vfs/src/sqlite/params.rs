@@ -12,6 +12,7 @@
 //! | `max_spool`        | `STRATA_MAX_SPOOL`        | 1 GiB (bytes)      |
 //! | `snapshot_interval`| `STRATA_SNAPSHOT_INTERVAL`| `24h`              |
 //! | `retention`        | `STRATA_RETENTION`        | `7d`               |
+//! | `lease_ttl`        | `STRATA_LEASE_TTL`        | `30s`              |
 
 use crate::bucket::{Store, open_bucket};
 use crate::engine::config::{ReplicaConfig, parse_duration};
@@ -120,6 +121,9 @@ pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
     }
     if let Some(v) = params.get("snapshot_interval") {
         cfg.snapshot_interval = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("lease_ttl") {
+        cfg.lease_ttl = parse_duration(&v)?;
     }
     if let Some(v) = params.get("retention") {
         cfg.retention = parse_duration(&v)?;
