@@ -74,6 +74,18 @@ enum Cmd {
     /// Check every object's checksums and that the latest state restores and
     /// passes `PRAGMA integrity_check`.
     Verify { bucket: String, db: String },
+    /// Replication state of a local database: what is committed here, what
+    /// the bucket has, what waits in the spool and for how long. Reads only
+    /// files, so it works next to a running writer.
+    Status {
+        bucket: String,
+        db: String,
+        /// The local database file.
+        #[arg(long)]
+        local: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run SQL against a replicated database through the strata VFS.
     ///
     /// The local file is a cache: if it is missing it is restored from the
@@ -348,6 +360,45 @@ fn run(cmd: Cmd) -> Result<()> {
             demo::print_query(&conn, &sql)?;
             let txid: String = conn.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
             eprintln!("replicated through txid {txid}");
+            Ok(())
+        }
+        Cmd::Status {
+            bucket,
+            db,
+            local,
+            json,
+        } => {
+            let (store, keys) = (store(&bucket)?, db_keys(&db)?);
+            let s = strata_vfs::engine::status::local_status(&local, store.as_ref(), &keys)?;
+            if json {
+                let v = serde_json::json!({
+                    "bucket_head": s.bucket_head,
+                    "bucket_error": s.bucket_error,
+                    "local_last": s.spool.last.unwrap_or(s.seen_head),
+                    "unreplicated": s.unreplicated(),
+                    "lag_ms": s.lag().as_millis() as u64,
+                    "spool_bytes": s.spool.bytes,
+                    "spool_files": s.spool.files,
+                    "writer": s.writer,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                return Ok(());
+            }
+            match (&s.bucket_head, &s.bucket_error) {
+                (Some(h), _) => println!("bucket: head txid {h} ({})", store.describe()),
+                (None, Some(e)) => println!("bucket: UNREACHABLE ({e})"),
+                _ => {}
+            }
+            println!(
+                "writer: {}",
+                s.writer.as_deref().unwrap_or("none (no valid lease)")
+            );
+            println!(
+                "local:  {} transactions not yet in the bucket, oldest waiting {:.1?}",
+                s.unreplicated(),
+                s.lag()
+            );
+            println!("spool:  {} bytes in {} files", s.spool.bytes, s.spool.files);
             Ok(())
         }
         Cmd::Bench(args) => bench::run(args),

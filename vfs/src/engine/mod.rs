@@ -9,6 +9,7 @@
 //! - [`history`]: list restore points.
 //! - [`import`]: bring an existing SQLite file into a bucket.
 //! - [`verify`]: check every object's checksums and a restore's integrity.
+//! - [`status`]: a node's view of a replica from its files (`strata status`).
 
 pub mod config;
 pub mod history;
@@ -16,6 +17,7 @@ pub mod import;
 pub mod replica;
 pub mod restore;
 pub mod spool;
+pub mod status;
 mod uploader;
 pub mod verify;
 

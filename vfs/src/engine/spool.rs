@@ -474,6 +474,21 @@ impl Spool {
         self.sealed.first().cloned()
     }
 
+    /// The oldest sealed files, together up to about `max_bytes` (at least
+    /// one): a backlog (after an outage) uploads as few, larger segments.
+    pub fn next_sealed_batch(&self, max_bytes: u64) -> Vec<Sealed> {
+        let mut total = 0;
+        self.sealed
+            .iter()
+            .take_while(|s| {
+                let first = total == 0;
+                total += s.bytes;
+                first || total <= max_bytes
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Forget a sealed file once the bucket's manifest covers it.
     pub fn remove_sealed(&mut self, first: TxId) -> Result<()> {
         if let Some(i) = self.sealed.iter().position(|s| s.first == first) {
@@ -551,6 +566,42 @@ impl Drop for Spool {
             tracing::warn!(error = %e, "spool buffer not written at close; it is rebuilt from the WAL at the next open");
         }
     }
+}
+
+/// What a spool directory holds, read without changing anything (another
+/// process may be writing it): for `strata status`.
+#[derive(Debug, Clone, Default)]
+pub struct SpoolSummary {
+    pub files: usize,
+    pub bytes: u64,
+    pub first: Option<TxId>,
+    pub last: Option<TxId>,
+    pub oldest_commit: Option<Millis>,
+}
+
+pub fn summarize(dir: &Path) -> Result<SpoolSummary> {
+    let mut sum = SpoolSummary::default();
+    let mut names: Vec<PathBuf> = match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "spool"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(sum),
+        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+    };
+    // Sealed files sort by first txid; the active one holds the newest.
+    names.sort_by_key(|p| (p.file_name().is_some_and(|n| n == ACTIVE), p.clone()));
+    for p in names {
+        let buf = fs::read(&p).io_ctx(format!("read {}", p.display()))?;
+        sum.files += 1;
+        sum.bytes += buf.len() as u64;
+        for t in decode_all(&buf)?.0 {
+            sum.first.get_or_insert(t.txid);
+            sum.oldest_commit.get_or_insert(t.commit);
+            sum.last = Some(t.txid);
+        }
+    }
+    Ok(sum)
 }
 
 /// Read a sealed spool file.

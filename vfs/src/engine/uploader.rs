@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// Run the uploader of `core`; `claimed` is the manifest as claimed at open
 /// (`None` if the bucket was unreachable then: the first tick claims).
+/// Spool bytes (deltas included) merged into one segment when a backlog waits.
+const SEGMENT_TARGET: u64 = 16 << 20;
+
 pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
     let mut up = Uploader {
         core,
@@ -246,11 +249,20 @@ impl Uploader {
             }
         }
         loop {
-            let next = self.core.writer.lock().spool.next_sealed();
-            let Some(sealed) = next else { break };
-            self.upload(&sealed)?;
+            let batch = self
+                .core
+                .writer
+                .lock()
+                .spool
+                .next_sealed_batch(SEGMENT_TARGET);
+            if batch.is_empty() {
+                break;
+            }
+            self.upload(&batch)?;
             let mut w = self.core.writer.lock();
-            w.spool.remove_sealed(sealed.first)?;
+            for sealed in &batch {
+                w.spool.remove_sealed(sealed.first)?;
+            }
             let bytes = w.spool.pending_bytes();
             drop(w);
             METRICS.spool_bytes.set(bytes as i64);
@@ -289,7 +301,8 @@ impl Uploader {
         Ok(())
     }
 
-    fn upload(&mut self, sealed: &Sealed) -> Result<()> {
+    /// Upload sealed spool files (consecutive) as segments.
+    fn upload(&mut self, batch: &[Sealed]) -> Result<()> {
         let core = self.core.clone();
         let Some((m, _)) = &self.manifest else {
             return Err(Error::unavailable("writer epoch not claimed"));
@@ -297,10 +310,14 @@ impl Uploader {
         let head = m.head;
         let epoch = m.epoch;
         let db_id = m.db_id;
-        let txns: Vec<SpoolTxn> = spool::read_file(&sealed.path)?
-            .into_iter()
-            .filter(|t| t.txid > head)
-            .collect();
+        let mut txns: Vec<SpoolTxn> = Vec::new();
+        for sealed in batch {
+            txns.extend(
+                spool::read_file(&sealed.path)?
+                    .into_iter()
+                    .filter(|t| t.txid > head),
+            );
+        }
         let Some(first) = txns.first() else {
             return Ok(());
         };

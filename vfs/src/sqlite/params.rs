@@ -91,6 +91,19 @@ pub fn shared_store(url: &str) -> Result<Store> {
     Ok(s)
 }
 
+/// Make `url` name `store` for every database opened in this process: for
+/// embedding strata with a store built in code, and for tests that inject
+/// faults (`bucket=fault://name` over a `FaultStore`). Replaces nothing
+/// already in use; returns false if `url` was taken.
+pub fn register_store(url: &str, store: Store) -> bool {
+    let mut stores = STORES.lock();
+    if stores.contains_key(url) {
+        return false;
+    }
+    stores.insert(url.to_string(), store);
+    true
+}
+
 /// Build the replication config of the database at `path`.
 pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
     let bucket = params.get("bucket").ok_or_else(|| {
