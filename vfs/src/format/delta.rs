@@ -12,11 +12,13 @@ const MERGE_GAP: usize = 16;
 
 /// Runs `(offset, len)` where `new` differs from `old` (same length).
 fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
+    let word = |b: &[u8], i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or_default());
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let n = new.len();
     let mut i = 0;
     while i < n {
-        while i + 8 <= n && old[i..i + 8] == new[i..i + 8] {
+        // Skip equal words (pages are mostly unchanged), then bytes.
+        while i + 8 <= n && word(old, i) == word(new, i) {
             i += 8;
         }
         while i < n && old[i] == new[i] {
