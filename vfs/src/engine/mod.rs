@@ -6,6 +6,7 @@
 //! - `uploader`: the background thread: spool → segments → manifest,
 //!   snapshots and retention.
 //! - [`restore`]: materialize any restore point into a file.
+//! - [`pages`]: read single pages of any restore point with ranged GETs.
 //! - [`history`]: list restore points.
 //! - [`import`]: bring an existing SQLite file into a bucket.
 //! - [`verify`]: check every object's checksums and a restore's integrity.
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod history;
 pub mod import;
+pub mod pages;
 pub mod replica;
 pub mod restore;
 pub mod spool;
