@@ -83,6 +83,12 @@ impl Error {
         Self::new(ErrorKind::Invalid, msg)
     }
 
+    /// A copy of the kind and message (the cause is dropped): for errors
+    /// shared between waiters, e.g. of a cache load.
+    pub fn clone_error(&self) -> Error {
+        Error::new(self.kind, self.msg.clone())
+    }
+
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }

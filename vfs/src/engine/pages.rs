@@ -15,13 +15,30 @@ use crate::error::{Error, Result, ResultExt};
 use crate::format::keys::DbKeys;
 use crate::format::segment::{HEADER_LEN, SegmentHeader, SegmentIndex};
 use crate::types::{PageNo, TxId};
+use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+/// Pages fetched from the bucket, shared by every reader in the process.
+/// Keyed by (object, page-table entry): an immutable page image, whatever
+/// restore point it is read for. Concurrent misses of one key fetch once.
+/// Size: `STRATA_PAGE_CACHE` bytes (default 64 MiB).
+static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::new(|| {
+    let bytes = std::env::var("STRATA_PAGE_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64u64 << 20);
+    moka::sync::Cache::builder()
+        .weigher(|_, v: &Bytes| v.len() as u32)
+        .max_capacity(bytes)
+        .build()
+});
 
 /// How much of an object to fetch first, hoping it holds the whole index.
 const INDEX_GUESS: u64 = 64 << 10;
 
 struct Object {
-    key: String,
+    key: Arc<str>,
     index: SegmentIndex,
 }
 
@@ -76,7 +93,10 @@ impl PageMap {
                 map.db_pages = t.db_pages;
                 map.page_size = index.header.page_size;
             }
-            map.objects.push(Object { key, index });
+            map.objects.push(Object {
+                key: key.into(),
+                index,
+            });
         }
         map.locs.retain(|&p, _| p <= map.db_pages);
         Ok(map)
@@ -85,6 +105,17 @@ impl PageMap {
     /// Requests the build made and objects it covers, for metrics and tests.
     pub fn objects(&self) -> usize {
         self.objects.len()
+    }
+
+    /// Like [`read_page`](Self::read_page), through the process's page cache.
+    pub fn read_page_cached(&self, store: &dyn ObjectStore, pgno: PageNo) -> Result<Bytes> {
+        let Some(&(o, e)) = self.locs.get(&pgno.0) else {
+            return self.read_page(store, pgno).map(Bytes::from);
+        };
+        let key = (self.objects[o as usize].key.clone(), e);
+        CACHE
+            .try_get_with(key, || self.read_page(store, pgno).map(Bytes::from))
+            .map_err(|e| (*e).clone_error())
     }
 
     /// The image of `pgno` at this restore point (zeros past the database end

@@ -6,6 +6,8 @@
 //! - `base.rs`: files of the base VFS, driven through its C methods.
 //! - `capture.rs`: turning writes into committed transactions.
 //! - `vfs.rs`: the `sqlite_plugin::vfs::Vfs` implementation and file handles.
+//! - `historical.rs`: read-only files at a point in time (`txid=`, `time=`),
+//!   served page by page from the bucket.
 //! - `params.rs`: URI parameters and `STRATA_*` variables.
 //! - `registry.rs`: one `Replica` per database file per process.
 //! - `pragmas.rs`: `PRAGMA strata_*`: replication status from SQL.
@@ -15,6 +17,7 @@
 mod base;
 mod capture;
 mod ffi;
+mod historical;
 pub mod params;
 mod pragmas;
 mod registry;

@@ -57,6 +57,15 @@ impl UriParams {
         UriParams(Vec::new())
     }
 
+    /// The URI parameter only (no environment fallback).
+    pub fn uri(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
     /// The URI parameter, else `STRATA_<KEY>` from the environment.
     pub fn get(&self, key: &str) -> Option<String> {
         self.0

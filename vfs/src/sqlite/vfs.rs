@@ -42,7 +42,16 @@ impl StrataVfs {
 }
 
 /// An open file.
-pub struct Handle {
+pub enum Handle {
+    /// A real local file, forwarded to the base VFS.
+    Local(LocalFile),
+    /// A read-only view of a restore point (`txid=` or `time=`), read from
+    /// the bucket page by page.
+    Historical(Box<super::historical::HistoricalFile>),
+}
+
+/// A local file and what strata tracks about it.
+pub struct LocalFile {
     base: BaseFile,
     readonly: bool,
     kind: Kind,
@@ -87,7 +96,10 @@ fn log_err(what: &str, e: &Error) -> i32 {
 
 impl VfsHandle for Handle {
     fn readonly(&self) -> bool {
-        self.readonly
+        match self {
+            Handle::Local(h) => h.readonly,
+            Handle::Historical(_) => true,
+        }
     }
     fn in_memory(&self) -> bool {
         false
@@ -122,6 +134,17 @@ impl Vfs for StrataVfs {
         };
         let kind_flag = opts.kind();
         let readonly_open = opts.mode().is_readonly();
+        if let (OpenKind::MainDb, Some(p), None) = (&kind_flag, path, &owned) {
+            // SAFETY: p points into SQLite's filename buffer (see above).
+            let params = unsafe { UriParams::read(p.as_ptr()) };
+            if params.uri("txid").is_some() || params.uri("time").is_some() {
+                let f = super::historical::HistoricalFile::open(p, &params).map_err(|e| {
+                    let _ = log_err(&format!("strata: cannot open {p} at a point in time"), &e);
+                    vars::SQLITE_CANTOPEN
+                })?;
+                return Ok(Handle::Historical(Box::new(f)));
+            }
+        }
         let kind = match (kind_flag, path) {
             (OpenKind::MainDb, Some(p)) => {
                 let replica = if readonly_open {
@@ -166,12 +189,12 @@ impl Vfs for StrataVfs {
         };
         // SAFETY: base is the registered unix VFS; name_ptr is null, SQLite's, or `owned`.
         let (base, out_flags) = unsafe { BaseFile::open(self.base.0, name_ptr, opts.flags()) }?;
-        Ok(Handle {
+        Ok(Handle::Local(LocalFile {
             base,
             readonly: out_flags & vars::SQLITE_OPEN_READONLY != 0,
             kind,
             _name: owned,
-        })
+        }))
     }
 
     fn delete(&self, path: &str) -> VfsResult<()> {
@@ -204,10 +227,18 @@ impl Vfs for StrataVfs {
     }
 
     fn file_size(&self, h: &mut Handle) -> VfsResult<usize> {
+        let h = match h {
+            Handle::Historical(x) => return Ok(x.file_size()),
+            Handle::Local(h) => h,
+        };
         h.base.file_size()
     }
 
     fn truncate(&self, h: &mut Handle, size: usize) -> VfsResult<()> {
+        let h = match h {
+            Handle::Historical(_) => return Err(vars::SQLITE_READONLY),
+            Handle::Local(h) => h,
+        };
         if let Kind::Wal(w) = &mut h.kind {
             w.capture.reset();
             // Frames are about to go: the spool must hold them first.
@@ -220,6 +251,10 @@ impl Vfs for StrataVfs {
     }
 
     fn write(&self, h: &mut Handle, offset: usize, data: &[u8]) -> VfsResult<usize> {
+        let h = match h {
+            Handle::Historical(_) => return Err(vars::SQLITE_READONLY),
+            Handle::Local(h) => h,
+        };
         match &mut h.kind {
             Kind::Other => h.base.write(offset, data),
             Kind::Main(m) => {
@@ -287,10 +322,18 @@ impl Vfs for StrataVfs {
     }
 
     fn read(&self, h: &mut Handle, offset: usize, data: &mut [u8]) -> VfsResult<usize> {
+        let h = match h {
+            Handle::Historical(x) => return x.read(offset, data),
+            Handle::Local(h) => h,
+        };
         h.base.read(offset, data)
     }
 
     fn lock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(()),
+            Handle::Local(h) => h,
+        };
         h.base.lock(level_code(level))?;
         if let Kind::Main(m) = &mut h.kind
             && level == LockLevel::Exclusive
@@ -303,6 +346,10 @@ impl Vfs for StrataVfs {
     }
 
     fn unlock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(()),
+            Handle::Local(h) => h,
+        };
         if let Kind::Main(m) = &mut h.kind
             && level < LockLevel::Exclusive
         {
@@ -320,10 +367,18 @@ impl Vfs for StrataVfs {
     }
 
     fn check_reserved_lock(&self, h: &mut Handle) -> VfsResult<bool> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(false),
+            Handle::Local(h) => h,
+        };
         h.base.check_reserved_lock()
     }
 
     fn sync(&self, h: &mut Handle) -> VfsResult<()> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(()),
+            Handle::Local(h) => h,
+        };
         let replica = match &mut h.kind {
             Kind::Main(m) => {
                 // Spool a rollback transaction before its commit point, held
@@ -345,13 +400,21 @@ impl Vfs for StrataVfs {
     }
 
     fn close(&self, h: Handle) -> VfsResult<()> {
-        let Handle { base, kind, .. } = h;
+        let h = match h {
+            Handle::Historical(_) => return Ok(()),
+            Handle::Local(h) => h,
+        };
+        let LocalFile { base, kind, .. } = h;
         let rc = base.close();
         drop(kind); // the last handle of a replica uploads what is left
         rc
     }
 
     fn pragma(&self, h: &mut Handle, pragma: Pragma<'_>) -> Result<Option<String>, PragmaErr> {
+        let h = match h {
+            Handle::Historical(_) => return Err(PragmaErr::NotFound),
+            Handle::Local(h) => h,
+        };
         let Kind::Main(m) = &h.kind else {
             return Err(PragmaErr::NotFound);
         };
@@ -367,10 +430,18 @@ impl Vfs for StrataVfs {
     }
 
     fn sector_size(&self, h: &mut Handle) -> VfsResult<i32> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(4096),
+            Handle::Local(h) => h,
+        };
         Ok(h.base.sector_size())
     }
 
     fn device_characteristics(&self, h: &mut Handle) -> VfsResult<i32> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(vars::SQLITE_IOCAP_IMMUTABLE),
+            Handle::Local(h) => h,
+        };
         Ok(h.base.device_characteristics())
     }
 
@@ -381,6 +452,10 @@ impl Vfs for StrataVfs {
         size: usize,
         extend: bool,
     ) -> VfsResult<Option<NonNull<u8>>> {
+        let h = match h {
+            Handle::Historical(_) => return Err(vars::SQLITE_IOERR_SHMMAP),
+            Handle::Local(h) => h,
+        };
         Ok(NonNull::new(h.base.shm_map(region, size, extend)?))
     }
 
@@ -391,6 +466,10 @@ impl Vfs for StrataVfs {
         count: u32,
         mode: ShmLockMode,
     ) -> VfsResult<()> {
+        let h = match h {
+            Handle::Historical(_) => return Err(vars::SQLITE_IOERR_SHMLOCK),
+            Handle::Local(h) => h,
+        };
         let flags = match mode {
             ShmLockMode::LockShared => vars::SQLITE_SHM_LOCK | vars::SQLITE_SHM_SHARED,
             ShmLockMode::LockExclusive => vars::SQLITE_SHM_LOCK | vars::SQLITE_SHM_EXCLUSIVE,
@@ -401,10 +480,15 @@ impl Vfs for StrataVfs {
     }
 
     fn shm_barrier(&self, h: &mut Handle) {
+        let Handle::Local(h) = h else { return };
         h.base.shm_barrier()
     }
 
     fn shm_unmap(&self, h: &mut Handle, delete: bool) -> VfsResult<()> {
+        let h = match h {
+            Handle::Historical(_) => return Ok(()),
+            Handle::Local(h) => h,
+        };
         h.base.shm_unmap(delete)
     }
 }
