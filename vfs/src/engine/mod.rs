@@ -7,6 +7,7 @@
 //!   snapshots and retention.
 //! - [`restore`]: materialize any restore point into a file.
 //! - [`pages`]: read single pages of any restore point with ranged GETs.
+//! - [`lazy`]: a local copy filled on demand (lazy open) and `hydrate`.
 //! - [`history`]: list restore points.
 //! - [`import`]: bring an existing SQLite file into a bucket.
 //! - [`verify`]: check every object's checksums and a restore's integrity.
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod history;
 pub mod import;
+pub mod lazy;
 pub mod pages;
 pub mod replica;
 pub mod restore;

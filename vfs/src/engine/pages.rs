@@ -44,6 +44,7 @@ struct Object {
 
 /// The location of every page of one restore point.
 pub struct PageMap {
+    plan: restore::Plan,
     pub txid: TxId,
     pub page_size: u32,
     pub db_pages: u32,
@@ -75,6 +76,7 @@ impl PageMap {
                 .collect()
         });
         let mut map = PageMap {
+            plan: plan.clone(),
             txid: plan.txid,
             page_size: 0,
             db_pages: 0,
@@ -102,7 +104,12 @@ impl PageMap {
         Ok(map)
     }
 
-    /// Requests the build made and objects it covers, for metrics and tests.
+    /// The objects this map reads from, as a restore plan (for bulk hydration).
+    pub fn plan(&self) -> restore::Plan {
+        self.plan.clone()
+    }
+
+    /// How many objects this restore point spans.
     pub fn objects(&self) -> usize {
         self.objects.len()
     }

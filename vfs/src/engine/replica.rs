@@ -9,6 +9,7 @@
 //! previous writer).
 
 use super::config::{Durability, ReplicaConfig};
+use super::lazy::LazyFile;
 use super::spool::{Spool, SpoolTxn, WalPos};
 use super::{LocalState, restore, uploader};
 use crate::bucket::ETag;
@@ -94,6 +95,8 @@ pub(crate) struct Progress {
 pub struct Replica {
     core: Arc<Core>,
     uploader: Mutex<Option<JoinHandle<()>>>,
+    /// Set while the local copy is being filled on demand.
+    lazy: Option<Arc<LazyFile>>,
     _lock: File,
 }
 
@@ -132,6 +135,7 @@ impl Replica {
         }
         // The WAL position survives unless the local copy is replaced below.
         let mut wal_pos = state.as_ref().map(|s| s.wal).unwrap_or_default();
+        let mut lazy = None;
 
         let manifest = match cfg.store.get(&keys.manifest()) {
             Ok(obj) => Some((
@@ -139,6 +143,12 @@ impl Replica {
                 obj.etag,
             )),
             Err(e) if e.is_not_found() => None,
+            Err(e) if e.kind() == ErrorKind::Unavailable && dir.join("lazy.bitmap").exists() => {
+                return Err(e.context(format!(
+                    "{} is not complete on this node (opened lazily) and the bucket is unreachable",
+                    path.display()
+                )));
+            }
             Err(e) if e.kind() == ErrorKind::Unavailable && state.is_some() && path.exists() => {
                 tracing::warn!(error = %e, "bucket unreachable at open: writing locally, replicating when it returns");
                 return Self::start(
@@ -151,6 +161,7 @@ impl Replica {
                     state.unwrap_or_default(),
                     None,
                     false,
+                    None,
                 );
             }
             Err(e) => return Err(e.context(format!("open {}", keys.manifest()))),
@@ -209,7 +220,7 @@ impl Replica {
                 }
                 tracing::info!(local = %local_last, bucket = %m.head, "local copy is stale: replacing it from the bucket");
                 spool.clear()?;
-                replace_from_bucket(path, &cfg, &keys)?;
+                lazy = replace_from_bucket(path, &dir, &cfg, &keys)?;
                 wal_pos = Default::default();
             }
             (Some((m, _)), Some(s)) if m.head < s.head => {
@@ -229,13 +240,16 @@ impl Replica {
                 }
                 spool.clear()?;
                 if m.head > TxId::ZERO {
-                    replace_from_bucket(path, &cfg, &keys)?;
+                    lazy = replace_from_bucket(path, &dir, &cfg, &keys)?;
                 }
                 wal_pos = Default::default();
             }
             _ => {}
         }
 
+        if lazy.is_none() && manifest.is_some() {
+            lazy = LazyFile::reopen(path, &dir, &cfg.store, &keys)?;
+        }
         let state = match (&manifest, state.take()) {
             (Some((m, _)), _) => LocalState {
                 db_id: m.db_id,
@@ -252,7 +266,9 @@ impl Replica {
             },
         };
         state.save(&dir)?;
-        Self::start(keys, cfg, path, dir, lock, spool, state, manifest, true)
+        Self::start(
+            keys, cfg, path, dir, lock, spool, state, manifest, true, lazy,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -266,6 +282,7 @@ impl Replica {
         state: LocalState,
         manifest: Option<(Manifest, ETag)>,
         online: bool,
+        lazy: Option<LazyFile>,
     ) -> Result<Option<Replica>> {
         let last = spool.last_txid().unwrap_or_default().max(state.head);
         let pending = spool
@@ -311,6 +328,7 @@ impl Replica {
         Ok(Some(Replica {
             core,
             uploader: Mutex::new(Some(handle)),
+            lazy: lazy.map(Arc::new),
             _lock: lock,
         }))
     }
@@ -471,6 +489,19 @@ impl Replica {
         }
     }
 
+    /// The on-demand state of the local copy, if it is not complete.
+    pub fn lazy(&self) -> Option<&Arc<LazyFile>> {
+        self.lazy.as_ref()
+    }
+
+    /// Fetch every page this node does not have yet; returns how many.
+    pub fn hydrate(&self, progress: Option<super::restore::ProgressFn>) -> Result<u64> {
+        match &self.lazy {
+            Some(l) => l.hydrate(&self.core.dir, progress),
+            None => Ok(0),
+        }
+    }
+
     pub fn config(&self) -> &ReplicaConfig {
         &self.core.cfg
     }
@@ -610,8 +641,14 @@ pub(crate) fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Replace the local files with the bucket's latest state.
-fn replace_from_bucket(path: &Path, cfg: &ReplicaConfig, keys: &DbKeys) -> Result<()> {
+/// Replace the local files with the bucket's latest state: lazily (a sparse
+/// file filled on demand) unless `lazy=0`, else by a full restore.
+fn replace_from_bucket(
+    path: &Path,
+    dir: &Path,
+    cfg: &ReplicaConfig,
+    keys: &DbKeys,
+) -> Result<Option<LazyFile>> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let p = with_suffix(path, suffix);
         if let Err(e) = fs::remove_file(&p)
@@ -620,6 +657,10 @@ fn replace_from_bucket(path: &Path, cfg: &ReplicaConfig, keys: &DbKeys) -> Resul
             return Err(Error::io(format!("remove {}", p.display()), e));
         }
     }
+    if cfg.lazy {
+        return LazyFile::create(path, dir, &cfg.store, keys).map(Some);
+    }
+    let _ = fs::remove_file(dir.join("lazy.bitmap"));
     restore::restore(
         &cfg.store,
         keys,
@@ -627,5 +668,5 @@ fn replace_from_bucket(path: &Path, cfg: &ReplicaConfig, keys: &DbKeys) -> Resul
         path,
         &restore::Options::default(),
     )?;
-    Ok(())
+    Ok(None)
 }

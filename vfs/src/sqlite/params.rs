@@ -13,6 +13,7 @@
 //! | `snapshot_interval`| `STRATA_SNAPSHOT_INTERVAL`| `24h`              |
 //! | `retention`        | `STRATA_RETENTION`        | `7d`               |
 //! | `lease_ttl`        | `STRATA_LEASE_TTL`        | `30s`              |
+//! | `lazy`             | `STRATA_LAZY`             | `1` (on)           |
 
 use crate::bucket::{Store, open_bucket};
 use crate::engine::config::{ReplicaConfig, parse_duration};
@@ -143,6 +144,9 @@ pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
     }
     if let Some(v) = params.get("snapshot_interval") {
         cfg.snapshot_interval = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("lazy") {
+        cfg.lazy = !matches!(v.as_str(), "0" | "false" | "off" | "no");
     }
     if let Some(v) = params.get("lease_ttl") {
         cfg.lease_ttl = parse_duration(&v)?;

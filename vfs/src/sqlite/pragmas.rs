@@ -4,6 +4,8 @@
 //! - `strata_committed` / `strata_replicated`: txids (the replicated watermark).
 //! - `strata_lag_ms`: how long the oldest unreplicated commit has waited.
 //! - `strata_flush[=timeout_ms]`: upload everything now and wait; returns the txid.
+//! - `strata_missing_pages`: pages of a lazily opened copy not on this node yet.
+//! - `strata_hydrate`: fetch them all now (parallel ranged GETs); returns how many.
 
 use crate::engine::Replica;
 use crate::error::{Error, Result};
@@ -33,6 +35,8 @@ pub fn run(r: &Replica, name: &str, arg: Option<&str>) -> Result<String> {
             };
             r.flush(Duration::from_millis(ms))?.to_string()
         }
+        "strata_hydrate" => r.hydrate(None)?.to_string(),
+        "strata_missing_pages" => r.lazy().map_or(0, |l| l.missing_pages()).to_string(),
         other => {
             return Err(Error::invalid(format!(
                 "unknown pragma {other}; see `strata_status`"

@@ -9,6 +9,7 @@ use super::capture::{RollbackCapture, WalCapture, WalWrite};
 use super::params::{UriParams, replica_config};
 use super::{ffi, registry, sqlite_code};
 use crate::engine::Replica;
+use crate::engine::lazy::LazyFile;
 use crate::engine::spool::WalPos;
 use crate::error::Error;
 use crate::format::wal::WalHeader;
@@ -71,6 +72,8 @@ struct MainDb {
     rollback: Option<RollbackCapture>,
     /// A rollback transaction was spooled at xSync and awaits its commit point.
     held: bool,
+    /// Set while the local copy is filled on demand (lazy open).
+    lazy: Option<Arc<LazyFile>>,
 }
 
 struct WalFile {
@@ -171,10 +174,17 @@ impl Vfs for StrataVfs {
                         "another process replicates this database: opening for reading only"
                     );
                 }
+                // Connections without the replica (read-only) share its
+                // on-demand state when this process has it.
+                let lazy = replica
+                    .as_ref()
+                    .or(registry::find(Path::new(p)).as_ref())
+                    .and_then(|r| r.lazy().cloned());
                 Kind::Main(Box::new(MainDb {
                     replica,
                     rollback: None,
                     held: false,
+                    lazy,
                 }))
             }
             (OpenKind::Wal, Some(p)) => {
@@ -270,7 +280,12 @@ impl Vfs for StrataVfs {
                         vars::SQLITE_IOERR_WRITE
                     })?;
                 }
-                h.base.write(offset, data)
+                match &m.lazy {
+                    Some(lazy) => {
+                        lazy.write_through(offset as u64, data.len(), || h.base.write(offset, data))
+                    }
+                    None => h.base.write(offset, data),
+                }
             }
             Kind::Wal(w) => {
                 let Some(replica) = w.replica.clone() else {
@@ -326,6 +341,14 @@ impl Vfs for StrataVfs {
             Handle::Historical(x) => return x.read(offset, data),
             Handle::Local(h) => h,
         };
+        if let Kind::Main(m) = &h.kind
+            && let Some(lazy) = &m.lazy
+        {
+            lazy.ensure(offset as u64, data.len()).map_err(|e| {
+                let _ = log_err("strata: fetch pages from the bucket", &e);
+                vars::SQLITE_IOERR_READ
+            })?;
+        }
         h.base.read(offset, data)
     }
 

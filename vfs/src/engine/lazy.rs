@@ -1,0 +1,243 @@
+//! A local copy that is filled on demand: opening a database that is not on
+//! this node downloads nothing. The local file is created sparse at its full
+//! size; a page is fetched from the bucket (one ranged GET, `pages.rs`) the
+//! first time SQLite reads it, written into the file, and marked present in
+//! `<db>-strata/lazy.bitmap`. Pages SQLite writes itself (checkpoints) are
+//! marked present too. `hydrate` fills the rest with a bulk parallel restore.
+//!
+//! Invariant: a page is written from the bucket only while it is not
+//! present, under the same lock as SQLite's own writes mark it present, so
+//! a fetched (older) image can never overwrite a newer local one.
+
+use super::pages::PageMap;
+use super::restore::{self, Target};
+use crate::bucket::Store;
+use crate::error::{Error, IoResultExt, Result};
+use crate::format::keys::DbKeys;
+use crate::types::PageNo;
+use parking_lot::Mutex;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+const BITMAP: &str = "lazy.bitmap";
+
+pub struct LazyFile {
+    map: PageMap,
+    store: Store,
+    db: File,
+    bitmap_path: PathBuf,
+    present: Mutex<Present>,
+    complete: AtomicBool,
+}
+
+struct Present {
+    bits: Vec<u8>,
+    file: File,
+    missing: u64,
+}
+
+impl Present {
+    fn get(&self, pgno: u32) -> bool {
+        let i = (pgno - 1) as usize;
+        self.bits
+            .get(i / 8)
+            .is_some_and(|b| b & (1 << (i % 8)) != 0)
+    }
+    fn set(&mut self, pgno: u32) {
+        let i = (pgno - 1) as usize;
+        if let Some(b) = self.bits.get_mut(i / 8)
+            && *b & (1 << (i % 8)) == 0
+        {
+            *b |= 1 << (i % 8);
+            self.missing -= 1;
+            // Best effort: a lost bit only means a page is fetched again.
+            let _ = self.file.write_all_at(&[*b], (i / 8) as u64);
+        }
+    }
+}
+
+impl LazyFile {
+    /// Replace the local copy with an empty sparse file of the bucket's
+    /// latest state.
+    pub fn create(path: &Path, dir: &Path, store: &Store, keys: &DbKeys) -> Result<LazyFile> {
+        let map = PageMap::build(store.as_ref(), keys, Target::Latest)?;
+        let db = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(path)
+            .io_ctx(format!("create {}", path.display()))?;
+        db.set_len(map.db_pages as u64 * map.page_size as u64)
+            .io_ctx("size local copy")?;
+        let bitmap_path = dir.join(BITMAP);
+        let bits = vec![0u8; (map.db_pages as usize).div_ceil(8)];
+        std::fs::write(&bitmap_path, &bits).io_ctx("create lazy bitmap")?;
+        Self::with(map, store, db, bitmap_path, bits)
+    }
+
+    /// Resume a copy that was not fully filled before the last close.
+    pub fn reopen(
+        path: &Path,
+        dir: &Path,
+        store: &Store,
+        keys: &DbKeys,
+    ) -> Result<Option<LazyFile>> {
+        let bitmap_path = dir.join(BITMAP);
+        let bits = match std::fs::read(&bitmap_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read lazy bitmap", e)),
+        };
+        let map = PageMap::build(store.as_ref(), keys, Target::Latest)?;
+        let db = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .io_ctx(format!("open {}", path.display()))?;
+        let mut bits = bits;
+        bits.resize((map.db_pages as usize).div_ceil(8).max(bits.len()), 0);
+        Self::with(map, store, db, bitmap_path, bits).map(Some)
+    }
+
+    fn with(
+        map: PageMap,
+        store: &Store,
+        db: File,
+        bitmap_path: PathBuf,
+        bits: Vec<u8>,
+    ) -> Result<LazyFile> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&bitmap_path)
+            .io_ctx("open lazy bitmap")?;
+        let mut present = Present {
+            bits,
+            file,
+            missing: 0,
+        };
+        present.missing = (1..=map.db_pages).filter(|&p| !present.get(p)).count() as u64;
+        let lazy = LazyFile {
+            map,
+            store: store.clone(),
+            db,
+            bitmap_path,
+            present: Mutex::new(present),
+            complete: AtomicBool::new(false),
+        };
+        lazy.finish_if_complete(&mut lazy.present.lock());
+        Ok(lazy)
+    }
+
+    pub fn missing_pages(&self) -> u64 {
+        self.present.lock().missing
+    }
+
+    fn finish_if_complete(&self, p: &mut Present) {
+        if p.missing == 0 && !self.complete.swap(true, Ordering::AcqRel) {
+            let _ = std::fs::remove_file(&self.bitmap_path);
+            tracing::info!("local copy complete: every page is on this node");
+        }
+    }
+
+    /// Pages `[offset, offset + len)` are about to be read: fetch the ones
+    /// this node does not have.
+    pub fn ensure(&self, offset: u64, len: usize) -> Result<()> {
+        if self.complete.load(Ordering::Acquire) || len == 0 {
+            return Ok(());
+        }
+        let ps = self.map.page_size as u64;
+        let first = offset / ps + 1;
+        let last = ((offset + len as u64 - 1) / ps + 1).min(self.map.db_pages as u64);
+        for pgno in first..=last {
+            let pgno = pgno as u32;
+            if self.present.lock().get(pgno) {
+                continue;
+            }
+            // Fetch without the lock (it may take a round trip)...
+            let page = self
+                .map
+                .read_page_cached(self.store.as_ref(), PageNo(pgno))?;
+            // ...and write only if SQLite did not write the page meanwhile.
+            let mut p = self.present.lock();
+            if !p.get(pgno) {
+                self.db
+                    .write_all_at(&page, PageNo(pgno).offset(self.map.page_size))
+                    .io_ctx("write fetched page")?;
+                p.set(pgno);
+                self.finish_if_complete(&mut p);
+            }
+        }
+        Ok(())
+    }
+
+    /// SQLite writes `[offset, offset + len)` itself: run `write` under the
+    /// lock and mark the pages present (their local image is now newer).
+    pub fn write_through<T>(&self, offset: u64, len: usize, write: impl FnOnce() -> T) -> T {
+        if self.complete.load(Ordering::Acquire) {
+            return write();
+        }
+        let ps = self.map.page_size as u64;
+        let mut p = self.present.lock();
+        let out = write();
+        if len > 0 {
+            for pgno in
+                offset / ps + 1..=((offset + len as u64 - 1) / ps + 1).min(self.map.db_pages as u64)
+            {
+                p.set(pgno as u32);
+            }
+        }
+        self.finish_if_complete(&mut p);
+        out
+    }
+
+    /// Fetch every missing page: one parallel restore of the same state into
+    /// a scratch file, then copy in what is still missing.
+    pub fn hydrate(&self, scratch: &Path, progress: Option<restore::ProgressFn>) -> Result<u64> {
+        if self.complete.load(Ordering::Acquire) {
+            return Ok(0);
+        }
+        let tmp = scratch.join("hydrate.tmp");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&tmp)
+            .io_ctx("create hydrate scratch file")?;
+        let plan = self.map.plan();
+        let opts = restore::Options {
+            progress,
+            ..Default::default()
+        };
+        let result =
+            restore::materialize(self.store.as_ref(), &plan, &file, &opts).and_then(|_| {
+                let ps = self.map.page_size as usize;
+                let mut buf = vec![0u8; ps];
+                let mut filled = 0;
+                for pgno in 1..=self.map.db_pages {
+                    if self.present.lock().get(pgno) {
+                        continue;
+                    }
+                    file.read_exact_at(&mut buf, PageNo(pgno).offset(self.map.page_size))
+                        .io_ctx("read scratch")?;
+                    let mut p = self.present.lock();
+                    if !p.get(pgno) {
+                        self.db
+                            .write_all_at(&buf, PageNo(pgno).offset(self.map.page_size))
+                            .io_ctx("write page")?;
+                        p.set(pgno);
+                        filled += 1;
+                    }
+                }
+                self.db.sync_data().io_ctx("sync local copy")?;
+                self.finish_if_complete(&mut self.present.lock());
+                Ok(filled)
+            });
+        drop(file);
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+}
