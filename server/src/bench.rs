@@ -15,6 +15,9 @@ pub struct Args {
     /// Target rate for the lag measurement (transactions per second).
     #[arg(long, default_value_t = 1000)]
     rate: u64,
+    /// Rows of the cold-open / warm-read database (~250 bytes each).
+    #[arg(long, default_value_t = 200_000)]
+    rows: u64,
     /// Duration of the lag measurement.
     #[arg(long, default_value = "10s")]
     lag_duration: humantime::Duration,
@@ -126,7 +129,107 @@ pub fn run(a: Args) -> Result<()> {
     );
     drop(stmt);
     drop(c); // close (final upload) before the directory goes
+    cold_and_warm(&bucket, &dir, a.rows)?;
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Cold open (lazy) vs a full restore of the same database, then warm point
+/// reads through strata vs plain SQLite on the same data.
+fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
+    use rand::Rng;
+    let store = strata_vfs::bucket::open_bucket(bucket)?;
+    let metered = std::sync::Arc::new(strata_vfs::bucket::metered::MeteredStore::new(
+        store.clone(),
+    ));
+    let url = format!("metered+{bucket}");
+    strata_vfs::sqlite::params::register_store(&url, metered.clone());
+    let db = "cold.db";
+    let writer = open(&crate::demo::vfs_uri(
+        &dir.join("cold-writer.db"),
+        &url,
+        "bench",
+        db,
+    ))?;
+    writer.execute_batch(&format!(
+        "CREATE TABLE IF NOT EXISTS r(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {rows})
+         INSERT INTO r SELECT i, printf('%0200d', i) FROM n;"
+    ))?;
+    let size: i64 = writer.query_row(
+        "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+        [],
+        |r| r.get(0),
+    )?;
+    let _: String = writer.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
+    drop(writer);
+
+    let keys = strata_vfs::format::keys::DbKeys::new("bench", db)?;
+    let restored = dir.join("cold-restored.db");
+    let t = Instant::now();
+    strata_vfs::engine::restore::restore(
+        &store,
+        &keys,
+        strata_vfs::engine::Target::Latest,
+        &restored,
+        &Default::default(),
+    )?;
+    let t_restore = t.elapsed();
+
+    let before = metered.snapshot();
+    let t = Instant::now();
+    let cold = open(&crate::demo::vfs_uri(
+        &dir.join("cold-node.db"),
+        &url,
+        "bench",
+        db,
+    ))?;
+    let id = (rows / 2 + 1) as i64;
+    let _: String = cold.query_row("SELECT v FROM r WHERE id = ?1", [id], |r| r.get(0))?;
+    let t_first = t.elapsed();
+    let used = metered.snapshot().sub(&before);
+    println!(
+        "cold open of a {} MiB database: first row after {:.1} ms, {} requests, {} bytes ({:.2}% of the database); full restore {:.1} ms; ratio {:.0}x",
+        size >> 20,
+        t_first.as_secs_f64() * 1e3,
+        used.total(),
+        used.bytes_read,
+        used.bytes_read as f64 * 100.0 / size as f64,
+        t_restore.as_secs_f64() * 1e3,
+        t_restore.as_secs_f64() / t_first.as_secs_f64()
+    );
+    let t = Instant::now();
+    let before = metered.snapshot();
+    let _: String = cold.query_row("PRAGMA strata_hydrate", [], |r| r.get(0))?;
+    let hydrate = t.elapsed();
+    let got = metered.snapshot().sub(&before).bytes_read;
+    println!(
+        "hydrate: {} MiB fetched in {:.0} ms = {:.0} MiB/s (full restore: {:.0} MiB/s)",
+        got >> 20,
+        hydrate.as_secs_f64() * 1e3,
+        got as f64 / 1048576.0 / hydrate.as_secs_f64(),
+        size as f64 / 1048576.0 / t_restore.as_secs_f64()
+    );
+
+    // Warm point reads: the hydrated strata copy vs plain SQLite on the restore.
+    let plain = rusqlite::Connection::open(&restored)?;
+    let reads = |c: &rusqlite::Connection| -> Result<f64> {
+        let mut stmt = c.prepare_cached("SELECT v FROM r WHERE id = ?1")?;
+        let mut rng = rand::rng();
+        let t = Instant::now();
+        let mut n = 0u64;
+        while t.elapsed() < Duration::from_secs(2) {
+            let _: String = stmt.query_row([rng.random_range(1..=rows as i64)], |r| r.get(0))?;
+            n += 1;
+        }
+        Ok(n as f64 / t.elapsed().as_secs_f64())
+    };
+    let (p1, s1, p2, s2) = (reads(&plain)?, reads(&cold)?, reads(&plain)?, reads(&cold)?);
+    let (p, s) = ((p1 + p2) / 2.0, (s1 + s2) / 2.0);
+    println!(
+        "warm point reads: sqlite {p:.0}/s, strata {s:.0}/s, ratio {:.3}",
+        s / p
+    );
     Ok(())
 }
 

@@ -46,14 +46,23 @@ impl Present {
             .is_some_and(|b| b & (1 << (i % 8)) != 0)
     }
     fn set(&mut self, pgno: u32) {
-        let i = (pgno - 1) as usize;
-        if let Some(b) = self.bits.get_mut(i / 8)
-            && *b & (1 << (i % 8)) == 0
-        {
-            *b |= 1 << (i % 8);
-            self.missing -= 1;
+        if self.set_in_memory(pgno) {
+            let i = (pgno - 1) as usize / 8;
             // Best effort: a lost bit only means a page is fetched again.
-            let _ = self.file.write_all_at(&[*b], (i / 8) as u64);
+            let _ = self.file.write_all_at(&self.bits[i..i + 1], i as u64);
+        }
+    }
+
+    /// Set a bit without writing it out (bulk updates write the bitmap once).
+    fn set_in_memory(&mut self, pgno: u32) -> bool {
+        let i = (pgno - 1) as usize;
+        match self.bits.get_mut(i / 8) {
+            Some(b) if *b & (1 << (i % 8)) == 0 => {
+                *b |= 1 << (i % 8);
+                self.missing -= 1;
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -228,12 +237,14 @@ impl LazyFile {
                         self.db
                             .write_all_at(&buf, PageNo(pgno).offset(self.map.page_size))
                             .io_ctx("write page")?;
-                        p.set(pgno);
+                        p.set_in_memory(pgno);
                         filled += 1;
                     }
                 }
                 self.db.sync_data().io_ctx("sync local copy")?;
-                self.finish_if_complete(&mut self.present.lock());
+                let mut p = self.present.lock();
+                let _ = p.file.write_all_at(&p.bits, 0);
+                self.finish_if_complete(&mut p);
                 Ok(filled)
             });
         drop(file);
