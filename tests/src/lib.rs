@@ -157,3 +157,34 @@ pub fn restore(
         &Default::default(),
     )?)
 }
+
+/// Exactly one history: the segment chain is contiguous from txid 1 to the
+/// manifest's head (no gap, no overlap, no second writer's branch). Returns
+/// the history for further checks.
+pub fn assert_one_history(
+    store: &strata_vfs::bucket::Store,
+    tenant: &str,
+    db: &str,
+) -> Result<strata_vfs::engine::history::History> {
+    let keys = strata_vfs::format::keys::DbKeys::new(tenant, db)?;
+    let h = strata_vfs::engine::history::load(store.as_ref(), &keys, None)?;
+    let mut next = strata_vfs::TxId(1);
+    for s in &h.segments {
+        if s.first != next {
+            bail!(
+                "two histories or a gap: expected txid {next}, segment {} starts at {}",
+                s.key,
+                s.first
+            );
+        }
+        next = s.last.next();
+    }
+    if next != h.manifest.head.next() {
+        bail!(
+            "the segments end at txid {} but the head is {}",
+            next.0 - 1,
+            h.manifest.head
+        );
+    }
+    Ok(h)
+}

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use strata_tests::{Backend, content_hash, integrity, restore};
 use strata_vfs::TxId;
 use strata_vfs::engine::Target;
-use strata_vfs::format::keys::DbKeys;
 
 fn writer(b: &Backend, mode: &str, local: &std::path::Path, extra: &[&str]) -> Result<Child> {
     let mut cmd = b.command(std::path::Path::new(env!(
@@ -118,24 +117,14 @@ fn a_second_writer_is_refused_then_takes_over_and_the_first_is_fenced() -> Resul
 
         // Exactly one history: contiguous txids, B's last state on top.
         let store = b.store()?;
-        let keys = DbKeys::new("acme", "data.db")?;
-        let h = strata_vfs::engine::history::load(store.as_ref(), &keys, None)?;
+        let h = strata_tests::assert_one_history(&store, "acme", "data.db")
+            .map_err(|e| e.context(format!("[{}]", b.name())))?;
         ensure!(
             h.manifest.head == TxId(b_txid),
             "[{}] head {} is not B's last txid {b_txid}",
             b.name(),
             h.manifest.head
         );
-        let mut next = TxId(1);
-        for s in &h.segments {
-            ensure!(
-                s.first == next,
-                "[{}] two histories: gap or overlap at {next} ({})",
-                b.name(),
-                s.key
-            );
-            next = s.last.next();
-        }
         let out = dir.path().join("final.db");
         restore(&store, "acme", "data.db", Target::Latest, &out)?;
         ensure!(integrity(&out)? == "ok");

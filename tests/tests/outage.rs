@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use strata_tests::{Backend, integrity, restore};
-use strata_vfs::TxId;
 use strata_vfs::bucket::fault::FaultStore;
 use strata_vfs::engine::Target;
-use strata_vfs::format::keys::DbKeys;
 
 fn pragma(c: &rusqlite::Connection, name: &str) -> Result<String> {
     Ok(c.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?)
@@ -140,16 +138,8 @@ fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
             "[{}] {n} rows (max {max}) in the bucket, {last} acknowledged",
             b.name()
         );
-        let h = strata_vfs::engine::history::load(
-            store.as_ref(),
-            &DbKeys::new("acme", "data.db")?,
-            None,
-        )?;
-        let mut next = TxId(1);
-        for s in &h.segments {
-            ensure!(s.first == next, "[{}] gap at txid {next}", b.name());
-            next = s.last.next();
-        }
+        strata_tests::assert_one_history(&store, "acme", "data.db")
+            .map_err(|e| e.context(format!("[{}]", b.name())))?;
         eprintln!(
             "[{}] 60 s outage: {during} rows committed meanwhile, max lag {max_lag} ms, caught up in {caught_up:?}, all {last} rows in the bucket",
             b.name()

@@ -216,20 +216,8 @@ fn kill_dash_nine_loses_nothing_acknowledged() -> Result<()> {
         );
         ensure!(n == max, "[{}] rows are not 1..={max}: {n} rows", b.name());
         // No gap, no duplicate txid: the chain is contiguous from txid 1.
-        let keys = DbKeys::new("acme", "data.db")?;
-        let h = strata_vfs::engine::history::load(store.as_ref(), &keys, None)?;
-        let mut next = TxId(1);
-        for s in &h.segments {
-            ensure!(
-                s.first == next,
-                "[{}] gap or overlap at txid {} (segment {})",
-                b.name(),
-                next,
-                s.key
-            );
-            next = s.last.next();
-        }
-        ensure!(next == h.manifest.head.next());
+        let h = strata_tests::assert_one_history(&store, "acme", "data.db")
+            .map_err(|e| e.context(format!("[{}]", b.name())))?;
         eprintln!(
             "[{}] 20 kills: {acked} acknowledged rows, all present, {} txids",
             b.name(),

@@ -209,13 +209,7 @@ impl LazyFile {
             return Ok(0);
         }
         let tmp = scratch.join("hydrate.tmp");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&tmp)
-            .io_ctx("create hydrate scratch file")?;
+        let file = restore::scratch_file(&tmp)?;
         let plan = self.map.plan();
         let opts = restore::Options {
             progress,

@@ -373,13 +373,7 @@ pub(crate) fn build_snapshot(store: &Store, m: &Manifest, scratch: &Path) -> Res
         segments: m.segments.clone(),
     };
     let tmp = scratch.join("snapshot.tmp");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&tmp)
-        .io_ctx(format!("create {}", tmp.display()))?;
+    let file = scratch_file(&tmp)?;
     let r = materialize(store.as_ref(), &plan, &file, &Options::default())?;
     let result = snapshot_from_file(
         &file,
@@ -427,4 +421,15 @@ pub(crate) fn snapshot_from_file(
             pages,
         }],
     )
+}
+
+/// An empty read-write scratch file (restores, snapshots, hydration).
+pub(crate) fn scratch_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)
+        .io_ctx(format!("create {}", path.display()))
 }
