@@ -9,36 +9,63 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use strata_tests::{Backend, integrity, restore};
-use strata_vfs::bucket::fault::FaultStore;
+use strata_vfs::bucket::ObjectStore;
+use strata_vfs::bucket::fault::{FaultStore, Op};
 use strata_vfs::engine::Target;
 
 fn pragma(c: &rusqlite::Connection, name: &str) -> Result<String> {
     Ok(c.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?)
 }
 
+/// A database on `b` behind a fault-injecting wrapper: the wrapper, the
+/// temp dir holding the local copy, the URI (with `extra` params) and an
+/// open WAL connection on which `rows` is created and replicated.
+struct Faulty {
+    fault: Arc<FaultStore<strata_vfs::bucket::Store>>,
+    dir: tempfile::TempDir,
+    uri: String,
+    conn: rusqlite::Connection,
+}
+
+const FLAGS: rusqlite::OpenFlags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+    .union(rusqlite::OpenFlags::SQLITE_OPEN_CREATE)
+    .union(rusqlite::OpenFlags::SQLITE_OPEN_URI);
+
+fn faulty(b: &Backend, tag: &str, extra: &str) -> Result<Faulty> {
+    strata_vfs::sqlite::register_static()?;
+    let fault = Arc::new(FaultStore::new(b.store()?));
+    let url = format!("fault://{tag}-{}-{}", b.name(), rand::random::<u32>());
+    ensure!(strata_vfs::sqlite::params::register_store(
+        &url,
+        fault.clone()
+    ));
+    let dir = tempfile::tempdir()?;
+    let uri = format!(
+        "file:{}?vfs=strata&bucket={url}&tenant=acme&db=data.db&{extra}",
+        dir.path().join("data.db").display()
+    );
+    let conn = rusqlite::Connection::open_with_flags(&uri, FLAGS)?;
+    conn.pragma_update(None, "journal_mode", "wal")?;
+    conn.execute_batch("CREATE TABLE rows(id INTEGER PRIMARY KEY, pad BLOB)")?;
+    pragma(&conn, "strata_flush")?;
+    Ok(Faulty {
+        fault,
+        dir,
+        uri,
+        conn,
+    })
+}
+
 #[test]
 fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
-    strata_vfs::sqlite::register_static()?;
     for b in Backend::all()? {
-        let fault = Arc::new(FaultStore::new(b.store()?));
-        let url = format!("fault://outage-{}-{}", b.name(), rand::random::<u32>());
-        ensure!(strata_vfs::sqlite::params::register_store(
-            &url,
-            fault.clone()
-        ));
-        let dir = tempfile::tempdir()?;
+        let Faulty {
+            fault,
+            dir,
+            uri,
+            conn: c,
+        } = faulty(&b, "outage", "sync_interval=100ms")?;
         let local = dir.path().join("data.db");
-        let uri = format!(
-            "file:{}?vfs=strata&bucket={url}&tenant=acme&db=data.db&sync_interval=100ms",
-            local.display()
-        );
-        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
-            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-        let c = rusqlite::Connection::open_with_flags(&uri, flags)?;
-        c.pragma_update(None, "journal_mode", "wal")?;
-        c.execute_batch("CREATE TABLE rows(id INTEGER PRIMARY KEY, pad BLOB)")?;
-        pragma(&c, "strata_flush")?;
 
         // A steady load of ~200 txn/s from a second connection.
         let acked = Arc::new(AtomicI64::new(0));
@@ -46,7 +73,7 @@ fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
         let load = {
             let (acked, stop, uri) = (acked.clone(), stop.clone(), uri.clone());
             std::thread::spawn(move || -> Result<()> {
-                let w = rusqlite::Connection::open_with_flags(&uri, flags)?;
+                let w = rusqlite::Connection::open_with_flags(&uri, FLAGS)?;
                 let mut id = 0i64;
                 while !stop.load(Ordering::Relaxed) {
                     id += 1;
@@ -153,27 +180,13 @@ fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
 /// acknowledged is lost, and commits work again when the bucket returns.
 #[test]
 fn a_full_spool_refuses_commits_until_the_bucket_returns() -> Result<()> {
-    strata_vfs::sqlite::register_static()?;
     let b = Backend::local()?;
-    let fault = Arc::new(FaultStore::new(b.store()?));
-    let url = format!("fault://spool-{}", rand::random::<u32>());
-    ensure!(strata_vfs::sqlite::params::register_store(
-        &url,
-        fault.clone()
-    ));
-    let dir = tempfile::tempdir()?;
-    let local = dir.path().join("data.db");
-    let uri = format!(
-        "file:{}?vfs=strata&bucket={url}&tenant=acme&db=data.db&sync_interval=100ms&max_spool=300000",
-        local.display()
-    );
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
-        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-    let c = rusqlite::Connection::open_with_flags(&uri, flags)?;
-    c.pragma_update(None, "journal_mode", "wal")?;
-    c.execute_batch("CREATE TABLE rows(id INTEGER PRIMARY KEY, pad BLOB)")?;
-    pragma(&c, "strata_flush")?;
+    let Faulty {
+        fault,
+        dir,
+        conn: c,
+        ..
+    } = faulty(&b, "spool", "sync_interval=100ms&max_spool=300000")?;
     fault.set_outage(true);
     let mut acked = 0i64;
     let err = loop {
@@ -212,5 +225,90 @@ fn a_full_spool_refuses_commits_until_the_bucket_returns() -> Result<()> {
     let r = rusqlite::Connection::open(&out)?;
     let n: i64 = r.query_row("SELECT count(*) FROM rows", [], |x| x.get(0))?;
     ensure!(n == acked, "{n} rows in the bucket, {acked} acknowledged");
+    Ok(())
+}
+
+/// A segment lands but the manifest update after it fails (the bucket goes
+/// away in between). The retry uploads a longer batch from the same txid, so
+/// the bucket holds a short stray next to the real segment: history must
+/// still be one chain, and every point in it restorable.
+#[test]
+fn a_segment_whose_manifest_update_failed_leaves_one_history() -> Result<()> {
+    for b in Backend::all()? {
+        let Faulty {
+            fault,
+            dir,
+            conn: c,
+            ..
+        } = faulty(&b, "stray", "sync_interval=50ms")?;
+        let insert = |id: i64| c.execute("INSERT INTO rows VALUES (?1, randomblob(100))", [id]);
+        // The next manifest update fails without reaching the bucket; once
+        // it has, the bucket is down until more commits pile up.
+        fault.fail_key_matching(Op::PutIfMatch, "manifest.json", 1);
+        for id in 1..=5 {
+            insert(id)?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fault.injected() == 0 {
+            ensure!(
+                Instant::now() < deadline,
+                "[{}] no upload was tried",
+                b.name()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        fault.set_outage(true);
+        for id in 6..=20 {
+            insert(id)?;
+        }
+        fault.set_outage(false);
+        pragma(&c, "strata_flush")?;
+        drop(c);
+
+        let store = b.store()?;
+        let keys = strata_vfs::format::keys::DbKeys::new("acme", "data.db")?;
+        let firsts: Vec<_> = store
+            .list(&keys.segments_prefix())?
+            .iter()
+            .filter_map(|o| keys.parse_segment_key(&o.key).map(|k| k.first))
+            .collect();
+        let unique: std::collections::BTreeSet<_> = firsts.iter().collect();
+        ensure!(
+            unique.len() < firsts.len(),
+            "[{}] expected a stray segment next to its replacement: {firsts:?}",
+            b.name()
+        );
+        let h = strata_tests::assert_one_history(&store, "acme", "data.db")
+            .map_err(|e| e.context(format!("[{}]", b.name())))?;
+        // Every txid restores, and the row count never goes backwards.
+        let mut prev = -1i64;
+        for t in 2..=h.manifest.head.0 {
+            let out = dir.path().join(format!("at{t}.db"));
+            restore(
+                &store,
+                "acme",
+                "data.db",
+                Target::TxId(strata_vfs::TxId(t)),
+                &out,
+            )?;
+            ensure!(integrity(&out)? == "ok");
+            let n: i64 = rusqlite::Connection::open(&out)?.query_row(
+                "SELECT count(*) FROM rows",
+                [],
+                |x| x.get(0),
+            )?;
+            ensure!(
+                n >= prev,
+                "[{}] txid {t} has {n} rows, fewer than before",
+                b.name()
+            );
+            prev = n;
+        }
+        ensure!(
+            prev == 20,
+            "[{}] {prev} rows at the head, 20 acknowledged",
+            b.name()
+        );
+    }
     Ok(())
 }

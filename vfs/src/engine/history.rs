@@ -58,21 +58,7 @@ pub fn load(store: &dyn ObjectStore, keys: &DbKeys, manifest: Option<Manifest>) 
             });
         }
     }
-    candidates.sort_by_key(|s| (s.first, s.last));
-    // Keep the contiguous chain that ends at the head.
-    let mut segments: Vec<SegmentRef> = Vec::new();
-    for s in candidates {
-        match segments.last() {
-            Some(prev) if s.first != prev.last.next() => {
-                // A gap (retention deleted older ones, or a stray object): restart the chain.
-                if s.first > prev.last.next() {
-                    segments.clear();
-                    segments.push(s);
-                }
-            }
-            _ => segments.push(s),
-        }
-    }
+    let mut segments = chain(candidates, &manifest);
     // first_commit is not in the key: the previous segment's last commit bounds it.
     for i in 1..segments.len() {
         segments[i].first_commit = segments[i - 1].last_commit;
@@ -82,6 +68,38 @@ pub fn load(store: &dyn ObjectStore, keys: &DbKeys, manifest: Option<Manifest>) 
         snapshots,
         segments,
     })
+}
+
+/// The contiguous chain of segments that ends at the head, walked backwards
+/// from it: each step takes the segment that ends right before the one
+/// after it. Walking forwards would go wrong on a stray: a segment whose
+/// upload landed but whose manifest update failed (say, the bucket went away
+/// in between) is re-uploaded later as part of a longer batch starting at the
+/// same txid, and the short stray must not shadow it. Within one epoch a txid
+/// has one content, so among segments with the same end any is correct; the
+/// manifest's own entry is preferred, then the longest (fewest objects). The
+/// walk stops at a gap (retention deleted what is older).
+fn chain(candidates: Vec<SegmentRef>, manifest: &Manifest) -> Vec<SegmentRef> {
+    let mut by_last: std::collections::HashMap<TxId, Vec<SegmentRef>> = Default::default();
+    for s in candidates {
+        by_last.entry(s.last).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    let mut need = manifest.head;
+    while need.0 > 0 {
+        let Some(mut options) = by_last.remove(&need) else {
+            break;
+        };
+        options.sort_by_key(|s| {
+            let listed = manifest.segments.iter().any(|m| m.key == s.key);
+            (!listed, s.first)
+        });
+        let s = options.swap_remove(0);
+        need = TxId(s.first.0 - 1);
+        out.push(s);
+    }
+    out.reverse();
+    out
 }
 
 impl History {
@@ -217,4 +235,58 @@ pub fn apply_retention(
         tracing::info!(deleted, base = %protected, "retention removed objects older than the window");
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::manifest::EpochStart;
+    use crate::types::{DbId, Epoch};
+
+    fn seg(first: u64, last: u64, tag: &str) -> SegmentRef {
+        SegmentRef {
+            first: TxId(first),
+            last: TxId(last),
+            first_commit: Millis(first),
+            last_commit: Millis(last),
+            epoch: Epoch(1),
+            key: format!("{first}-{last}{tag}"),
+            size: 1,
+        }
+    }
+
+    fn manifest(head: u64, listed: Vec<SegmentRef>) -> Manifest {
+        let mut m = Manifest::new(DbId([1; 16]), 4096);
+        m.epoch = Epoch(1);
+        m.epochs = vec![EpochStart {
+            epoch: Epoch(1),
+            start: TxId(1),
+        }];
+        m.head = TxId(head);
+        m.segments = listed;
+        m
+    }
+
+    fn spans(c: &[SegmentRef]) -> Vec<(u64, u64)> {
+        c.iter().map(|s| (s.first.0, s.last.0)).collect()
+    }
+
+    #[test]
+    fn a_short_stray_does_not_shadow_the_real_segment() {
+        // 11..=15 landed but its manifest update failed; 11..=30 replaced it.
+        let all = [(1, 10), (11, 15), (11, 30), (31, 40)].map(|(f, l)| seg(f, l, ""));
+        let c = chain(all.to_vec(), &manifest(40, vec![seg(31, 40, "")]));
+        assert_eq!(spans(&c), vec![(1, 10), (11, 30), (31, 40)]);
+    }
+
+    #[test]
+    fn the_walk_stops_at_a_gap_and_prefers_the_manifest_entry() {
+        let all =
+            [(1, 5, ""), (8, 9, ""), (10, 12, "a"), (10, 12, "b")].map(|(f, l, t)| seg(f, l, t));
+        let c = chain(all.to_vec(), &manifest(12, vec![seg(10, 12, "b")]));
+        assert_eq!(spans(&c), vec![(8, 9), (10, 12)]);
+        assert_eq!(c[1].key, "10-12b");
+        // Nothing ends at the head: no chain.
+        assert!(chain(vec![seg(1, 5, "")], &manifest(6, vec![])).is_empty());
+    }
 }
