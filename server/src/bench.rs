@@ -21,6 +21,24 @@ pub struct Args {
     /// Duration of the lag measurement.
     #[arg(long, default_value = "10s")]
     lag_duration: humantime::Duration,
+    /// Duration of each sync-mode group-commit run (1, 4 and 16 writers).
+    #[arg(long, default_value = "5s")]
+    sync_duration: humantime::Duration,
+    /// Run only these parts (comma-separated): write, lag, cold, sync.
+    #[arg(long, value_delimiter = ',', default_value = "write,lag,cold,sync")]
+    only: Vec<Part>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Write throughput vs plain SQLite.
+    Write,
+    /// Replication lag and bucket requests at a steady rate.
+    Lag,
+    /// Cold lazy open vs full restore, hydrate, warm reads.
+    Cold,
+    /// Sync-mode group commit: 1, 4, 16 concurrent writers.
+    Sync,
 }
 
 fn open(uri: &str) -> Result<rusqlite::Connection> {
@@ -55,11 +73,28 @@ pub fn run(a: Args) -> Result<()> {
         a.txns
     );
 
-    // 1. Write throughput, alternating plain / strata runs to even out noise.
+    if a.only.contains(&Part::Write) {
+        write_vs_plain(&a, &dir, &bucket)?;
+    }
+    if a.only.contains(&Part::Lag) {
+        lag(&a, &dir, &bucket)?;
+    }
+    if a.only.contains(&Part::Cold) {
+        cold_and_warm(&bucket, &dir, a.rows)?;
+    }
+    if a.only.contains(&Part::Sync) {
+        sync_scaling(&bucket, &dir, a.sync_duration.into())?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Write throughput, alternating plain / strata runs to even out noise.
+fn write_vs_plain(a: &Args, dir: &std::path::Path, bucket: &str) -> Result<()> {
     let plain_path = dir.join("plain.db");
     let plain = open(&plain_path.display().to_string())?;
     let strata_path = dir.join("strata.db");
-    let cfg_uri = crate::demo::vfs_uri(&strata_path, &bucket, "bench", "strata.db");
+    let cfg_uri = crate::demo::vfs_uri(&strata_path, bucket, "bench", "strata.db");
     let strata = open(&cfg_uri)?;
     let (mut tp, mut ts) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..3 {
@@ -75,10 +110,13 @@ pub fn run(a: Args) -> Result<()> {
     let _: String = strata.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
     drop(strata);
     drop(plain);
+    Ok(())
+}
 
-    // 2. Replication lag and requests per 1,000 transactions at a steady rate.
+/// Replication lag and requests per 1,000 transactions at a steady rate.
+fn lag(a: &Args, dir: &std::path::Path, bucket: &str) -> Result<()> {
     let lag_path = dir.join("lag.db");
-    let c = open(&crate::demo::vfs_uri(&lag_path, &bucket, "bench", "lag.db"))?;
+    let c = open(&crate::demo::vfs_uri(&lag_path, bucket, "bench", "lag.db"))?;
     let mut stmt = c.prepare("INSERT INTO t(v) VALUES (randomblob(100))")?;
     let dur: Duration = a.lag_duration.into();
     // The writer's epoch claim happens on the first upload: not steady state.
@@ -129,8 +167,61 @@ pub fn run(a: Args) -> Result<()> {
     );
     drop(stmt);
     drop(c); // close (final upload) before the directory goes
-    cold_and_warm(&bucket, &dir, a.rows)?;
-    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Sync durability: every commit waits for its upload, so one writer is
+/// bound by the bucket's round trips; concurrent writers share uploads
+/// (group commit). Same database, 1, 4 and 16 connections on threads.
+fn sync_scaling(bucket: &str, dir: &std::path::Path, each: Duration) -> Result<()> {
+    let mut single = 0.0;
+    for writers in [1usize, 4, 16] {
+        let name = format!("sync{writers}.db");
+        let uri = format!(
+            "{}&durability=sync",
+            crate::demo::vfs_uri(&dir.join(&name), bucket, "bench", &name)
+        );
+        let setup = open(&uri)?;
+        // The epoch claim and the first upload are not steady state.
+        write_run(&setup, 10)?;
+        let before = requests();
+        let deadline = Instant::now() + each;
+        let started = Instant::now();
+        let counts = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..writers)
+                .map(|_| {
+                    s.spawn(|| -> Result<u64> {
+                        let c = open(&uri)?;
+                        c.busy_timeout(Duration::from_secs(60))?;
+                        let mut stmt = c.prepare("INSERT INTO t(v) VALUES (randomblob(100))")?;
+                        let mut n = 0;
+                        while Instant::now() < deadline {
+                            stmt.execute([])?;
+                            n += 1;
+                        }
+                        Ok(n)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().map_err(|_| anyhow::anyhow!("writer panicked"))?)
+                .collect::<Result<Vec<u64>>>()
+        })?;
+        let secs = started.elapsed().as_secs_f64();
+        let total: u64 = counts.iter().sum();
+        let uploads = requests()["put_if_absent"] - before["put_if_absent"];
+        let rate = total as f64 / secs;
+        if writers == 1 {
+            single = rate;
+        }
+        println!(
+            "sync-mode commits, {writers:>2} writer(s): {rate:.0} txn/s ({:.2}x one writer), {:.1} commits per upload",
+            rate / single,
+            total as f64 / uploads.max(1) as f64
+        );
+        drop(setup);
+    }
     Ok(())
 }
 

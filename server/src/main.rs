@@ -86,6 +86,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Make the local copy of a database complete, with a progress bar.
+    ///
+    /// A copy opened lazily has only the pages read so far; this fetches the
+    /// rest with parallel ranged GETs (the same as `PRAGMA strata_hydrate`).
+    /// With no local file, it creates one: a way to warm a node up before it
+    /// serves. The database must not be open for writing in another process
+    /// (run the pragma there instead).
+    Hydrate {
+        bucket: String,
+        db: String,
+        /// The local database file.
+        #[arg(long)]
+        local: PathBuf,
+    },
     /// Run SQL against a replicated database through the strata VFS.
     ///
     /// The local file is a cache: if it is missing it is restored from the
@@ -360,6 +374,31 @@ fn run(cmd: Cmd) -> Result<()> {
             demo::print_query(&conn, &sql)?;
             let txid: String = conn.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
             eprintln!("replicated through txid {txid}");
+            Ok(())
+        }
+        Cmd::Hydrate { bucket, db, local } => {
+            let keys = db_keys(&db)?;
+            let cfg =
+                strata_vfs::engine::ReplicaConfig::new(store(&bucket)?, keys.tenant(), keys.db())?;
+            let replica = strata_vfs::engine::Replica::open(&local, cfg)?.with_context(|| {
+                format!(
+                    "{} is open for writing in another process: run `PRAGMA strata_hydrate` there",
+                    local.display()
+                )
+            })?;
+            let pb = progress_bar("hydrate");
+            let progress: restore::ProgressFn = {
+                let pb = pb.clone();
+                Arc::new(move |done: u64, total: u64| {
+                    pb.set_length(total);
+                    pb.set_position(done);
+                })
+            };
+            let filled = replica.hydrate(Some(progress))?;
+            pb.finish_and_clear();
+            let missing = replica.lazy().map_or(0, |l| l.missing_pages());
+            anyhow::ensure!(missing == 0, "{missing} pages still missing after hydrate");
+            println!("{}: complete ({filled} pages fetched)", local.display());
             Ok(())
         }
         Cmd::Status {

@@ -76,6 +76,16 @@ fn import_exec_history_restore_verify() -> Result<()> {
                 "SELECT count(*) FROM items; SELECT name FROM items WHERE id = 1001",
             ],
         )?)?;
+        // A second node warms up: `hydrate` leaves a complete local copy
+        // (plain SQLite, no strata, reads all of it).
+        let warm = dir.path().join("warm.db");
+        let w = warm.to_str().context("utf-8 path")?;
+        let said = ok(strata(
+            &b,
+            &["hydrate", &url, "acme/data.db", "--local", w],
+        )?)?;
+        ensure!(said.contains("complete"), "hydrate said: {said}");
+        ensure!(count(&warm)? == 1001 && integrity(&warm)? == "ok");
         ensure!(
             rows.lines().collect::<Vec<_>>() == ["1001", "new"],
             "exec printed {rows:?}"

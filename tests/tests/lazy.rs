@@ -145,3 +145,68 @@ fn a_partial_copy_resumes_after_reopen() -> Result<()> {
         .context("hydrate")?;
     Ok(())
 }
+
+/// During a bucket outage a lazily opened copy serves every page it already
+/// has, fails cleanly (an I/O error naming the cause, no hang, no crash) on
+/// pages it does not, and serves those too once the bucket is back.
+#[test]
+fn a_partial_copy_serves_what_it_has_through_an_outage() -> Result<()> {
+    use strata_vfs::bucket::fault::FaultStore;
+    strata_vfs::sqlite::register_static()?;
+    let b = Backend::local()?;
+    let fault = Arc::new(FaultStore::new(b.store()?));
+    let url = format!("fault://lazy-outage-{}", rand::random::<u32>());
+    ensure!(strata_vfs::sqlite::params::register_store(
+        &url,
+        fault.clone()
+    ));
+    let dir = tempfile::tempdir()?;
+    let params = format!("vfs=strata&bucket={url}&tenant=acme&db=data.db");
+    let c = open(&format!(
+        "file:{}?{params}",
+        dir.path().join("n1.db").display()
+    ))?;
+    c.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 50000)
+         INSERT INTO t SELECT i, printf('%0300d', i) FROM n;",
+    )?;
+    c.query_row("PRAGMA strata_flush", [], |r| r.get::<_, String>(0))?;
+    drop(c);
+
+    let c = open(&format!(
+        "file:{}?{params}",
+        dir.path().join("n2.db").display()
+    ))?;
+    let get = |id: i64| {
+        c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })
+    };
+    ensure!(get(10)? == format!("{:0300}", 10));
+    fault.set_outage(true);
+    // Present pages: served from the local copy.
+    ensure!(get(10)? == format!("{:0300}", 10));
+    // Missing pages: a clean error, quickly.
+    let t = Instant::now();
+    let err = get(45_000)
+        .err()
+        .context("a missing page was served during the outage")?;
+    ensure!(
+        err.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure),
+        "unexpected error: {err}"
+    );
+    ensure!(
+        t.elapsed().as_secs() < 5,
+        "the failing read took {:?}",
+        t.elapsed()
+    );
+    fault.set_outage(false);
+    ensure!(get(45_000)? == format!("{:0300}", 45_000));
+    ensure!(integrity_of(&c)? == "ok");
+    Ok(())
+}
+
+fn integrity_of(c: &rusqlite::Connection) -> Result<String> {
+    Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+}

@@ -22,6 +22,8 @@ fn pragma(c: &rusqlite::Connection, name: &str) -> Result<String> {
 /// open WAL connection on which `rows` is created and replicated.
 struct Faulty {
     fault: Arc<FaultStore<strata_vfs::bucket::Store>>,
+    /// The `fault://` URL that names the wrapper in `bucket=`.
+    url: String,
     dir: tempfile::TempDir,
     uri: String,
     conn: rusqlite::Connection,
@@ -50,6 +52,7 @@ fn faulty(b: &Backend, tag: &str, extra: &str) -> Result<Faulty> {
     pragma(&conn, "strata_flush")?;
     Ok(Faulty {
         fault,
+        url,
         dir,
         uri,
         conn,
@@ -61,11 +64,13 @@ fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
     for b in Backend::all()? {
         let Faulty {
             fault,
+            url,
             dir,
             uri,
             conn: c,
         } = faulty(&b, "outage", "sync_interval=100ms")?;
         let local = dir.path().join("data.db");
+        let sync = SyncWriter::start(&b, &url, dir.path())?;
 
         // A steady load of ~200 txn/s from a second connection.
         let acked = Arc::new(AtomicI64::new(0));
@@ -125,6 +130,7 @@ fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
             "[{}] strata status does not show the backlog: {st}",
             b.name()
         );
+        let outage_ended = Instant::now();
         fault.set_outage(false);
         // Lag returns to normal by itself, under the continuing load.
         let back = Instant::now();
@@ -167,12 +173,135 @@ fn sixty_second_outage_under_load_loses_nothing() -> Result<()> {
         );
         strata_tests::assert_one_history(&store, "acme", "data.db")
             .map_err(|e| e.context(format!("[{}]", b.name())))?;
+        sync.check(&b, outage, outage_ended, dir.path())?;
         eprintln!(
             "[{}] 60 s outage: {during} rows committed meanwhile, max lag {max_lag} ms, caught up in {caught_up:?}, all {last} rows in the bucket",
             b.name()
         );
     }
     Ok(())
+}
+
+fn has_row(c: &rusqlite::Connection, id: i64) -> Result<bool> {
+    Ok(
+        c.query_row("SELECT count(*) FROM rows WHERE id = ?1", [id], |r| {
+            r.get::<_, i64>(0)
+        })? == 1,
+    )
+}
+
+/// A sync-mode writer on a second database through the same faulty bucket,
+/// during the whole test: every commit that reports success must already be
+/// in the bucket (checked against the real store at once), so none may
+/// succeed while the bucket is down.
+struct SyncWriter {
+    stop: Arc<AtomicBool>,
+    /// Acknowledged rows and when their commits returned.
+    acked: Arc<std::sync::Mutex<Vec<(i64, Instant)>>>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl SyncWriter {
+    fn start(b: &Backend, url: &str, dir: &std::path::Path) -> Result<SyncWriter> {
+        let uri = format!(
+            "file:{}?vfs=strata&bucket={url}&tenant=acme&db=sync.db&durability=sync",
+            dir.join("sync.db").display()
+        );
+        let store = b.store()?;
+        let keys = strata_vfs::format::keys::DbKeys::new("acme", "sync.db")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let c = rusqlite::Connection::open_with_flags(&uri, FLAGS)?;
+            c.pragma_update(None, "journal_mode", "wal")?;
+            c.execute_batch("CREATE TABLE rows(id INTEGER PRIMARY KEY)")?;
+            // Each row is one transaction: row `id` is txid `base + id`.
+            let base: u64 = pragma(&c, "strata_committed")?.parse()?;
+            let mut id = 0i64;
+            while !s.load(Ordering::Relaxed) {
+                match c.execute("INSERT INTO rows(id) VALUES (?1)", [id + 1]) {
+                    Ok(_) => {
+                        id += 1;
+                        let m = store.get(&keys.manifest())?;
+                        let head =
+                            strata_vfs::format::manifest::Manifest::from_bytes(&m.data)?.head;
+                        ensure!(
+                            head.0 >= base + id as u64,
+                            "sync commit of row {id} returned before the bucket had it (head {head})"
+                        );
+                        a.lock().expect("not poisoned").push((id, Instant::now()));
+                    }
+                    // Failed after its commit point (its upload failed): the
+                    // row is here, unacknowledged, and reaches the bucket later.
+                    Err(_) if has_row(&c, id + 1)? => id += 1,
+                    Err(_) => {}
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        });
+        Ok(SyncWriter {
+            stop,
+            acked,
+            thread,
+        })
+    }
+
+    /// No success during the outage, successes again after it, and every
+    /// acknowledged row restored from the bucket.
+    fn check(self, b: &Backend, from: Instant, to: Instant, dir: &std::path::Path) -> Result<()> {
+        // Sync commits resume once an upload retry (every 0.5 s at most)
+        // gets through.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let resumed = || {
+            let acked = self.acked.lock().expect("not poisoned");
+            acked.iter().any(|(_, t)| *t > to)
+        };
+        while !resumed() && !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().ok().context("sync writer panicked")??;
+        let acked = std::mem::take(&mut *self.acked.lock().expect("not poisoned"));
+        let grace = Duration::from_secs(1);
+        let during: Vec<_> = acked
+            .iter()
+            .filter(|(_, t)| *t > from + grace && *t < to)
+            .map(|(id, _)| id)
+            .collect();
+        ensure!(
+            during.is_empty(),
+            "[{}] sync commits {during:?} succeeded while the bucket was down",
+            b.name()
+        );
+        ensure!(
+            acked.iter().any(|(_, t)| *t > to),
+            "[{}] sync commits did not resume after the outage",
+            b.name()
+        );
+        let out = dir.join("sync-restored.db");
+        restore(&b.store()?, "acme", "sync.db", Target::Latest, &out)?;
+        let ids: Vec<i64> = {
+            let r = rusqlite::Connection::open(&out)?;
+            let mut s = r.prepare("SELECT id FROM rows")?;
+            s.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        for (id, _) in &acked {
+            ensure!(
+                ids.contains(id),
+                "[{}] acknowledged sync row {id} is not in the bucket",
+                b.name()
+            );
+        }
+        eprintln!(
+            "[{}] sync mode: {} commits acknowledged, none during the outage",
+            b.name(),
+            acked.len()
+        );
+        Ok(())
+    }
 }
 
 /// With a small spool bound, an outage makes commits fail with a clear

@@ -37,6 +37,19 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// What an `Unavailable` error means for the request that got it, where an
+/// edge can say more than the kind (SQLite has its own codes for these).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Retry {
+    /// Retry later; whether the request took effect depends on the operation.
+    #[default]
+    Later,
+    /// Local space ran out (spool bound, full disk): free space or wait.
+    Full,
+    /// The request did not take effect at all: retry it as it is.
+    NotApplied,
+}
+
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The engine's error: a kind, a message with context, and an optional cause.
@@ -44,6 +57,7 @@ type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[error("{msg}")]
 pub struct Error {
     kind: ErrorKind,
+    retry: Retry,
     msg: String,
     #[source]
     source: Option<Source>,
@@ -55,6 +69,7 @@ impl Error {
     pub fn new(kind: ErrorKind, msg: impl Into<String>) -> Self {
         Error {
             kind,
+            retry: Retry::Later,
             msg: msg.into(),
             source: None,
         }
@@ -63,6 +78,7 @@ impl Error {
         let source = source.into();
         Error {
             kind,
+            retry: Retry::Later,
             msg: format!("{}: {source}", msg.into()),
             source: Some(source),
         }
@@ -72,6 +88,14 @@ impl Error {
     }
     pub fn unavailable(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, msg)
+    }
+    /// Unavailable because local space ran out (spool bound, full disk).
+    pub fn full(msg: impl Into<String>) -> Self {
+        Self::unavailable(msg).with_retry(Retry::Full)
+    }
+    /// Unavailable, and the request was refused before it took effect.
+    pub fn not_applied(msg: impl Into<String>) -> Self {
+        Self::unavailable(msg).with_retry(Retry::NotApplied)
     }
     pub fn conflict(msg: impl Into<String>) -> Self {
         Self::new(ErrorKind::Conflict, msg)
@@ -86,7 +110,15 @@ impl Error {
     /// A copy of the kind and message (the cause is dropped): for errors
     /// shared between waiters, e.g. of a cache load.
     pub fn clone_error(&self) -> Error {
-        Error::new(self.kind, self.msg.clone())
+        Error::new(self.kind, self.msg.clone()).with_retry(self.retry)
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+    pub fn retry(&self) -> Retry {
+        self.retry
     }
 
     pub fn kind(&self) -> ErrorKind {
@@ -112,12 +144,11 @@ impl Error {
             }
             _ => ErrorKind::Unavailable,
         };
-        let hint = if err.raw_os_error() == Some(libc::ENOSPC) {
-            " (local disk is full: free space, nothing was lost)"
-        } else {
-            ""
-        };
-        Error::with_source(kind, format!("{ctx}{hint}"), err)
+        if err.raw_os_error() == Some(libc::ENOSPC) {
+            let ctx = format!("{ctx} (local disk is full: free space, nothing was lost)");
+            return Error::with_source(kind, ctx, err).with_retry(Retry::Full);
+        }
+        Error::with_source(kind, ctx.to_string(), err)
     }
 }
 

@@ -25,5 +25,5 @@ pub mod metrics;
 pub mod sqlite;
 pub mod types;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, Retry};
 pub use types::{DbId, Epoch, Millis, PageNo, TxId};

@@ -26,7 +26,7 @@ mod uploader;
 pub mod verify;
 
 pub use config::{Durability, ReplicaConfig};
-pub use replica::{Replica, Status};
+pub use replica::{Replica, Stage, Status};
 pub use restore::Target;
 
 use crate::error::{Error, IoResultExt, Result};

@@ -84,11 +84,28 @@ pub(crate) struct Progress {
     pub pending: std::collections::VecDeque<(TxId, Millis)>,
     pub spool_bytes: u64,
     pub last_error: Option<String>,
+    /// The last attempt to ship spooled transactions failed: sync-mode
+    /// commits are refused (retryably) until one succeeds.
+    pub bucket_down: bool,
     pub fenced: Option<String>,
     pub wake: bool,
     /// The spool buffer wants writing out (by the uploader thread).
     pub flush: bool,
     pub shutdown: bool,
+}
+
+/// Where a captured transaction stands relative to SQLite's commit point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// WAL mode: the commit frame is about to be written (`publish` writes
+    /// it); refusing now means the transaction never happened.
+    WalFrame,
+    /// Rollback-journal mode, at the last sync before the journal is
+    /// finalized: refusable, and held from upload until the commit point.
+    JournalSynced,
+    /// Rollback-journal mode, journal already finalized: it happened, so it
+    /// is taken even over the spool bound.
+    JournalDone,
 }
 
 /// A replicated database, open for writing in this process.
@@ -336,27 +353,37 @@ impl Replica {
     /// Record one committed transaction, then run `publish` (the write that
     /// makes it committed for SQLite) under the same lock, so the uploader can
     /// never ship a transaction whose commit failed. If `publish` fails the
-    /// record is removed again. `hold` keeps the transaction from upload until
-    /// [`Replica::release_hold`] (rollback-journal commits, spooled before
-    /// their commit point).
+    /// record is removed again. `stage` says whether the transaction can
+    /// still be refused (spool full, sync mode with the bucket down) and
+    /// whether it is held from upload until [`Replica::release_hold`].
     pub fn commit(
         &self,
         db_pages: u32,
         page_size: u32,
         wal: WalPos,
         pages: Vec<(PageNo, Bytes)>,
-        hold: bool,
+        stage: Stage,
         publish: impl FnOnce() -> Result<()>,
     ) -> Result<TxId> {
         let core = &self.core;
         if let Some(f) = &core.progress.lock().fenced {
             return Err(Error::conflict(f.clone()));
         }
+        let hold = stage == Stage::JournalSynced;
+        let refusable = stage != Stage::JournalDone;
+        if refusable && core.cfg.durability == Durability::Sync && core.progress.lock().bucket_down
+        {
+            let why = core.progress.lock().last_error.clone().unwrap_or_default();
+            return Err(Error::not_applied(format!(
+                "sync mode: {} is unreachable ({why}); the transaction was not committed: retry it when the bucket is back",
+                core.cfg.store.describe()
+            )));
+        }
         let txid = {
             let mut w = core.writer.lock();
             let pending = w.spool.pending_bytes();
-            if pending > core.cfg.max_spool {
-                return Err(Error::unavailable(format!(
+            if refusable && pending > core.cfg.max_spool {
+                return Err(Error::full(format!(
                     "local spool is full ({pending} bytes not yet in {}): commits resume when the bucket is reachable",
                     core.cfg.store.describe()
                 )));
@@ -397,14 +424,6 @@ impl Replica {
             txn.txid
         };
         METRICS.commits.inc();
-        if core.cfg.durability == Durability::Sync && !hold {
-            // The commit already happened locally and cannot be undone: a
-            // timeout is reported, not returned (retryable errors before the
-            // commit point come with group commit, issue 3).
-            if let Err(e) = self.wait_replicated(txid, core.cfg.sync_timeout) {
-                tracing::error!(error = %e, "sync-mode commit not yet in the bucket");
-            }
-        }
         Ok(txid)
     }
 
@@ -442,8 +461,21 @@ impl Replica {
         })
     }
 
+    /// Sync mode: block until `txid` (committed, lock released) is in the
+    /// bucket. Many committers wait at once and their transactions share one
+    /// upload (group commit). Fails at `sync_timeout`, or as soon as an
+    /// upload attempt fails: the transaction stays committed locally and
+    /// spooled, and is uploaded when the bucket is back.
+    pub fn wait_synced(&self, txid: TxId) -> Result<()> {
+        self.wait(txid, self.core.cfg.sync_timeout, true)
+    }
+
     /// Block until `txid` is in the bucket, or fail after `timeout`.
     pub fn wait_replicated(&self, txid: TxId, timeout: Duration) -> Result<()> {
+        self.wait(txid, timeout, false)
+    }
+
+    fn wait(&self, txid: TxId, timeout: Duration, fail_fast: bool) -> Result<()> {
         let core = &self.core;
         let deadline = Instant::now() + timeout;
         let mut p = core.progress.lock();
@@ -452,6 +484,13 @@ impl Replica {
         while p.replicated < txid {
             if let Some(f) = &p.fenced {
                 return Err(Error::conflict(f.clone()));
+            }
+            if fail_fast && p.bucket_down {
+                let why = p.last_error.clone().unwrap_or_default();
+                return Err(Error::unavailable(format!(
+                    "txid {txid} is committed locally but could not be uploaded to {} ({why}); it stays spooled and will be uploaded when the bucket is back",
+                    core.cfg.store.describe()
+                )));
             }
             if core.progress_cv.wait_until(&mut p, deadline).timed_out() {
                 let why = p

@@ -9,6 +9,7 @@
 //! over: this replica stops accepting commits and says so.
 
 use super::LocalState;
+use super::config::Durability;
 use super::replica::Core;
 use super::spool::{self, SpoolTxn};
 use super::{restore, spool::Sealed};
@@ -31,6 +32,7 @@ pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
         core,
         manifest: claimed,
         shutdown_deadline: None,
+        last_batch: (0, Duration::ZERO),
     };
     up.run();
 }
@@ -137,6 +139,8 @@ struct Uploader {
     /// The manifest as we last wrote it, once our epoch is claimed.
     manifest: Option<(Manifest, ETag)>,
     shutdown_deadline: Option<Instant>,
+    /// Transactions and time of the last upload (sync mode's group window).
+    last_batch: (u64, Duration),
 }
 
 impl Uploader {
@@ -158,11 +162,17 @@ impl Uploader {
             if !due && !shutdown {
                 continue;
             }
+            if !shutdown {
+                self.group_window();
+            }
             if shutdown && self.shutdown_deadline.is_none() {
                 self.shutdown_deadline = Some(Instant::now() + self.core.cfg.sync_timeout);
             }
             let started = Instant::now();
+            let before = self.core.progress.lock().replicated;
             let result = self.tick();
+            let after = self.core.progress.lock().replicated;
+            self.last_batch = (after.0.saturating_sub(before.0), started.elapsed());
             // A commit that arrives just after this tick started waits for the
             // next tick *and* its upload: start the next one early by about
             // one upload's time, so replication lag stays within the interval.
@@ -206,6 +216,29 @@ impl Uploader {
         }
     }
 
+    /// Sync mode's group commit: the writers the last upload released commit
+    /// again within moments; wait for them (up to half an upload's time, at
+    /// most 5 ms) so they share the next upload instead of each waiting for
+    /// a whole extra one. A single writer never waits here.
+    fn group_window(&self) {
+        let (released, took) = self.last_batch;
+        if self.core.cfg.durability != Durability::Sync || released < 2 {
+            return;
+        }
+        let deadline = Instant::now() + (took / 4).min(Duration::from_millis(1));
+        let mut p = self.core.progress.lock();
+        while (p.pending.len() as u64) < released && !p.shutdown {
+            if self
+                .core
+                .progress_cv
+                .wait_until(&mut p, deadline)
+                .timed_out()
+            {
+                break;
+            }
+        }
+    }
+
     /// Write the committers' spool buffer out on this thread, so a commit
     /// only copies into memory; then start its writeback so that the fsync
     /// SQLite asks for later has little left to do.
@@ -241,6 +274,34 @@ impl Uploader {
         if let Some(f) = self.core.progress.lock().fenced.clone() {
             return Err(Error::conflict(f));
         }
+        let shipped = self.ship();
+        {
+            let mut p = self.core.progress.lock();
+            if p.bucket_down != shipped.is_err() {
+                p.bucket_down = shipped.is_err();
+                if let Err(e) = &shipped {
+                    // Sync-mode waiters fail fast with the reason.
+                    p.last_error = Some(e.to_string());
+                }
+                self.core.progress_cv.notify_all();
+            }
+        }
+        shipped?;
+        self.maybe_snapshot()?;
+        // An idle writer renews its lease at half its lifetime.
+        let renew_at = Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64 / 2;
+        if self
+            .manifest
+            .as_ref()
+            .is_some_and(|(m, _)| m.lease.as_ref().is_none_or(|l| l.expires.0 < renew_at))
+        {
+            self.publish(|_| {})?;
+        }
+        Ok(())
+    }
+
+    /// Claim if needed, then upload every sealed spool file, in order.
+    fn ship(&mut self) -> Result<()> {
         self.claim()?;
         {
             let mut w = self.core.writer.lock();
@@ -268,16 +329,6 @@ impl Uploader {
             METRICS.spool_bytes.set(bytes as i64);
             let mut p = self.core.progress.lock();
             p.spool_bytes = bytes;
-        }
-        self.maybe_snapshot()?;
-        // An idle writer renews its lease at half its lifetime.
-        let renew_at = Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64 / 2;
-        if self
-            .manifest
-            .as_ref()
-            .is_some_and(|(m, _)| m.lease.as_ref().is_none_or(|l| l.expires.0 < renew_at))
-        {
-            self.publish(|_| {})?;
         }
         Ok(())
     }

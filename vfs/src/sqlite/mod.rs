@@ -10,6 +10,8 @@
 //!   served page by page from the bucket.
 //! - `params.rs`: URI parameters and `STRATA_*` variables.
 //! - `registry.rs`: one `Replica` per database file per process.
+//! - `hook.rs`: sync mode's wait for the bucket after the write lock is
+//!   released (group commit), in a WAL hook.
 //! - `pragmas.rs`: `PRAGMA strata_*`: replication status from SQL.
 //! - this file: registration, and the one place where engine errors become
 //!   SQLite result codes.
@@ -18,6 +20,7 @@ mod base;
 mod capture;
 mod ffi;
 mod historical;
+mod hook;
 pub mod params;
 mod pragmas;
 mod registry;
@@ -25,7 +28,7 @@ mod vfs;
 
 pub use vfs::StrataVfs;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Retry};
 use sqlite_plugin::vars;
 
 /// The VFS name to put in URIs: `file:data.db?vfs=strata&...`.
@@ -35,9 +38,15 @@ pub const VFS_NAME: &str = "strata";
 pub fn sqlite_code(e: &Error) -> i32 {
     match e.kind() {
         ErrorKind::NotFound => vars::SQLITE_CANTOPEN,
-        // Spool full or local disk full: SQLite reports "database or disk is full".
-        ErrorKind::Unavailable if e.to_string().contains("full") => vars::SQLITE_FULL,
-        ErrorKind::Unavailable => vars::SQLITE_IOERR,
+        ErrorKind::Unavailable => match e.retry() {
+            // Spool or local disk full: "database or disk is full".
+            Retry::Full => vars::SQLITE_FULL,
+            // Refused before the commit point (sync mode, bucket down): a
+            // COMMIT stays open and can be retried; an autocommit statement
+            // is rolled back and can be run again.
+            Retry::NotApplied => vars::SQLITE_BUSY,
+            Retry::Later => vars::SQLITE_IOERR,
+        },
         // Another writer owns the database: this connection may only read.
         ErrorKind::Conflict => vars::SQLITE_READONLY,
         ErrorKind::Corrupt => vars::SQLITE_CORRUPT,
@@ -64,8 +73,8 @@ pub fn register_static() -> crate::Result<()> {
             sqlite_plugin::vfs::RegisterOpts {
                 make_default: false,
             },
-        )
-        .map(|_| ())
+        )?;
+        hook::install_static()
     });
     r.map_err(|rc| Error::unavailable(format!("register the strata VFS: SQLite error {rc}")))
 }
@@ -96,7 +105,7 @@ pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) ->
             sqlite_plugin::vfs::RegisterOpts {
                 make_default: false,
             },
-        )
+        )?;
+        hook::install_dynamic(api_ref)
     }
-    .map(|_| ())
 }

@@ -7,10 +7,10 @@
 use super::base::BaseFile;
 use super::capture::{RollbackCapture, WalCapture, WalWrite};
 use super::params::{UriParams, replica_config};
-use super::{ffi, registry, sqlite_code};
-use crate::engine::Replica;
+use super::{ffi, hook, registry, sqlite_code};
 use crate::engine::lazy::LazyFile;
 use crate::engine::spool::WalPos;
+use crate::engine::{Durability, Replica, Stage};
 use crate::error::Error;
 use crate::format::wal::WalHeader;
 use sqlite_plugin::flags::{AccessFlags, LockLevel, OpenKind, OpenOpts, ShmLockMode};
@@ -74,6 +74,20 @@ struct MainDb {
     held: bool,
     /// Set while the local copy is filled on demand (lazy open).
     lazy: Option<Arc<LazyFile>>,
+    /// `PRAGMA wal_autocheckpoint` of a sync-mode connection, which strata's
+    /// WAL hook carries out (see `hook.rs`).
+    autocheckpoint: i32,
+    /// Rollback-journal mode, sync durability: the txid to wait for once the
+    /// commit point has passed (at unlock).
+    sync_wait: Option<crate::types::TxId>,
+}
+
+impl MainDb {
+    fn sync_mode(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_some_and(|r| r.config().durability == Durability::Sync)
+    }
 }
 
 struct WalFile {
@@ -185,6 +199,8 @@ impl Vfs for StrataVfs {
                     rollback: None,
                     held: false,
                     lazy,
+                    autocheckpoint: hook::DEFAULT_AUTOCHECKPOINT,
+                    sync_wait: None,
                 }))
             }
             (OpenKind::Wal, Some(p)) => {
@@ -316,15 +332,25 @@ impl Vfs for StrataVfs {
                             frame: c.commit_frame,
                         };
                         let base = &mut h.base;
-                        replica
-                            .commit(c.db_pages, c.page_size, pos, c.pages, false, || {
-                                base.write(offset, data).map(|_| ()).map_err(|rc| {
-                                    Error::unavailable(format!(
-                                        "write WAL commit frame: SQLite error {rc}"
-                                    ))
-                                })
-                            })
+                        let txid = replica
+                            .commit(
+                                c.db_pages,
+                                c.page_size,
+                                pos,
+                                c.pages,
+                                Stage::WalFrame,
+                                || {
+                                    base.write(offset, data).map(|_| ()).map_err(|rc| {
+                                        Error::unavailable(format!(
+                                            "write WAL commit frame: SQLite error {rc}"
+                                        ))
+                                    })
+                                },
+                            )
                             .map_err(|e| log_err("strata: commit failed", &e))?;
+                        if replica.config().durability == Durability::Sync {
+                            hook::committed(&replica, txid);
+                        }
                         Ok(data.len())
                     }
                     Err(msg) => {
@@ -377,7 +403,7 @@ impl Vfs for StrataVfs {
             && level < LockLevel::Exclusive
         {
             // The journal is finalized by now: the transaction committed.
-            commit_rollback(m, &mut h.base, false)?;
+            commit_rollback(m, &mut h.base, Stage::JournalDone)?;
             if m.held {
                 if let Some(r) = &m.replica {
                     r.release_hold();
@@ -386,7 +412,19 @@ impl Vfs for StrataVfs {
             }
             m.rollback = None;
         }
-        h.base.unlock(level_code(level))
+        h.base.unlock(level_code(level))?;
+        // Rollback-journal mode has no hook after the lock is released: a
+        // sync-mode commit waits here, with the database lock already
+        // downgraded (SQLite may or may not report an unlock error).
+        if let Kind::Main(m) = &mut h.kind
+            && let (Some(txid), Some(r)) = (m.sync_wait, &m.replica)
+            && level < LockLevel::Exclusive
+        {
+            m.sync_wait = None;
+            r.wait_synced(txid)
+                .map_err(|e| log_err("strata: sync-mode commit is not in the bucket", &e))?;
+        }
+        Ok(())
     }
 
     fn check_reserved_lock(&self, h: &mut Handle) -> VfsResult<bool> {
@@ -406,7 +444,7 @@ impl Vfs for StrataVfs {
             Kind::Main(m) => {
                 // Spool a rollback transaction before its commit point, held
                 // back from upload until the journal is finalized.
-                commit_rollback(m, &mut h.base, true)?;
+                commit_rollback(m, &mut h.base, Stage::JournalSynced)?;
                 m.replica.clone()
             }
             Kind::Wal(w) => w.replica.clone(),
@@ -438,9 +476,29 @@ impl Vfs for StrataVfs {
             Handle::Historical(_) => return Err(PragmaErr::NotFound),
             Handle::Local(h) => h,
         };
-        let Kind::Main(m) = &h.kind else {
+        let Kind::Main(m) = &mut h.kind else {
             return Err(PragmaErr::NotFound);
         };
+        if m.sync_mode() {
+            match pragma.name {
+                hook::PRAGMA_SYNC => return Ok(Some("1".into())),
+                // Answered here so that SQLite keeps strata's WAL hook.
+                "wal_autocheckpoint" | hook::PRAGMA_AUTOCHECKPOINT => {
+                    if let Some(arg) = pragma.arg {
+                        m.autocheckpoint = arg.trim().parse().map_err(|_| {
+                            PragmaErr::Fail(
+                                vars::SQLITE_ERROR,
+                                Some(format!(
+                                    "wal_autocheckpoint takes a number of frames, not `{arg}`"
+                                )),
+                            )
+                        })?;
+                    }
+                    return Ok(Some(m.autocheckpoint.to_string()));
+                }
+                _ => {}
+            }
+        }
         if !pragma.name.starts_with("strata_") {
             return Err(PragmaErr::NotFound);
         }
@@ -524,7 +582,7 @@ fn is_wal_db(base: &mut BaseFile) -> VfsResult<bool> {
 }
 
 /// Spool the pages a rollback-journal transaction wrote, if any.
-fn commit_rollback(m: &mut MainDb, base: &mut BaseFile, hold: bool) -> VfsResult<()> {
+fn commit_rollback(m: &mut MainDb, base: &mut BaseFile, stage: Stage) -> VfsResult<()> {
     let (Some(rb), Some(replica)) = (&mut m.rollback, &m.replica) else {
         return Ok(());
     };
@@ -534,11 +592,14 @@ fn commit_rollback(m: &mut MainDb, base: &mut BaseFile, hold: bool) -> VfsResult
     let page_size = rb.page_size;
     let pages = rb.take();
     let db_pages = (base.file_size()? / page_size as usize) as u32;
-    replica
-        .commit(db_pages, page_size, WalPos::default(), pages, hold, || {
+    let txid = replica
+        .commit(db_pages, page_size, WalPos::default(), pages, stage, || {
             Ok(())
         })
         .map_err(|e| log_err("strata: commit failed", &e))?;
-    m.held |= hold;
+    m.held |= stage == Stage::JournalSynced;
+    if replica.config().durability == Durability::Sync {
+        m.sync_wait = Some(txid);
+    }
     Ok(())
 }
