@@ -236,14 +236,13 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
     let url = format!("metered+{bucket}");
     strata_vfs::sqlite::params::register_store(&url, metered.clone());
     let db = "cold.db";
-    let writer = open(&crate::demo::vfs_uri(
-        &dir.join("cold-writer.db"),
-        &url,
-        "bench",
-        db,
-    ))?;
+    // An existing tenant: built with plain SQLite, then imported (its pages
+    // become the snapshot at txid 1, with its hot pages beside it).
+    let src = dir.join("cold-src.db");
+    let _ = std::fs::remove_file(&src);
+    let writer = rusqlite::Connection::open(&src)?;
     writer.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS r(id INTEGER PRIMARY KEY, v TEXT);
+        "CREATE TABLE r(id INTEGER PRIMARY KEY, v TEXT);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {rows})
          INSERT INTO r SELECT i, printf('%0200d', i) FROM n;"
     ))?;
@@ -252,10 +251,10 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
         [],
         |r| r.get(0),
     )?;
-    let _: String = writer.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
     drop(writer);
-
     let keys = strata_vfs::format::keys::DbKeys::new("bench", db)?;
+    strata_vfs::engine::import::import(&store, &keys, &src)?;
+    let _ = std::fs::remove_file(&src);
     let restored = dir.join("cold-restored.db");
     let t = Instant::now();
     strata_vfs::engine::restore::restore(

@@ -188,3 +188,20 @@ pub fn assert_one_history(
     }
     Ok(h)
 }
+
+/// Register `store` (a metered or fault-injecting wrapper) with the VFS
+/// under a fresh `<scheme>://<tag>-<random>` URL for `bucket=`, after
+/// registering the VFS itself. Returns the URL.
+pub fn register_wrapped(
+    scheme: &str,
+    tag: &str,
+    store: strata_vfs::bucket::Store,
+) -> Result<String> {
+    strata_vfs::sqlite::register_static()?;
+    let url = format!("{scheme}://{tag}-{}", rand::random::<u64>());
+    anyhow::ensure!(
+        strata_vfs::sqlite::params::register_store(&url, store),
+        "{url} is already registered"
+    );
+    Ok(url)
+}

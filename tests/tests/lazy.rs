@@ -19,14 +19,9 @@ fn open(uri: &str) -> Result<rusqlite::Connection> {
 
 #[test]
 fn lazy_open_fetches_only_what_is_read() -> Result<()> {
-    strata_vfs::sqlite::register_static()?;
     let b = Backend::local()?;
     let metered = Arc::new(MeteredStore::new(b.store()?));
-    let url = format!("metered://lazy-{}", rand::random::<u32>());
-    ensure!(strata_vfs::sqlite::params::register_store(
-        &url,
-        metered.clone()
-    ));
+    let url = strata_tests::register_wrapped("metered", "lazy", metered.clone())?;
     let dir = tempfile::tempdir()?;
 
     // Node 1 writes a ~64 MiB database and replicates it.
@@ -152,14 +147,9 @@ fn a_partial_copy_resumes_after_reopen() -> Result<()> {
 #[test]
 fn a_partial_copy_serves_what_it_has_through_an_outage() -> Result<()> {
     use strata_vfs::bucket::fault::FaultStore;
-    strata_vfs::sqlite::register_static()?;
     let b = Backend::local()?;
     let fault = Arc::new(FaultStore::new(b.store()?));
-    let url = format!("fault://lazy-outage-{}", rand::random::<u32>());
-    ensure!(strata_vfs::sqlite::params::register_store(
-        &url,
-        fault.clone()
-    ));
+    let url = strata_tests::register_wrapped("fault", "lazy-outage", fault.clone())?;
     let dir = tempfile::tempdir()?;
     let params = format!("vfs=strata&bucket={url}&tenant=acme&db=data.db");
     let c = open(&format!(
@@ -209,4 +199,63 @@ fn a_partial_copy_serves_what_it_has_through_an_outage() -> Result<()> {
 
 fn integrity_of(c: &rusqlite::Connection) -> Result<String> {
     Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+}
+
+/// A tenant that exists in the bucket (imported: a snapshot, with its hot
+/// pages beside it) is opened on a node that has nothing: the first point
+/// query reads the manifest, then the snapshot's index and hot pages (in
+/// parallel), then the leaf: 4 GETs. Without the hot pages, every B-tree
+/// level costs one more sequential read.
+#[test]
+fn a_cold_point_query_reads_manifest_index_and_hot_pages_then_the_leaf() -> Result<()> {
+    let b = Backend::local()?;
+    let metered = Arc::new(MeteredStore::new(b.store()?));
+    let url = strata_tests::register_wrapped("metered", "hot", metered.clone())?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src.db");
+    rusqlite::Connection::open(&src)?.execute_batch(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300000)
+         INSERT INTO t SELECT i, printf('%0100d', i) FROM n;",
+    )?;
+    let store = b.store()?;
+    for db in ["hot.db", "cold.db"] {
+        let keys = strata_vfs::format::keys::DbKeys::new("acme", db)?;
+        strata_vfs::engine::import::import(&store, &keys, &src)?;
+    }
+    // cold.db: the same snapshot without its hot pages.
+    let keys = strata_vfs::format::keys::DbKeys::new("acme", "cold.db")?;
+    let hot: Vec<_> = store
+        .list(&keys.snapshots_prefix())?
+        .into_iter()
+        .filter(|o| o.key.ends_with(".hot"))
+        .collect();
+    ensure!(hot.len() == 1, "import wrote no hot pages: {hot:?}");
+    store.delete(&hot[0].key)?;
+
+    let mut reads = Vec::new();
+    for db in ["hot.db", "cold.db"] {
+        let before = metered.snapshot();
+        let node = dir.path().join(format!("node-{db}"));
+        let c = open(&format!(
+            "file:{}?vfs=strata&bucket={url}&tenant=acme&db={db}",
+            node.display()
+        ))?;
+        let v: String = c.query_row("SELECT v FROM t WHERE id = 222222", [], |r| r.get(0))?;
+        ensure!(v == format!("{:0100}", 222222));
+        let used = metered.snapshot().sub(&before);
+        reads.push(used.get + used.get_range);
+    }
+    ensure!(
+        reads[0] <= 4,
+        "with hot pages the first row took {} GETs: manifest, index ∥ hot pages, leaf expected",
+        reads[0]
+    );
+    ensure!(
+        reads[1] > reads[0],
+        "hot pages saved nothing ({} vs {} GETs)",
+        reads[0],
+        reads[1]
+    );
+    Ok(())
 }

@@ -315,6 +315,22 @@ fn retention_keeps_every_point_in_the_window_and_nothing_older() -> Result<()> {
             "[{}] segments older than the oldest restore point remain",
             b.name()
         );
+        // Every snapshot has its hot pages, and no hot pages outlive theirs.
+        let snaps: Vec<String> = store
+            .list(&keys.snapshots_prefix())?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        let (hot, full): (Vec<&String>, Vec<&String>) =
+            snaps.iter().partition(|k| k.ends_with(".hot"));
+        ensure!(
+            hot.len() == full.len()
+                && hot
+                    .iter()
+                    .all(|h| full.contains(&&h.replace(".hot", ".snap"))),
+            "[{}] snapshots {full:?} vs hot pages {hot:?}",
+            b.name()
+        );
         let out = dir.path().join("old.db");
         let err = restore(&store, "acme", "data.db", Target::TxId(TxId(1)), &out)
             .expect_err("txid 1 is outside retention");

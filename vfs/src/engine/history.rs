@@ -33,11 +33,18 @@ pub fn load(store: &dyn ObjectStore, keys: &DbKeys, manifest: Option<Manifest>) 
         if let Some(k) = keys.parse_snapshot_key(&full)
             && k.txid <= manifest.head
         {
+            // The manifest knows its own snapshot's index length.
+            let prefix = manifest
+                .snapshot
+                .as_ref()
+                .filter(|s| s.key == full)
+                .and_then(|s| s.prefix);
             snapshots.push(SnapshotRef {
                 txid: k.txid,
                 commit: k.commit,
                 key: full,
                 size: o.size,
+                prefix,
             });
         }
     }
@@ -55,6 +62,11 @@ pub fn load(store: &dyn ObjectStore, keys: &DbKeys, manifest: Option<Manifest>) 
                 epoch: k.epoch,
                 key: o.key.clone(),
                 size: o.size,
+                prefix: manifest
+                    .segments
+                    .iter()
+                    .find(|s| s.key == o.key)
+                    .and_then(|s| s.prefix),
             });
         }
     }
@@ -218,6 +230,12 @@ pub fn apply_retention(
         .map_or(base.txid, |s| s.txid.min(base.txid));
     let mut deleted = 0;
     for s in h.snapshots.iter().filter(|s| s.txid < protected) {
+        // The hot pages first: never a sidecar without its snapshot.
+        match store.delete(&keys.hot_pages(s.txid, s.commit)) {
+            Ok(()) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.context("retention")),
+        }
         store.delete(&s.key).ctx("retention")?;
         deleted += 1;
     }
@@ -252,6 +270,7 @@ mod tests {
             epoch: Epoch(1),
             key: format!("{first}-{last}{tag}"),
             size: 1,
+            prefix: None,
         }
     }
 

@@ -1,11 +1,11 @@
 //! Bring an existing SQLite database into a bucket: its pages become the
 //! snapshot at txid 1 of a new database history.
 
-use super::restore::snapshot_from_file;
+use super::snapshot;
 use crate::bucket::Store;
 use crate::error::{Error, ErrorKind, IoResultExt, Result};
 use crate::format::keys::DbKeys;
-use crate::format::manifest::{EpochStart, Manifest, SnapshotRef};
+use crate::format::manifest::{EpochStart, Manifest};
 use crate::types::{DbId, Epoch, Millis, TxId};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -58,24 +58,16 @@ pub fn import(store: &Store, keys: &DbKeys, src: &Path) -> Result<(DbId, TxId, u
     let epoch = Epoch(1);
     let commit = Millis::now();
     let txid = TxId(1);
-    let snap = snapshot_from_file(&file, page_size, db_pages, txid, commit, db_id, epoch)?;
-    let key = keys.snapshot(txid, commit);
-    let size = snap.len() as u64;
-    store
-        .put_if_absent(&key, snap)
-        .map_err(|e| e.context(format!("upload {key}")))?;
+    let encoded = snapshot::from_file(&file, page_size, db_pages, txid, commit, db_id, epoch)?;
+    let snap = snapshot::upload(store.as_ref(), keys, encoded)?;
+    let size = snap.size;
     let mut m = Manifest::new(db_id, page_size);
     m.epoch = epoch;
     m.epochs = vec![EpochStart { epoch, start: txid }];
     m.head = txid;
     m.head_commit = commit;
     m.db_pages = db_pages;
-    m.snapshot = Some(SnapshotRef {
-        txid,
-        commit,
-        key,
-        size,
-    });
+    m.snapshot = Some(snap);
     m.writer = Some("import".into());
     m.updated = commit;
     store

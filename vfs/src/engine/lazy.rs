@@ -14,6 +14,7 @@ use super::restore::{self, Target};
 use crate::bucket::Store;
 use crate::error::{Error, IoResultExt, Result};
 use crate::format::keys::DbKeys;
+use crate::format::manifest::Manifest;
 use crate::types::PageNo;
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
@@ -70,8 +71,15 @@ impl Present {
 impl LazyFile {
     /// Replace the local copy with an empty sparse file of the bucket's
     /// latest state.
-    pub fn create(path: &Path, dir: &Path, store: &Store, keys: &DbKeys) -> Result<LazyFile> {
-        let map = PageMap::build(store.as_ref(), keys, Target::Latest)?;
+    /// `manifest`, if the caller just read it, saves reading it again.
+    pub fn create(
+        path: &Path,
+        dir: &Path,
+        store: &Store,
+        keys: &DbKeys,
+        manifest: Option<&Manifest>,
+    ) -> Result<LazyFile> {
+        let map = PageMap::build_with(store.as_ref(), keys, Target::Latest, manifest)?;
         let db = OpenOptions::new()
             .create(true)
             .truncate(true)

@@ -20,6 +20,7 @@ pub mod lazy;
 pub mod pages;
 pub mod replica;
 pub mod restore;
+mod snapshot;
 pub mod spool;
 pub mod status;
 mod uploader;

@@ -7,16 +7,19 @@
 //! which object entry holds its image at that point. [`PageMap::read_page`]
 //! fetches one page with one ranged GET (a page stored as a delta brings its
 //! base, which lies earlier in the same object, in the same request).
-//! So a cold read costs three sequential round trips: manifest, indexes, page.
+//! The snapshot's hot pages (page 1 and interior B-tree pages, see
+//! `snapshot.rs`) come in the same round trip as the indexes and go into the
+//! page cache, so a cold point query costs three sequential round trips:
+//! manifest, {indexes ∥ hot pages}, leaf page.
 
 use super::restore::{self, Target};
 use crate::bucket::ObjectStore;
 use crate::error::{Error, Result, ResultExt};
 use crate::format::keys::DbKeys;
-use crate::format::segment::{HEADER_LEN, SegmentHeader, SegmentIndex};
+use crate::format::manifest::Manifest;
+use crate::format::segment::{self, HEADER_LEN, SegmentHeader, SegmentIndex};
 use crate::types::{PageNo, TxId};
 use bytes::Bytes;
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 /// Pages fetched from the bucket, shared by every reader in the process.
@@ -34,6 +37,8 @@ static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::ne
         .build()
 });
 
+const NOWHERE: (u32, u32) = (u32::MAX, u32::MAX);
+
 /// How much of an object to fetch first, hoping it holds the whole index.
 const INDEX_GUESS: u64 = 64 << 10;
 
@@ -49,31 +54,50 @@ pub struct PageMap {
     pub page_size: u32,
     pub db_pages: u32,
     objects: Vec<Object>,
-    /// Page number → (object, entry in its page table) of its image.
-    locs: HashMap<u32, (u32, u32)>,
+    /// Page number → (object, entry in its page table) of its image;
+    /// [`NOWHERE`] for a page no object holds.
+    locs: Vec<(u32, u32)>,
 }
 
 impl PageMap {
     pub fn build(store: &dyn ObjectStore, keys: &DbKeys, target: Target) -> Result<PageMap> {
-        let plan = restore::plan(store, keys, target)?;
-        let keys_needed: Vec<String> = plan
+        Self::build_with(store, keys, target, None)
+    }
+
+    /// As [`build`](Self::build), with the manifest if the caller has it.
+    pub fn build_with(
+        store: &dyn ObjectStore,
+        keys: &DbKeys,
+        target: Target,
+        manifest: Option<&Manifest>,
+    ) -> Result<PageMap> {
+        let plan = restore::plan_with(store, keys, target, manifest)?;
+        let needed: Vec<(String, Option<u64>)> = plan
             .snapshot
             .iter()
-            .map(|s| s.key.clone())
-            .chain(plan.segments.iter().map(|s| s.key.clone()))
+            .map(|s| (s.key.clone(), s.prefix))
+            .chain(plan.segments.iter().map(|s| (s.key.clone(), s.prefix)))
             .collect();
-        let indexes: Vec<Result<SegmentIndex>> = std::thread::scope(|s| {
-            let handles: Vec<_> = keys_needed
+        let hot_key = plan
+            .snapshot
+            .as_ref()
+            .map(|s| keys.hot_pages(s.txid, s.commit));
+        // One round trip: every index, and the snapshot's hot pages, at once.
+        let (indexes, hot) = std::thread::scope(|s| {
+            let hot = hot_key.as_ref().map(|k| s.spawn(move || store.get(k)));
+            let handles: Vec<_> = needed
                 .iter()
-                .map(|k| s.spawn(move || fetch_index(store, k)))
+                .map(|(k, hint)| s.spawn(move || fetch_index(store, k, *hint)))
                 .collect();
-            handles
+            let indexes: Vec<Result<SegmentIndex>> = handles
                 .into_iter()
                 .map(|h| {
                     h.join()
                         .unwrap_or_else(|_| Err(Error::corrupt("index fetch thread panicked")))
                 })
-                .collect()
+                .collect();
+            let hot = hot.and_then(|h| h.join().ok());
+            (indexes, hot)
         });
         let mut map = PageMap {
             plan: plan.clone(),
@@ -81,15 +105,20 @@ impl PageMap {
             page_size: 0,
             db_pages: 0,
             objects: Vec::new(),
-            locs: HashMap::new(),
+            locs: Vec::new(),
         };
-        for (key, index) in keys_needed.into_iter().zip(indexes) {
+        for ((key, _), index) in needed.into_iter().zip(indexes) {
             let index = index?;
             let o = map.objects.len() as u32;
             for t in index.txns.iter().take_while(|t| t.txid <= plan.txid) {
+                if map.locs.len() <= t.db_pages as usize {
+                    map.locs.resize(t.db_pages as usize + 1, NOWHERE);
+                }
                 for i in t.first_entry..t.first_entry + t.entry_count {
-                    if let Some(e) = index.pages.get(i as usize) {
-                        map.locs.insert(e.pgno.0, (o, i));
+                    if let Some(e) = index.pages.get(i as usize)
+                        && let Some(slot) = map.locs.get_mut(e.pgno.0 as usize)
+                    {
+                        *slot = (o, i);
                     }
                 }
                 map.db_pages = t.db_pages;
@@ -100,8 +129,49 @@ impl PageMap {
                 index,
             });
         }
-        map.locs.retain(|&p, _| p <= map.db_pages);
+        map.locs.truncate(map.db_pages as usize + 1);
+        match hot {
+            Some(Ok(obj)) => map.prefill(obj.data),
+            Some(Err(e)) if !e.is_not_found() => {
+                tracing::debug!(error = %e, "no hot pages; cold reads fetch them one by one")
+            }
+            _ => {}
+        }
         Ok(map)
+    }
+
+    /// Put the snapshot's hot pages (page 1, interior B-tree pages) in the
+    /// page cache, each checked against the snapshot's own index entry, and
+    /// only where the snapshot still holds the page at this restore point.
+    fn prefill(&self, hot: Bytes) {
+        let Some(snap) = self
+            .objects
+            .first()
+            .filter(|_| self.plan.snapshot.is_some())
+        else {
+            return;
+        };
+        let seg = match segment::decode_bytes(hot) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, object = %snap.key, "ignoring unreadable hot pages");
+                return;
+            }
+        };
+        for entry in &seg.index.pages {
+            let Some(&(o, e)) = self.locs.get(entry.pgno.0 as usize) else {
+                continue;
+            };
+            let Some(want) = snap.index.pages.get(e as usize) else {
+                continue;
+            };
+            if o != 0 || want.crc != entry.crc {
+                continue;
+            }
+            if let Ok(page) = seg.page(entry) {
+                CACHE.insert((snap.key.clone(), e), Bytes::from(page));
+            }
+        }
     }
 
     /// The objects this map reads from, as a restore plan (for bulk hydration).
@@ -116,7 +186,7 @@ impl PageMap {
 
     /// Like [`read_page`](Self::read_page), through the process's page cache.
     pub fn read_page_cached(&self, store: &dyn ObjectStore, pgno: PageNo) -> Result<Bytes> {
-        let Some(&(o, e)) = self.locs.get(&pgno.0) else {
+        let Some(&(o, e)) = self.locs.get(pgno.0 as usize).filter(|l| **l != NOWHERE) else {
             return self.read_page(store, pgno).map(Bytes::from);
         };
         let key = (self.objects[o as usize].key.clone(), e);
@@ -128,12 +198,16 @@ impl PageMap {
     /// The image of `pgno` at this restore point (zeros past the database end
     /// are the caller's business: a page beyond `db_pages` is an error).
     pub fn read_page(&self, store: &dyn ObjectStore, pgno: PageNo) -> Result<Vec<u8>> {
-        let &(o, e) = self.locs.get(&pgno.0).ok_or_else(|| {
-            Error::invalid(format!(
-                "page {pgno} is not in the database at txid {} ({} pages)",
-                self.txid, self.db_pages
-            ))
-        })?;
+        let &(o, e) = self
+            .locs
+            .get(pgno.0 as usize)
+            .filter(|l| **l != NOWHERE)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "page {pgno} is not in the database at txid {} ({} pages)",
+                    self.txid, self.db_pages
+                ))
+            })?;
         let obj = &self.objects[o as usize];
         let idx = &obj.index;
         let entry = &idx.pages[e as usize];
@@ -184,9 +258,11 @@ impl PageMap {
 }
 
 /// An object's header and index, usually with one ranged GET.
-fn fetch_index(store: &dyn ObjectStore, key: &str) -> Result<SegmentIndex> {
+fn fetch_index(store: &dyn ObjectStore, key: &str, hint: Option<u64>) -> Result<SegmentIndex> {
+    // The manifest records the index length of the objects it names: then
+    // one GET reads exactly the index; otherwise guess, and read on if short.
     let first = store
-        .get_range(key, 0..INDEX_GUESS)
+        .get_range(key, 0..hint.unwrap_or(INDEX_GUESS))
         .ctx(format!("read index of {key}"))?;
     let header = SegmentHeader::decode(&first[..first.len().min(HEADER_LEN)]).ctx(key)?;
     let need = header.prefix_len();

@@ -237,7 +237,7 @@ impl Replica {
                 }
                 tracing::info!(local = %local_last, bucket = %m.head, "local copy is stale: replacing it from the bucket");
                 spool.clear()?;
-                lazy = replace_from_bucket(path, &dir, &cfg, &keys)?;
+                lazy = replace_from_bucket(path, &dir, &cfg, &keys, m)?;
                 wal_pos = Default::default();
             }
             (Some((m, _)), Some(s)) if m.head < s.head => {
@@ -257,7 +257,7 @@ impl Replica {
                 }
                 spool.clear()?;
                 if m.head > TxId::ZERO {
-                    lazy = replace_from_bucket(path, &dir, &cfg, &keys)?;
+                    lazy = replace_from_bucket(path, &dir, &cfg, &keys, m)?;
                 }
                 wal_pos = Default::default();
             }
@@ -687,6 +687,7 @@ fn replace_from_bucket(
     dir: &Path,
     cfg: &ReplicaConfig,
     keys: &DbKeys,
+    manifest: &Manifest,
 ) -> Result<Option<LazyFile>> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let p = with_suffix(path, suffix);
@@ -697,7 +698,7 @@ fn replace_from_bucket(
         }
     }
     if cfg.lazy {
-        return LazyFile::create(path, dir, &cfg.store, keys).map(Some);
+        return LazyFile::create(path, dir, &cfg.store, keys, Some(manifest)).map(Some);
     }
     let _ = fs::remove_file(dir.join("lazy.bitmap"));
     restore::restore(

@@ -14,7 +14,7 @@ use crate::bucket::{ObjectStore, Store};
 use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::format::keys::DbKeys;
 use crate::format::manifest::{Manifest, SegmentRef, SnapshotRef};
-use crate::format::segment::{self, SegmentKind, SegmentMeta, TxnPages};
+use crate::format::segment::{self, SegmentKind};
 use crate::types::{Millis, PageNo, TxId};
 use bytes::{Bytes, BytesMut};
 use std::fs::{File, OpenOptions};
@@ -98,7 +98,20 @@ pub fn read_manifest(store: &dyn ObjectStore, keys: &DbKeys) -> Result<Manifest>
 
 /// Work out which objects restore `target`.
 pub fn plan(store: &dyn ObjectStore, keys: &DbKeys, target: Target) -> Result<Plan> {
-    let m = read_manifest(store, keys)?;
+    plan_with(store, keys, target, None)
+}
+
+/// As [`plan`], with the manifest if the caller just read it.
+pub fn plan_with(
+    store: &dyn ObjectStore,
+    keys: &DbKeys,
+    target: Target,
+    manifest: Option<&Manifest>,
+) -> Result<Plan> {
+    let m = match manifest {
+        Some(m) => m.clone(),
+        None => read_manifest(store, keys)?,
+    };
     let snap_txid = m.snapshot.as_ref().map_or(TxId::ZERO, |s| s.txid);
     let from_manifest = |txid: TxId| Plan {
         txid,
@@ -362,65 +375,6 @@ fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> 
         st.page_size = ps;
     }
     Ok(())
-}
-
-/// Encode the manifest's latest state as a snapshot object (built from the
-/// bucket itself, so it can never disagree with the history it replaces).
-pub(crate) fn build_snapshot(store: &Store, m: &Manifest, scratch: &Path) -> Result<Bytes> {
-    let plan = Plan {
-        txid: m.head,
-        snapshot: m.snapshot.clone(),
-        segments: m.segments.clone(),
-    };
-    let tmp = scratch.join("snapshot.tmp");
-    let file = scratch_file(&tmp)?;
-    let r = materialize(store.as_ref(), &plan, &file, &Options::default())?;
-    let result = snapshot_from_file(
-        &file,
-        r.page_size,
-        r.db_pages,
-        m.head,
-        m.head_commit,
-        m.db_id,
-        m.epoch,
-    );
-    drop(file);
-    let _ = std::fs::remove_file(&tmp);
-    result
-}
-
-/// Encode a database file's pages as a snapshot at `txid`.
-pub(crate) fn snapshot_from_file(
-    file: &File,
-    page_size: u32,
-    db_pages: u32,
-    txid: TxId,
-    commit: Millis,
-    db_id: crate::DbId,
-    epoch: crate::Epoch,
-) -> Result<Bytes> {
-    let mut pages = Vec::with_capacity(db_pages as usize);
-    for p in 1..=db_pages {
-        let mut buf = vec![0u8; page_size as usize];
-        file.read_exact_at(&mut buf, PageNo(p).offset(page_size))
-            .io_ctx("read page for snapshot")?;
-        pages.push((PageNo(p), Bytes::from(buf)));
-    }
-    let meta = SegmentMeta {
-        db_id,
-        epoch,
-        page_size,
-        kind: SegmentKind::Snapshot,
-    };
-    segment::encode(
-        &meta,
-        &[TxnPages {
-            txid,
-            commit,
-            db_pages,
-            pages,
-        }],
-    )
 }
 
 /// An empty read-write scratch file (restores, snapshots, hydration).

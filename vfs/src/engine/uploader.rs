@@ -12,10 +12,10 @@ use super::LocalState;
 use super::config::Durability;
 use super::replica::Core;
 use super::spool::{self, SpoolTxn};
-use super::{restore, spool::Sealed};
+use super::{snapshot, spool::Sealed};
 use crate::bucket::ETag;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::manifest::{EpochStart, Lease, Manifest, SegmentRef, SnapshotRef};
+use crate::format::manifest::{EpochStart, Lease, Manifest, SegmentRef};
 use crate::format::segment::{self, SegmentKind, SegmentMeta, TxnPages};
 use crate::metrics::METRICS;
 use crate::types::{Epoch, Millis, TxId};
@@ -418,6 +418,7 @@ impl Uploader {
         };
         let body = segment::encode(&meta, &pages)?;
         let size = body.len() as u64;
+        let prefix = segment::SegmentHeader::decode(&body)?.prefix_len();
         let key = core.keys.segment(first.txid, last.txid, epoch, last.commit);
         match core.cfg.store.put_if_absent(&key, body) {
             Ok(_) => {}
@@ -438,6 +439,7 @@ impl Uploader {
             epoch,
             key,
             size,
+            prefix: Some(prefix),
         };
         self.publish(|m| {
             m.segments.push(seg.clone());
@@ -557,24 +559,11 @@ impl Uploader {
         if !due || shutting {
             return Ok(());
         }
-        let (head, head_commit, db_id) = (m.head, m.head_commit, m.db_id);
+        let (head, db_id) = (m.head, m.db_id);
         let core = self.core.clone();
-        let snap = restore::build_snapshot(&core.cfg.store, m, &core.dir)?;
-        let key = core.keys.snapshot(head, head_commit);
-        let size = snap.len() as u64;
-        match core.cfg.store.put_if_absent(&key, snap) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
-            Err(e) => return Err(e.context(format!("upload {key}"))),
-        }
-        METRICS.snapshots.inc();
-        METRICS.bytes_uploaded.inc_by(size);
-        let snapshot = SnapshotRef {
-            txid: head,
-            commit: head_commit,
-            key,
-            size,
-        };
+        let encoded = snapshot::build(&core.cfg.store, m, &core.dir)?;
+        let snapshot = snapshot::upload(core.cfg.store.as_ref(), &core.keys, encoded)?;
+        let size = snapshot.size;
         self.publish(|m| {
             m.snapshot = Some(snapshot.clone());
             m.segments.retain(|s| s.first > head);

@@ -19,6 +19,7 @@ pub const TENANTS_PREFIX: &str = "tenants/";
 
 const SEG_EXT: &str = ".seg";
 const SNAP_EXT: &str = ".snap";
+const HOT_EXT: &str = ".hot";
 
 /// Check a tenant name: 1..=63 characters of `[a-z0-9_-]`, starting with a
 /// letter or digit.
@@ -157,6 +158,13 @@ impl DbKeys {
             self.snapshots_prefix(),
             snapshot_name(SnapshotKey { txid, commit })
         )
+    }
+
+    /// `.../snapshots/<txid:020>-<commit_ms:013>.hot`: page 1 and the
+    /// interior B-tree pages of that snapshot (see `engine/snapshot.rs`).
+    pub fn hot_pages(&self, txid: TxId, commit: Millis) -> String {
+        let snap = self.snapshot(txid, commit);
+        format!("{}{HOT_EXT}", snap.strip_suffix(SNAP_EXT).unwrap_or(&snap))
     }
 
     /// Parse a full segment key of this database; `None` for anything else.

@@ -27,6 +27,10 @@ pub struct SnapshotRef {
     pub commit: Millis,
     pub key: String,
     pub size: u64,
+    /// Bytes of header + index, so one ranged GET reads exactly them
+    /// (absent in older manifests and for objects found by LIST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<u64>,
 }
 
 /// A segment holding txids `first..=last`.
@@ -39,6 +43,9 @@ pub struct SegmentRef {
     pub epoch: Epoch,
     pub key: String,
     pub size: u64,
+    /// As [`SnapshotRef::prefix`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +262,7 @@ mod tests {
             epoch: Epoch(epoch),
             key: format!("segments/{first}-{last}"),
             size: 4096,
+            prefix: None,
         }
     }
 
@@ -285,6 +293,7 @@ mod tests {
             commit: Millis(1005),
             key: "snapshots/5".into(),
             size: 9000,
+            prefix: Some(4000),
         });
         m.segments = vec![seg(6, 10, 1), seg(11, 20, 2), seg(21, 25, 3)];
         m.writer = Some("host:123".into());

@@ -462,6 +462,7 @@ impl SegmentIndex {
         let page_size = header.page_size;
         let mut pages = Vec::with_capacity(header.page_count as usize);
         let mut seen = std::collections::HashSet::new();
+        let track = header.kind == SegmentKind::Segment;
         let mut offset = end;
         for t in &txns {
             let start = t.first_entry as usize * PAGE_ENTRY_LEN;
@@ -471,7 +472,9 @@ impl SegmentIndex {
             })?;
             let mut prev = 0u32;
             for e in table.chunks_exact(PAGE_ENTRY_LEN) {
-                let earlier = seen.contains(&u32_at(e, 0));
+                // Only segments hold deltas (and repeated pages): a snapshot
+                // skips the set, which is most of decoding a big index.
+                let earlier = track && seen.contains(&u32_at(e, 0));
                 let pgno = u32_at(e, 0);
                 let flags = u32_at(e, 4);
                 let p = PageEntry {
@@ -525,7 +528,9 @@ impl SegmentIndex {
                 if offset > header.object_len() {
                     return Err(corrupt(format!("page {pgno}: beyond the body")));
                 }
-                seen.insert(pgno);
+                if track {
+                    seen.insert(pgno);
+                }
                 pages.push(p);
             }
         }
