@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const BITMAP: &str = "lazy.bitmap";
 
@@ -210,47 +210,83 @@ impl LazyFile {
         out
     }
 
-    /// Fetch every missing page: one parallel restore of the same state into
-    /// a scratch file, then copy in what is still missing.
-    pub fn hydrate(&self, scratch: &Path, progress: Option<restore::ProgressFn>) -> Result<u64> {
+    /// Fetch every missing page. Each object holding some is read whole
+    /// with parallel ranged GETs (as a restore reads it); its missing pages
+    /// are decoded on several threads and written straight into the local
+    /// copy: each exactly once, never over a page SQLite or an earlier fetch
+    /// already put there. Returns how many pages were written.
+    pub fn hydrate(&self, progress: Option<restore::ProgressFn>) -> Result<u64> {
         if self.complete.load(Ordering::Acquire) {
             return Ok(0);
         }
-        let tmp = scratch.join("hydrate.tmp");
-        let file = restore::scratch_file(&tmp)?;
-        let plan = self.map.plan();
-        let opts = restore::Options {
-            progress,
-            ..Default::default()
+        let todo: Vec<_> = self
+            .map
+            .pages_by_object()
+            .into_iter()
+            .filter_map(|(key, len, pages)| {
+                let p = self.present.lock();
+                let missing: Vec<PageNo> = pages.into_iter().filter(|g| !p.get(g.0)).collect();
+                (!missing.is_empty()).then_some((key, len, missing))
+            })
+            .collect();
+        let total: u64 = todo.iter().map(|(_, len, _)| len).sum();
+        let done = AtomicU64::new(0);
+        let tick = |n: u64| {
+            let d = done.fetch_add(n, Ordering::Relaxed) + n;
+            if let Some(p) = &progress {
+                p(d, total)
+            }
         };
-        let result =
-            restore::materialize(self.store.as_ref(), &plan, &file, &opts).and_then(|_| {
-                let ps = self.map.page_size as usize;
-                let mut buf = vec![0u8; ps];
-                let mut filled = 0;
-                for pgno in 1..=self.map.db_pages {
-                    if self.present.lock().get(pgno) {
-                        continue;
-                    }
-                    file.read_exact_at(&mut buf, PageNo(pgno).offset(self.map.page_size))
-                        .io_ctx("read scratch")?;
-                    let mut p = self.present.lock();
-                    if !p.get(pgno) {
-                        self.db
-                            .write_all_at(&buf, PageNo(pgno).offset(self.map.page_size))
-                            .io_ctx("write page")?;
-                        p.set_in_memory(pgno);
-                        filled += 1;
-                    }
-                }
-                self.db.sync_data().io_ctx("sync local copy")?;
-                let mut p = self.present.lock();
-                let _ = p.file.write_all_at(&p.bits, 0);
-                self.finish_if_complete(&mut p);
-                Ok(filled)
+        let opts = restore::Options::default();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let mut filled = 0;
+        for (key, len, missing) in todo {
+            let data = restore::fetch(self.store.as_ref(), &key, len, &opts, &tick)?;
+            let per = missing.len().div_ceil(threads);
+            let counts: Vec<Result<u64>> = std::thread::scope(|s| {
+                let handles: Vec<_> = missing
+                    .chunks(per.max(1))
+                    .map(|chunk| s.spawn(|| self.write_missing(chunk, &data)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(Error::corrupt("hydrate thread panicked")))
+                    })
+                    .collect()
             });
-        drop(file);
-        let _ = std::fs::remove_file(&tmp);
-        result
+            for c in counts {
+                filled += c?;
+            }
+        }
+        self.db.sync_data().io_ctx("sync local copy")?;
+        let mut p = self.present.lock();
+        p.file
+            .write_all_at(&p.bits, 0)
+            .io_ctx("write lazy bitmap")?;
+        self.finish_if_complete(&mut p);
+        Ok(filled)
+    }
+
+    /// Decode `pages` from their object's bytes and write those still
+    /// missing (decoding outside the lock, the check and write under it).
+    fn write_missing(&self, pages: &[PageNo], object: &[u8]) -> Result<u64> {
+        let mut n = 0;
+        for &pgno in pages {
+            if self.present.lock().get(pgno.0) {
+                continue;
+            }
+            let page = self.map.page_from_object(pgno, object)?;
+            let mut p = self.present.lock();
+            if !p.get(pgno.0) {
+                self.db
+                    .write_all_at(&page, pgno.offset(self.map.page_size))
+                    .io_ctx("write page")?;
+                p.set_in_memory(pgno.0);
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 }

@@ -198,6 +198,44 @@ impl PageMap {
     /// The image of `pgno` at this restore point (zeros past the database end
     /// are the caller's business: a page beyond `db_pages` is an error).
     pub fn read_page(&self, store: &dyn ObjectStore, pgno: PageNo) -> Result<Vec<u8>> {
+        let (o, chain) = self.chain(pgno)?;
+        let key = &self.objects[o].key;
+        let range = chain[0].offset..chain[chain.len() - 1].range().end;
+        let bytes = store
+            .get_range(key, range.clone())
+            .ctx(format!("read page {pgno} from {key}"))?;
+        self.decode(o, &chain, &bytes, range.start)
+    }
+
+    /// For bulk reads: every page of this restore point, grouped by the
+    /// object that holds its image, with that object's key and length.
+    pub fn pages_by_object(&self) -> Vec<(Arc<str>, u64, Vec<PageNo>)> {
+        let mut groups: Vec<Vec<PageNo>> = vec![Vec::new(); self.objects.len()];
+        for (pgno, &(o, _)) in self.locs.iter().enumerate() {
+            if o != NOWHERE.0
+                && let Some(g) = groups.get_mut(o as usize)
+            {
+                g.push(PageNo(pgno as u32));
+            }
+        }
+        self.objects
+            .iter()
+            .zip(groups)
+            .map(|(obj, pages)| (obj.key.clone(), obj.index.object_len(), pages))
+            .collect()
+    }
+
+    /// The image of `pgno` from the whole bytes of the object holding it
+    /// (see [`pages_by_object`](Self::pages_by_object)).
+    pub fn page_from_object(&self, pgno: PageNo, object: &[u8]) -> Result<Vec<u8>> {
+        let (o, chain) = self.chain(pgno)?;
+        self.decode(o, &chain, object, 0)
+    }
+
+    /// The object holding `pgno` and the entries to decode, base image
+    /// first: a page stored as a delta needs the earlier entries of the same
+    /// page in that object, back to a full image.
+    fn chain(&self, pgno: PageNo) -> Result<(usize, Vec<&segment::PageEntry>)> {
         let &(o, e) = self
             .locs
             .get(pgno.0 as usize)
@@ -211,7 +249,6 @@ impl PageMap {
         let obj = &self.objects[o as usize];
         let idx = &obj.index;
         let entry = &idx.pages[e as usize];
-        // A delta needs its chain: earlier entries of this page, back to a full image.
         let mut chain = vec![entry];
         if entry.delta {
             for prev in idx.pages[..e as usize]
@@ -232,19 +269,31 @@ impl PageMap {
             }
         }
         chain.reverse();
-        let start = chain[0].offset;
-        let end = entry.range().end;
-        let bytes = store
-            .get_range(&obj.key, start..end)
-            .ctx(format!("read page {pgno} from {}", obj.key))?;
+        Ok((o as usize, chain))
+    }
+
+    /// Decode a chain from `bytes`, which hold the object from offset `start`.
+    fn decode(
+        &self,
+        o: usize,
+        chain: &[&segment::PageEntry],
+        bytes: &[u8],
+        start: u64,
+    ) -> Result<Vec<u8>> {
+        let obj = &self.objects[o];
+        let idx = &obj.index;
         let ps = idx.header.page_size as usize;
         let mut page = vec![0u8; ps];
         let mut next = vec![0u8; ps];
         for (i, c) in chain.iter().enumerate() {
             let r = c.range();
-            let stored = bytes
-                .get((r.start - start) as usize..(r.end - start) as usize)
-                .ok_or_else(|| Error::corrupt(format!("{}: short read of page {pgno}", obj.key)))?;
+            let stored = r
+                .start
+                .checked_sub(start)
+                .and_then(|a| bytes.get(a as usize..(r.end - start) as usize))
+                .ok_or_else(|| {
+                    Error::corrupt(format!("{}: short read of page {}", obj.key, c.pgno))
+                })?;
             if i == 0 {
                 idx.page_into(c, stored, &mut page).ctx(&obj.key)?;
             } else {

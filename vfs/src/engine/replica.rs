@@ -536,7 +536,7 @@ impl Replica {
     /// Fetch every page this node does not have yet; returns how many.
     pub fn hydrate(&self, progress: Option<super::restore::ProgressFn>) -> Result<u64> {
         match &self.lazy {
-            Some(l) => l.hydrate(&self.core.dir, progress),
+            Some(l) => l.hydrate(progress),
             None => Ok(0),
         }
     }

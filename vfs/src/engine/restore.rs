@@ -262,7 +262,7 @@ pub fn materialize(
 }
 
 /// Fetch a whole object, as parallel ranged GETs when it is large.
-fn fetch(
+pub(crate) fn fetch(
     store: &dyn ObjectStore,
     key: &str,
     size: u64,
