@@ -245,6 +245,22 @@ fn a_cold_point_query_reads_manifest_index_and_hot_pages_then_the_leaf() -> Resu
         ensure!(v == format!("{:0100}", 222222));
         let used = metered.snapshot().sub(&before);
         reads.push(used.get + used.get_range);
+        if db == "hot.db" {
+            // A full scan reads ahead: far fewer GETs than pages.
+            let before = metered.snapshot();
+            let (n, pages): (i64, i64) = c.query_row(
+                "SELECT (SELECT count(*) FROM t WHERE v LIKE '0%'), (SELECT page_count FROM pragma_page_count)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            ensure!(n == 300_000, "scan saw {n} rows");
+            let used = metered.snapshot().sub(&before);
+            let gets = used.get + used.get_range;
+            ensure!(
+                gets * 20 < pages as u64,
+                "a scan of {pages} pages took {gets} GETs: no read-ahead"
+            );
+        }
     }
     ensure!(
         reads[0] <= 4,

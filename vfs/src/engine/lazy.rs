@@ -31,6 +31,33 @@ pub struct LazyFile {
     bitmap_path: PathBuf,
     present: Mutex<Present>,
     complete: AtomicBool,
+    readahead: Mutex<Readahead>,
+}
+
+/// Sequential-miss detection: a miss right after the last fetched page
+/// doubles the window (up to [`Readahead::MAX`] pages in one GET); any other
+/// miss starts over with one page.
+#[derive(Default)]
+struct Readahead {
+    last: u32,
+    window: u32,
+}
+
+impl Readahead {
+    const MAX: u32 = 256;
+
+    fn window(&mut self, pgno: u32) -> u32 {
+        self.window = if self.last != 0 && pgno == self.last + 1 {
+            (self.window * 2).clamp(8, Self::MAX)
+        } else {
+            1
+        };
+        self.window
+    }
+
+    fn fetched(&mut self, last: u32) {
+        self.last = last;
+    }
 }
 
 struct Present {
@@ -143,6 +170,7 @@ impl LazyFile {
             bitmap_path,
             present: Mutex::new(present),
             complete: AtomicBool::new(false),
+            readahead: Mutex::new(Readahead::default()),
         };
         lazy.finish_if_complete(&mut lazy.present.lock());
         Ok(lazy)
@@ -174,17 +202,35 @@ impl LazyFile {
                 continue;
             }
             // Fetch without the lock (it may take a round trip)...
-            let page = self
-                .map
-                .read_page_cached(self.store.as_ref(), PageNo(pgno))?;
-            // ...and write only if SQLite did not write the page meanwhile.
+            let cached = self.map.cached(PageNo(pgno));
+            let window = match cached {
+                Some(_) => 1,
+                None => self.readahead.lock().window(pgno),
+            };
+            let pages = if let Some(page) = cached {
+                vec![(PageNo(pgno), page.to_vec())]
+            } else if window > 1 {
+                self.map
+                    .read_run(self.store.as_ref(), PageNo(pgno), window)?
+            } else {
+                let page = self
+                    .map
+                    .read_page_cached(self.store.as_ref(), PageNo(pgno))?;
+                vec![(PageNo(pgno), page.to_vec())]
+            };
+            // ...and write only what SQLite did not write meanwhile.
             let mut p = self.present.lock();
-            if !p.get(pgno) {
-                self.db
-                    .write_all_at(&page, PageNo(pgno).offset(self.map.page_size))
-                    .io_ctx("write fetched page")?;
-                p.set(pgno);
-                self.finish_if_complete(&mut p);
+            for (n, page) in &pages {
+                if !p.get(n.0) {
+                    self.db
+                        .write_all_at(page, n.offset(self.map.page_size))
+                        .io_ctx("write fetched page")?;
+                    p.set(n.0);
+                }
+            }
+            self.finish_if_complete(&mut p);
+            if let Some((n, _)) = pages.last() {
+                self.readahead.lock().fetched(n.0);
             }
         }
         Ok(())

@@ -207,6 +207,49 @@ impl PageMap {
         self.decode(o, &chain, &bytes, range.start)
     }
 
+    /// The image of `pgno` if the page cache has it (no request).
+    pub fn cached(&self, pgno: PageNo) -> Option<Bytes> {
+        let &(o, e) = self.locs.get(pgno.0 as usize).filter(|l| **l != NOWHERE)?;
+        CACHE.get(&(self.objects[o as usize].key.clone(), e))
+    }
+
+    /// `first` and the pages after it, up to `max` in all, as far as they lie
+    /// back to back in the same object as full images: one ranged GET
+    /// (read-ahead for sequential scans). At least `first` is returned.
+    pub fn read_run(
+        &self,
+        store: &dyn ObjectStore,
+        first: PageNo,
+        max: u32,
+    ) -> Result<Vec<(PageNo, Vec<u8>)>> {
+        let (o, chain) = self.chain(first)?;
+        if max <= 1 || chain.len() > 1 {
+            return Ok(vec![(first, self.read_page(store, first)?)]);
+        }
+        let idx = &self.objects[o].index;
+        let mut run = vec![chain[0]];
+        for pgno in first.0 + 1..first.0.saturating_add(max).min(self.db_pages + 1) {
+            let Some(&(o2, e)) = self.locs.get(pgno as usize) else {
+                break;
+            };
+            let Some(entry) = idx.pages.get(e as usize).filter(|_| o2 as usize == o) else {
+                break;
+            };
+            if entry.delta || entry.offset != run[run.len() - 1].range().end {
+                break;
+            }
+            run.push(entry);
+        }
+        let key = &self.objects[o].key;
+        let range = run[0].offset..run[run.len() - 1].range().end;
+        let bytes = store
+            .get_range(key, range.clone())
+            .ctx(format!("read pages {first}+{} from {key}", run.len()))?;
+        run.iter()
+            .map(|e| Ok((e.pgno, self.decode(o, &[e], &bytes, range.start)?)))
+            .collect()
+    }
+
     /// For bulk reads: every page of this restore point, grouped by the
     /// object that holds its image, with that object's key and length.
     pub fn pages_by_object(&self) -> Vec<(Arc<str>, u64, Vec<PageNo>)> {
