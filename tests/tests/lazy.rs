@@ -143,7 +143,8 @@ fn a_partial_copy_resumes_after_reopen() -> Result<()> {
 
 /// During a bucket outage a lazily opened copy serves every page it already
 /// has, fails cleanly (an I/O error naming the cause, no hang, no crash) on
-/// pages it does not, and serves those too once the bucket is back.
+/// pages it does not, and serves those too once the bucket is back; the
+/// same after a reopen while the bucket is down.
 #[test]
 fn a_partial_copy_serves_what_it_has_through_an_outage() -> Result<()> {
     use strata_vfs::bucket::fault::FaultStore;
@@ -193,6 +194,30 @@ fn a_partial_copy_serves_what_it_has_through_an_outage() -> Result<()> {
     );
     fault.set_outage(false);
     ensure!(get(45_000)? == format!("{:0300}", 45_000));
+    drop(c);
+
+    // Reopened while the bucket is down: the same, from the pages on disk.
+    fault.set_outage(true);
+    let c = open(&format!(
+        "file:{}?{params}",
+        dir.path().join("n2.db").display()
+    ))?;
+    let get = |id: i64| {
+        c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| {
+            r.get::<_, String>(0)
+        })
+    };
+    ensure!(get(10)? == format!("{:0300}", 10));
+    ensure!(get(45_000)? == format!("{:0300}", 45_000));
+    let err = get(30_000)
+        .err()
+        .context("a missing page was served after reopening during the outage")?;
+    ensure!(
+        err.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure),
+        "unexpected error: {err}"
+    );
+    fault.set_outage(false);
+    ensure!(get(30_000)? == format!("{:0300}", 30_000));
     ensure!(integrity_of(&c)? == "ok");
     Ok(())
 }

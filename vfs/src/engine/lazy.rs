@@ -15,23 +15,38 @@ use crate::bucket::Store;
 use crate::error::{Error, IoResultExt, Result};
 use crate::format::keys::DbKeys;
 use crate::format::manifest::Manifest;
-use crate::types::PageNo;
+use crate::types::{PageNo, TxId};
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const BITMAP: &str = "lazy.bitmap";
 
 pub struct LazyFile {
-    map: PageMap,
+    /// Where missing pages are; `None` while the copy was opened with the
+    /// bucket unreachable (built on the first miss once it answers).
+    map: parking_lot::RwLock<Option<Arc<PageMap>>>,
+    /// The restore point the copy is based on (for building the map late).
+    base: TxId,
+    keys: DbKeys,
+    page_size: u32,
+    db_pages: u32,
     store: Store,
     db: File,
     bitmap_path: PathBuf,
     present: Mutex<Present>,
     complete: AtomicBool,
     readahead: Mutex<Readahead>,
+}
+
+/// Size and base of a local copy.
+struct Geometry {
+    base: TxId,
+    page_size: u32,
+    db_pages: u32,
 }
 
 /// Sequential-miss detection: a miss right after the last fetched page
@@ -119,7 +134,7 @@ impl LazyFile {
         let bitmap_path = dir.join(BITMAP);
         let bits = vec![0u8; (map.db_pages as usize).div_ceil(8)];
         std::fs::write(&bitmap_path, &bits).io_ctx("create lazy bitmap")?;
-        Self::with(map, store, db, bitmap_path, bits)
+        Self::with(map, keys, store, db, bitmap_path, bits)
     }
 
     /// Resume a copy that was not fully filled before the last close.
@@ -143,11 +158,78 @@ impl LazyFile {
             .io_ctx(format!("open {}", path.display()))?;
         let mut bits = bits;
         bits.resize((map.db_pages as usize).div_ceil(8).max(bits.len()), 0);
-        Self::with(map, store, db, bitmap_path, bits).map(Some)
+        Self::with(map, keys, store, db, bitmap_path, bits).map(Some)
+    }
+
+    /// Resume an incomplete copy while the bucket is unreachable: the pages
+    /// it has are served; a missing page fails (`Unavailable`) until the
+    /// bucket answers, then the map of `base` (the head this node last saw:
+    /// the state its missing pages belong to) is built on the next miss.
+    pub fn reopen_offline(
+        path: &Path,
+        dir: &Path,
+        store: &Store,
+        keys: &DbKeys,
+        base: TxId,
+        page_size: u32,
+    ) -> Result<Option<LazyFile>> {
+        let bitmap_path = dir.join(BITMAP);
+        let bits = match std::fs::read(&bitmap_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("read lazy bitmap", e)),
+        };
+        let db = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .io_ctx(format!("open {}", path.display()))?;
+        let len = db.metadata().io_ctx("stat local copy")?.len();
+        if page_size == 0 || len % page_size as u64 != 0 {
+            return Err(Error::corrupt(format!(
+                "{}: size {len} is not a whole number of {page_size}-byte pages",
+                path.display()
+            )));
+        }
+        let db_pages = (len / page_size as u64) as u32;
+        let mut bits = bits;
+        bits.resize((db_pages as usize).div_ceil(8).max(bits.len()), 0);
+        let geometry = Geometry {
+            base,
+            page_size,
+            db_pages,
+        };
+        Self::assemble(None, geometry, keys, store, db, bitmap_path, bits).map(Some)
     }
 
     fn with(
         map: PageMap,
+        keys: &DbKeys,
+        store: &Store,
+        db: File,
+        bitmap_path: PathBuf,
+        bits: Vec<u8>,
+    ) -> Result<LazyFile> {
+        let geometry = Geometry {
+            base: map.txid,
+            page_size: map.page_size,
+            db_pages: map.db_pages,
+        };
+        Self::assemble(
+            Some(Arc::new(map)),
+            geometry,
+            keys,
+            store,
+            db,
+            bitmap_path,
+            bits,
+        )
+    }
+
+    fn assemble(
+        map: Option<Arc<PageMap>>,
+        g: Geometry,
+        keys: &DbKeys,
         store: &Store,
         db: File,
         bitmap_path: PathBuf,
@@ -162,9 +244,13 @@ impl LazyFile {
             file,
             missing: 0,
         };
-        present.missing = (1..=map.db_pages).filter(|&p| !present.get(p)).count() as u64;
+        present.missing = (1..=g.db_pages).filter(|&p| !present.get(p)).count() as u64;
         let lazy = LazyFile {
-            map,
+            map: parking_lot::RwLock::new(map),
+            base: g.base,
+            keys: keys.clone(),
+            page_size: g.page_size,
+            db_pages: g.db_pages,
             store: store.clone(),
             db,
             bitmap_path,
@@ -174,6 +260,24 @@ impl LazyFile {
         };
         lazy.finish_if_complete(&mut lazy.present.lock());
         Ok(lazy)
+    }
+
+    /// The page map, built now if the copy was opened offline.
+    fn map(&self) -> Result<Arc<PageMap>> {
+        if let Some(m) = self.map.read().as_ref() {
+            return Ok(m.clone());
+        }
+        let built = PageMap::build(self.store.as_ref(), &self.keys, Target::TxId(self.base))
+            .map_err(|e| {
+                e.context(format!(
+                    "a page of {} is not on this node and the bucket cannot be read",
+                    self.keys.root()
+                ))
+            })?;
+        let built = Arc::new(built);
+        *self.map.write() = Some(built.clone());
+        tracing::info!(txid = %self.base, "bucket reachable again: missing pages can be fetched");
+        Ok(built)
     }
 
     pub fn missing_pages(&self) -> u64 {
@@ -193,16 +297,17 @@ impl LazyFile {
         if self.complete.load(Ordering::Acquire) || len == 0 {
             return Ok(());
         }
-        let ps = self.map.page_size as u64;
+        let ps = self.page_size as u64;
         let first = offset / ps + 1;
-        let last = ((offset + len as u64 - 1) / ps + 1).min(self.map.db_pages as u64);
+        let last = ((offset + len as u64 - 1) / ps + 1).min(self.db_pages as u64);
         for pgno in first..=last {
             let pgno = pgno as u32;
             if self.present.lock().get(pgno) {
                 continue;
             }
             // Fetch without the lock (it may take a round trip)...
-            let cached = self.map.cached(PageNo(pgno));
+            let map = self.map()?;
+            let cached = map.cached(PageNo(pgno));
             let window = match cached {
                 Some(_) => 1,
                 None => self.readahead.lock().window(pgno),
@@ -210,12 +315,9 @@ impl LazyFile {
             let pages = if let Some(page) = cached {
                 vec![(PageNo(pgno), page.to_vec())]
             } else if window > 1 {
-                self.map
-                    .read_run(self.store.as_ref(), PageNo(pgno), window)?
+                map.read_run(self.store.as_ref(), PageNo(pgno), window)?
             } else {
-                let page = self
-                    .map
-                    .read_page_cached(self.store.as_ref(), PageNo(pgno))?;
+                let page = map.read_page_cached(self.store.as_ref(), PageNo(pgno))?;
                 vec![(PageNo(pgno), page.to_vec())]
             };
             // ...and write only what SQLite did not write meanwhile.
@@ -223,7 +325,7 @@ impl LazyFile {
             for (n, page) in &pages {
                 if !p.get(n.0) {
                     self.db
-                        .write_all_at(page, n.offset(self.map.page_size))
+                        .write_all_at(page, n.offset(self.page_size))
                         .io_ctx("write fetched page")?;
                     p.set(n.0);
                 }
@@ -242,12 +344,12 @@ impl LazyFile {
         if self.complete.load(Ordering::Acquire) {
             return write();
         }
-        let ps = self.map.page_size as u64;
+        let ps = self.page_size as u64;
         let mut p = self.present.lock();
         let out = write();
         if len > 0 {
             for pgno in
-                offset / ps + 1..=((offset + len as u64 - 1) / ps + 1).min(self.map.db_pages as u64)
+                offset / ps + 1..=((offset + len as u64 - 1) / ps + 1).min(self.db_pages as u64)
             {
                 p.set(pgno as u32);
             }
@@ -265,8 +367,8 @@ impl LazyFile {
         if self.complete.load(Ordering::Acquire) {
             return Ok(0);
         }
-        let todo: Vec<_> = self
-            .map
+        let map = self.map()?;
+        let todo: Vec<_> = map
             .pages_by_object()
             .into_iter()
             .filter_map(|(key, len, pages)| {
@@ -292,7 +394,7 @@ impl LazyFile {
             let counts: Vec<Result<u64>> = std::thread::scope(|s| {
                 let handles: Vec<_> = missing
                     .chunks(per.max(1))
-                    .map(|chunk| s.spawn(|| self.write_missing(chunk, &data)))
+                    .map(|chunk| s.spawn(|| self.write_missing(&map, chunk, &data)))
                     .collect();
                 handles
                     .into_iter()
@@ -317,17 +419,17 @@ impl LazyFile {
 
     /// Decode `pages` from their object's bytes and write those still
     /// missing (decoding outside the lock, the check and write under it).
-    fn write_missing(&self, pages: &[PageNo], object: &[u8]) -> Result<u64> {
+    fn write_missing(&self, map: &PageMap, pages: &[PageNo], object: &[u8]) -> Result<u64> {
         let mut n = 0;
         for &pgno in pages {
             if self.present.lock().get(pgno.0) {
                 continue;
             }
-            let page = self.map.page_from_object(pgno, object)?;
+            let page = map.page_from_object(pgno, object)?;
             let mut p = self.present.lock();
             if !p.get(pgno.0) {
                 self.db
-                    .write_all_at(&page, pgno.offset(self.map.page_size))
+                    .write_all_at(&page, pgno.offset(self.page_size))
                     .io_ctx("write page")?;
                 p.set_in_memory(pgno.0);
                 n += 1;

@@ -160,26 +160,19 @@ impl Replica {
                 obj.etag,
             )),
             Err(e) if e.is_not_found() => None,
-            Err(e) if e.kind() == ErrorKind::Unavailable && dir.join("lazy.bitmap").exists() => {
-                return Err(e.context(format!(
-                    "{} is not complete on this node (opened lazily) and the bucket is unreachable",
-                    path.display()
-                )));
-            }
             Err(e) if e.kind() == ErrorKind::Unavailable && state.is_some() && path.exists() => {
-                tracing::warn!(error = %e, "bucket unreachable at open: writing locally, replicating when it returns");
-                return Self::start(
-                    keys,
-                    cfg,
+                let state = state.unwrap_or_default();
+                // An incomplete (lazily opened) copy serves the pages it has.
+                let lazy = LazyFile::reopen_offline(
                     path,
-                    dir,
-                    lock,
-                    spool,
-                    state.unwrap_or_default(),
-                    None,
-                    false,
-                    None,
-                );
+                    &dir,
+                    &cfg.store,
+                    &keys,
+                    state.head,
+                    state.page_size,
+                )?;
+                tracing::warn!(error = %e, partial = lazy.is_some(), "bucket unreachable at open: writing locally, replicating when it returns");
+                return Self::start(keys, cfg, path, dir, lock, spool, state, None, false, lazy);
             }
             Err(e) => return Err(e.context(format!("open {}", keys.manifest()))),
         };
