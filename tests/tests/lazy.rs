@@ -165,59 +165,48 @@ fn a_partial_copy_serves_what_it_has_through_an_outage() -> Result<()> {
     c.query_row("PRAGMA strata_flush", [], |r| r.get::<_, String>(0))?;
     drop(c);
 
-    let c = open(&format!(
-        "file:{}?{params}",
-        dir.path().join("n2.db").display()
-    ))?;
-    let get = |id: i64| {
-        c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| {
-            r.get::<_, String>(0)
-        })
+    let node2 = format!("file:{}?{params}", dir.path().join("n2.db").display());
+    let c = open(&node2)?;
+    let get = |c: &rusqlite::Connection, id: i64| -> Result<String> {
+        Ok(c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| r.get(0))?)
     };
-    ensure!(get(10)? == format!("{:0300}", 10));
+    // Fails cleanly, quickly, and says it is an I/O error.
+    let fails = |c: &rusqlite::Connection, id: i64| -> Result<()> {
+        let t = Instant::now();
+        let err = c
+            .query_row("SELECT v FROM t WHERE id = ?1", [id], |r| {
+                r.get::<_, String>(0)
+            })
+            .err()
+            .context("a missing page was served during the outage")?;
+        ensure!(
+            err.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure),
+            "unexpected error: {err}"
+        );
+        ensure!(
+            t.elapsed().as_secs() < 5,
+            "the failing read took {:?}",
+            t.elapsed()
+        );
+        Ok(())
+    };
+    ensure!(get(&c, 10)? == format!("{:0300}", 10));
     fault.set_outage(true);
-    // Present pages: served from the local copy.
-    ensure!(get(10)? == format!("{:0300}", 10));
-    // Missing pages: a clean error, quickly.
-    let t = Instant::now();
-    let err = get(45_000)
-        .err()
-        .context("a missing page was served during the outage")?;
-    ensure!(
-        err.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure),
-        "unexpected error: {err}"
-    );
-    ensure!(
-        t.elapsed().as_secs() < 5,
-        "the failing read took {:?}",
-        t.elapsed()
-    );
+    // Present pages: served from the local copy; missing ones fail.
+    ensure!(get(&c, 10)? == format!("{:0300}", 10));
+    fails(&c, 45_000)?;
     fault.set_outage(false);
-    ensure!(get(45_000)? == format!("{:0300}", 45_000));
+    ensure!(get(&c, 45_000)? == format!("{:0300}", 45_000));
     drop(c);
 
     // Reopened while the bucket is down: the same, from the pages on disk.
     fault.set_outage(true);
-    let c = open(&format!(
-        "file:{}?{params}",
-        dir.path().join("n2.db").display()
-    ))?;
-    let get = |id: i64| {
-        c.query_row("SELECT v FROM t WHERE id = ?1", [id], |r| {
-            r.get::<_, String>(0)
-        })
-    };
-    ensure!(get(10)? == format!("{:0300}", 10));
-    ensure!(get(45_000)? == format!("{:0300}", 45_000));
-    let err = get(30_000)
-        .err()
-        .context("a missing page was served after reopening during the outage")?;
-    ensure!(
-        err.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure),
-        "unexpected error: {err}"
-    );
+    let c = open(&node2)?;
+    ensure!(get(&c, 10)? == format!("{:0300}", 10));
+    ensure!(get(&c, 45_000)? == format!("{:0300}", 45_000));
+    fails(&c, 30_000)?;
     fault.set_outage(false);
-    ensure!(get(30_000)? == format!("{:0300}", 30_000));
+    ensure!(get(&c, 30_000)? == format!("{:0300}", 30_000));
     ensure!(integrity_of(&c)? == "ok");
     Ok(())
 }

@@ -42,6 +42,22 @@ pub struct LazyFile {
     readahead: Mutex<Readahead>,
 }
 
+/// An incomplete copy's bitmap (path, bits) and file, if it is incomplete.
+fn open_partial(path: &Path, dir: &Path) -> Result<Option<(PathBuf, Vec<u8>, File)>> {
+    let bitmap_path = dir.join(BITMAP);
+    let bits = match std::fs::read(&bitmap_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("read lazy bitmap", e)),
+    };
+    let db = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .io_ctx(format!("open {}", path.display()))?;
+    Ok(Some((bitmap_path, bits, db)))
+}
+
 /// Size and base of a local copy.
 struct Geometry {
     base: TxId,
@@ -144,19 +160,10 @@ impl LazyFile {
         store: &Store,
         keys: &DbKeys,
     ) -> Result<Option<LazyFile>> {
-        let bitmap_path = dir.join(BITMAP);
-        let bits = match std::fs::read(&bitmap_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read lazy bitmap", e)),
+        let Some((bitmap_path, mut bits, db)) = open_partial(path, dir)? else {
+            return Ok(None);
         };
         let map = PageMap::build(store.as_ref(), keys, Target::Latest)?;
-        let db = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .io_ctx(format!("open {}", path.display()))?;
-        let mut bits = bits;
         bits.resize((map.db_pages as usize).div_ceil(8).max(bits.len()), 0);
         Self::with(map, keys, store, db, bitmap_path, bits).map(Some)
     }
@@ -173,17 +180,9 @@ impl LazyFile {
         base: TxId,
         page_size: u32,
     ) -> Result<Option<LazyFile>> {
-        let bitmap_path = dir.join(BITMAP);
-        let bits = match std::fs::read(&bitmap_path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("read lazy bitmap", e)),
+        let Some((bitmap_path, mut bits, db)) = open_partial(path, dir)? else {
+            return Ok(None);
         };
-        let db = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .io_ctx(format!("open {}", path.display()))?;
         let len = db.metadata().io_ctx("stat local copy")?.len();
         if page_size == 0 || len % page_size as u64 != 0 {
             return Err(Error::corrupt(format!(
@@ -192,7 +191,6 @@ impl LazyFile {
             )));
         }
         let db_pages = (len / page_size as u64) as u32;
-        let mut bits = bits;
         bits.resize((db_pages as usize).div_ceil(8).max(bits.len()), 0);
         let geometry = Geometry {
             base,
