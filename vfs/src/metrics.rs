@@ -1,6 +1,8 @@
 //! Prometheus metrics of the engine, in one registry the binary can expose.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use std::sync::LazyLock;
 
 pub struct Metrics {
@@ -13,6 +15,14 @@ pub struct Metrics {
     pub spool_bytes: IntGauge,
     pub replication_lag: Histogram,
     pub bucket_requests: IntCounterVec,
+    /// Per database (`tenant/db`): the replicated watermark.
+    pub replicated_txid: IntGaugeVec,
+    /// Per database: age of the oldest commit not yet in the bucket.
+    pub lag_ms: IntGaugeVec,
+    /// Page reads served by the in-memory page cache, and those that went
+    /// to the bucket.
+    pub page_cache_hits: IntCounter,
+    pub page_cache_misses: IntCounter,
 }
 
 fn build() -> Metrics {
@@ -59,8 +69,29 @@ fn build() -> Metrics {
     registry
         .register(Box::new(bucket_requests.clone()))
         .expect("unique metric names");
+    let gauges = |name: &str, help: &str| {
+        let g = IntGaugeVec::new(Opts::new(name, help), &["db"]).expect("static metric names");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("unique metric names");
+        g
+    };
+    let replicated_txid = gauges("replicated_txid", "Last txid in the bucket, per database");
+    let lag_ms = gauges(
+        "replication_lag_milliseconds",
+        "Age of the oldest commit not yet in the bucket, per database (0 = caught up)",
+    );
+    let page_cache_hits = counter("page_cache_hits_total", "Page reads served from memory");
+    let page_cache_misses = counter(
+        "page_cache_misses_total",
+        "Page reads fetched from the bucket",
+    );
     Metrics {
         registry,
+        replicated_txid,
+        lag_ms,
+        page_cache_hits,
+        page_cache_misses,
         commits,
         segments_uploaded,
         bytes_uploaded,

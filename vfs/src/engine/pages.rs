@@ -18,6 +18,7 @@ use crate::error::{Error, Result, ResultExt};
 use crate::format::keys::DbKeys;
 use crate::format::manifest::Manifest;
 use crate::format::segment::{self, HEADER_LEN, SegmentHeader, SegmentIndex};
+use crate::metrics::METRICS;
 use crate::types::{PageNo, TxId};
 use bytes::Bytes;
 use std::sync::{Arc, LazyLock};
@@ -190,9 +191,19 @@ impl PageMap {
             return self.read_page(store, pgno).map(Bytes::from);
         };
         let key = (self.objects[o as usize].key.clone(), e);
-        CACHE
-            .try_get_with(key, || self.read_page(store, pgno).map(Bytes::from))
-            .map_err(|e| (*e).clone_error())
+        let mut missed = false;
+        let page = CACHE
+            .try_get_with(key, || {
+                missed = true;
+                self.read_page(store, pgno).map(Bytes::from)
+            })
+            .map_err(|e| (*e).clone_error())?;
+        if missed {
+            METRICS.page_cache_misses.inc();
+        } else {
+            METRICS.page_cache_hits.inc();
+        }
+        Ok(page)
     }
 
     /// The image of `pgno` at this restore point (zeros past the database end
@@ -210,7 +221,9 @@ impl PageMap {
     /// The image of `pgno` if the page cache has it (no request).
     pub fn cached(&self, pgno: PageNo) -> Option<Bytes> {
         let &(o, e) = self.locs.get(pgno.0 as usize).filter(|l| **l != NOWHERE)?;
-        CACHE.get(&(self.objects[o as usize].key.clone(), e))
+        let page = CACHE.get(&(self.objects[o as usize].key.clone(), e))?;
+        METRICS.page_cache_hits.inc();
+        Some(page)
     }
 
     /// `first` and the pages after it, up to `max` in all, as far as they lie
@@ -242,6 +255,7 @@ impl PageMap {
         }
         let key = &self.objects[o].key;
         let range = run[0].offset..run[run.len() - 1].range().end;
+        METRICS.page_cache_misses.inc_by(run.len() as u64);
         let bytes = store
             .get_range(key, range.clone())
             .ctx(format!("read pages {first}+{} from {key}", run.len()))?;

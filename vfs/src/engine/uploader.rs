@@ -189,6 +189,13 @@ impl Uploader {
                 }
                 Err(e) => {
                     METRICS.upload_errors.inc();
+                    let oldest = self.core.progress.lock().pending.front().map(|(_, t)| *t);
+                    if let Some(t) = oldest {
+                        METRICS
+                            .lag_ms
+                            .with_label_values(&[&self.core.keys.label()])
+                            .set(Millis::now().0.saturating_sub(t.0) as i64);
+                    }
                     tracing::warn!(error = %e, "upload failed; will retry");
                     self.set_error(Some(e.to_string()));
                     // Back off a little, but keep the interval as the upper bound.
@@ -461,6 +468,16 @@ impl Uploader {
                 .observe(now.0.saturating_sub(t.0) as f64 / 1000.0);
             p.pending.pop_front();
         }
+        let db = core.keys.label();
+        METRICS
+            .replicated_txid
+            .with_label_values(&[&db])
+            .set(last.txid.0 as i64);
+        let lag = p
+            .pending
+            .front()
+            .map_or(0, |(_, t)| now.0.saturating_sub(t.0));
+        METRICS.lag_ms.with_label_values(&[&db]).set(lag as i64);
         core.progress_cv.notify_all();
         drop(p);
         // Saved before the spool file is removed: a crash in between leaves

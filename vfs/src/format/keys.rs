@@ -151,6 +151,11 @@ impl DbKeys {
         )
     }
 
+    /// `tenant/db`, for logs and metric labels.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.tenant(), self.db())
+    }
+
     /// `.../snapshots/<txid:020>-<commit_ms:013>.snap`.
     pub fn snapshot(&self, txid: TxId, commit: Millis) -> String {
         format!(
