@@ -23,7 +23,12 @@ use std::path::{Path, PathBuf};
 
 /// Reserved name prefix for the store's own files (lock, temp files).
 const RESERVED: &str = ".strata-";
-const LOCK_FILE: &str = ".strata-lock";
+/// The file whose `flock` serializes conditional writes to a bucket directory.
+pub const LOCK_FILE: &str = ".strata-lock";
+/// How long a conditional write waits for that lock before it reports the
+/// bucket unavailable (a process frozen while holding it must not hang
+/// every other writer).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Key rules, shared by all backends so a key valid on one is valid on all.
@@ -211,15 +216,28 @@ impl LocalStore {
             .write(true)
             .open(&path)
             .io_ctx(format!("open lock file {}", path.display()))?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let mut pause = std::time::Duration::from_micros(100);
         loop {
             // SAFETY: flock on a valid, owned descriptor.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
                 return Ok(LockGuard { _file: file });
             }
             let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(Error::io(format!("lock {}", path.display()), err));
+            match err.kind() {
+                io::ErrorKind::Interrupted => {}
+                io::ErrorKind::WouldBlock if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                }
+                io::ErrorKind::WouldBlock => {
+                    return Err(Error::unavailable(format!(
+                        "{} has been locked by another process for {LOCK_WAIT:?} (is one frozen or stuck?)",
+                        path.display()
+                    )));
+                }
+                _ => return Err(Error::io(format!("lock {}", path.display()), err)),
             }
         }
     }
