@@ -130,6 +130,16 @@ impl Live {
     }
 }
 
+/// Whether a restore point can no longer change: any txid, and times more
+/// than a minute ago (a time since may still gain commits being uploaded).
+/// Only settled points are cached (here and by the kernel).
+pub fn settled(at: At) -> bool {
+    match at {
+        At::TxId(_) => true,
+        At::Time(t) => t.0 + 60_000 < Millis::now().0,
+    }
+}
+
 /// The map of a past restore point (cached unless the time is recent).
 pub fn past(ctx: &Ctx, tenant: &Arc<str>, db: &str, at: At) -> FsResult<Arc<PageMap>> {
     let keys = DbKeys::new(tenant, db).map_err(not_there)?;
@@ -140,11 +150,7 @@ pub fn past(ctx: &Ctx, tenant: &Arc<str>, db: &str, at: At) -> FsResult<Arc<Page
         };
         PageMap::build(ctx.store(), &keys, target).map(Arc::new)
     };
-    let settled = match at {
-        At::TxId(_) => true,
-        At::Time(t) => t.0 + 60_000 < Millis::now().0,
-    };
-    if !settled {
+    if !settled(at) {
         return build().map_err(not_there);
     }
     ctx.db_files

@@ -120,7 +120,8 @@ impl StrataFs {
             Node::Root | Node::Tenant(_) | Node::HistoryDir(_) | Node::TxidDir(_) => {
                 Attr::dir(0o555, refresh)
             }
-            Node::Point(..) => Attr::dir(0o555, FOREVER),
+            Node::Point(_, at) if db_file::settled(*at) => Attr::dir(0o555, FOREVER),
+            Node::Point(..) => Attr::dir(0o555, refresh),
             Node::Stats => Attr::file(
                 stats::content(&self.ctx).len() as u64,
                 0o444,
@@ -140,7 +141,12 @@ impl StrataFs {
                     }
                     Some(at) => {
                         let map = db_file::past(&self.ctx, tenant, db, *at)?;
-                        Attr::file(map.size(), 0o444, FOREVER)
+                        let ttl = if db_file::settled(*at) {
+                            FOREVER
+                        } else {
+                            refresh
+                        };
+                        Attr::file(map.size(), 0o444, ttl)
                     }
                 }
             }
@@ -294,7 +300,13 @@ impl StrataFs {
             } => {
                 let map = db_file::past(&self.ctx, tenant, db, *at)?;
                 let h = DbHandle { map, live: None };
-                (Handle::Db(h), FopenFlags::FOPEN_KEEP_CACHE)
+                // The kernel may keep the pages of what cannot change.
+                let cache = if db_file::settled(*at) {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::FOPEN_DIRECT_IO
+                };
+                (Handle::Db(h), cache)
             }
             Node::Stats if write => return Err(READ_ONLY),
             Node::Stats => (

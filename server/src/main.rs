@@ -3,6 +3,7 @@
 //! mapped to an exit code once, here.
 
 mod bench;
+mod bench_mount;
 mod demo;
 mod mount;
 

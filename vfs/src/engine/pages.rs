@@ -34,6 +34,9 @@ static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::ne
         .build()
 });
 
+/// How many uncached pages of one long read are fetched at once.
+pub const READ_AHEAD: usize = 8;
+
 /// How much of an object to fetch first, hoping it holds the whole index.
 const INDEX_GUESS: u64 = 64 << 10;
 
@@ -121,7 +124,9 @@ impl PageMap {
 
     /// Bytes `offset..offset + buf.len()` of the database at this restore
     /// point, page by page through the page cache; short at the end of the
-    /// database (returns how many bytes were filled).
+    /// database (returns how many bytes were filled). The pages of a long
+    /// read that are not cached yet are fetched [`READ_AHEAD`] at a time in
+    /// parallel (one ranged GET each).
     pub fn read_at(&self, store: &dyn ObjectStore, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let ps = self.page_size as u64;
         let size = self.size();
@@ -129,6 +134,28 @@ impl PageMap {
             return Ok(0);
         }
         let end = (offset + buf.len() as u64).min(size);
+        let (first, last) = (offset / ps + 1, (end - 1) / ps + 1);
+        if last > first {
+            let missing: Vec<PageNo> = (first..=last)
+                .map(|p| PageNo(p as u32))
+                .filter(|p| !self.is_cached(*p))
+                .collect();
+            for batch in missing.chunks(READ_AHEAD) {
+                std::thread::scope(|s| {
+                    let hs: Vec<_> = batch
+                        .iter()
+                        .map(|&p| s.spawn(move || self.read_page_cached(store, p)))
+                        .collect();
+                    hs.into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::corrupt("page fetch thread panicked"))
+                            })
+                        })
+                        .try_for_each(|r| r.map(|_| ()))
+                })?;
+            }
+        }
         let mut pos = offset;
         while pos < end {
             let pgno = PageNo((pos / ps) as u32 + 1);
@@ -143,6 +170,12 @@ impl PageMap {
             pos += n as u64;
         }
         Ok((end - offset) as usize)
+    }
+
+    fn is_cached(&self, pgno: PageNo) -> bool {
+        self.locs
+            .get(&pgno.0)
+            .is_some_and(|&(o, e)| CACHE.contains_key(&(self.objects[o as usize].key.clone(), e)))
     }
 
     /// Like [`read_page`](Self::read_page), through the process's page cache.
