@@ -330,6 +330,7 @@ impl StrataFs {
     }
 
     fn do_read(&self, fh: FileHandle, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        tracing::trace!(offset, size, "read");
         let h = self.handle(fh)?;
         // Take what is needed and let go of the handle before any I/O.
         let map = match &mut *h.lock() {

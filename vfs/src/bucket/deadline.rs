@@ -1,27 +1,57 @@
 //! Puts an upper bound on every call to a store: a call that has not
 //! answered within the deadline fails with `Unavailable` ("… did not answer
 //! within 10s"), so an interactive caller never hangs on a bucket that is
-//! down. The call itself keeps running on its own thread until the backend
-//! gives up (its own timeouts still apply); its result is dropped.
+//! down. Calls run on a pool of worker threads (starting a thread per call
+//! costs more than a local read); a call that timed out keeps its worker
+//! until the backend gives up (its own timeouts still apply), and its result
+//! is dropped. Calls queued behind busy workers time out the same way.
 
 use super::{ETag, Object, ObjectMeta, ObjectStore, Store};
 use crate::error::{Error, Result};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use std::ops::Range;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Workers per store: enough for the parallel page fetches of a few readers.
+const WORKERS: usize = 16;
 
 pub struct DeadlineStore {
     inner: Store,
     deadline: Duration,
+    jobs: Mutex<mpsc::Sender<Job>>,
 }
 
 impl DeadlineStore {
     pub fn new(inner: Store, deadline: Duration) -> Self {
-        DeadlineStore { inner, deadline }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..WORKERS {
+            let rx = rx.clone();
+            // A worker that cannot start only makes the pool smaller.
+            let _ = std::thread::Builder::new()
+                .name(format!("strata-bucket-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break, // the store was dropped
+                        }
+                    }
+                });
+        }
+        DeadlineStore {
+            inner,
+            deadline,
+            jobs: Mutex::new(tx),
+        }
     }
 
-    /// Run `f` on a thread of its own and wait for it at most the deadline.
+    /// Run `f` on a worker and wait for it at most the deadline.
     fn call<T: Send + 'static>(
         &self,
         what: String,
@@ -29,12 +59,12 @@ impl DeadlineStore {
     ) -> Result<T> {
         let (tx, rx) = mpsc::sync_channel(1);
         let inner = self.inner.clone();
-        std::thread::Builder::new()
-            .name("strata-deadline".into())
-            .spawn(move || {
-                let _ = tx.send(f(inner.as_ref()));
-            })
-            .map_err(|e| Error::io("start a bucket request thread", e))?;
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f(inner.as_ref()));
+        });
+        if self.jobs.lock().send(job).is_err() {
+            return Err(Error::unavailable(format!("{what}: no bucket worker left")));
+        }
         match rx.recv_timeout(self.deadline) {
             Ok(r) => r,
             Err(_) => Err(Error::unavailable(format!(

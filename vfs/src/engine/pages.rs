@@ -34,8 +34,13 @@ static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::ne
         .build()
 });
 
-/// How many uncached pages of one long read are fetched at once.
+/// How many runs of uncached pages of one long read are fetched at once.
 pub const READ_AHEAD: usize = 8;
+/// Page images by page number, as fetched for one long read.
+type Images = Vec<(u32, Vec<u8>)>;
+
+/// The most one ranged GET of adjacent pages asks for.
+pub const RUN_BYTES: u64 = 1 << 20;
 
 /// How much of an object to fetch first, hoping it holds the whole index.
 const INDEX_GUESS: u64 = 64 << 10;
@@ -124,9 +129,9 @@ impl PageMap {
 
     /// Bytes `offset..offset + buf.len()` of the database at this restore
     /// point, page by page through the page cache; short at the end of the
-    /// database (returns how many bytes were filled). The pages of a long
-    /// read that are not cached yet are fetched [`READ_AHEAD`] at a time in
-    /// parallel (one ranged GET each).
+    /// database (returns how many bytes were filled). The uncached pages of
+    /// a long read (a copy, a scan) are fetched in runs and kept out of the
+    /// cache, so that a scan does not evict what point reads use.
     pub fn read_at(&self, store: &dyn ObjectStore, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let ps = self.page_size as u64;
         let size = self.size();
@@ -135,31 +140,22 @@ impl PageMap {
         }
         let end = (offset + buf.len() as u64).min(size);
         let (first, last) = (offset / ps + 1, (end - 1) / ps + 1);
-        if last > first {
-            let missing: Vec<PageNo> = (first..=last)
-                .map(|p| PageNo(p as u32))
-                .filter(|p| !self.is_cached(*p))
-                .collect();
-            for batch in missing.chunks(READ_AHEAD) {
-                std::thread::scope(|s| {
-                    let hs: Vec<_> = batch
-                        .iter()
-                        .map(|&p| s.spawn(move || self.read_page_cached(store, p)))
-                        .collect();
-                    hs.into_iter()
-                        .map(|h| {
-                            h.join().unwrap_or_else(|_| {
-                                Err(Error::corrupt("page fetch thread panicked"))
-                            })
-                        })
-                        .try_for_each(|r| r.map(|_| ()))
-                })?;
-            }
-        }
+        let fetched = if last > first {
+            self.fetch_uncached(store, (first..=last).map(|p| PageNo(p as u32)))?
+        } else {
+            HashMap::new()
+        };
         let mut pos = offset;
         while pos < end {
             let pgno = PageNo((pos / ps) as u32 + 1);
-            let page = self.read_page_cached(store, pgno)?;
+            let cached;
+            let page: &[u8] = match fetched.get(&pgno.0) {
+                Some(p) => p,
+                None => {
+                    cached = self.read_page_cached(store, pgno)?;
+                    &cached
+                }
+            };
             let in_page = (pos % ps) as usize;
             let n = (ps as usize - in_page).min((end - pos) as usize);
             let at = (pos - offset) as usize;
@@ -176,6 +172,86 @@ impl PageMap {
         self.locs
             .get(&pgno.0)
             .is_some_and(|&(o, e)| CACHE.contains_key(&(self.objects[o as usize].key.clone(), e)))
+    }
+
+    /// The images of the uncached ones of `pages`. Pages whose images lie
+    /// next to each other in one object (a snapshot stores pages in order)
+    /// come as one ranged GET of up to [`RUN_BYTES`]; runs are fetched
+    /// [`READ_AHEAD`] at a time in parallel.
+    fn fetch_uncached(
+        &self,
+        store: &dyn ObjectStore,
+        pages: impl Iterator<Item = PageNo>,
+    ) -> Result<HashMap<u32, Vec<u8>>> {
+        // Runs of (object, first entry, entries), in page order.
+        let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+        for p in pages.filter(|p| !self.is_cached(*p)) {
+            let Some(&(o, e)) = self.locs.get(&p.0) else {
+                continue;
+            };
+            let idx = &self.objects[o as usize].index;
+            let entry = &idx.pages[e as usize];
+            if let Some(r) = runs.last_mut()
+                && r.0 == o
+                && r.1 + r.2 == e
+                && !entry.delta
+                && entry.range().end - idx.pages[r.1 as usize].offset <= RUN_BYTES
+            {
+                r.2 += 1;
+            } else {
+                runs.push((o, e, 1));
+            }
+        }
+        let mut out = HashMap::new();
+        for batch in runs.chunks(READ_AHEAD) {
+            let fetch = |&(o, e, n): &(u32, u32, u32)| self.fetch_run(store, o, e, n);
+            let got: Vec<Result<Images>> = match batch {
+                [one] => vec![fetch(one)],
+                _ => std::thread::scope(|s| {
+                    let hs: Vec<_> = batch.iter().map(|r| s.spawn(move || fetch(r))).collect();
+                    hs.into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::corrupt("page fetch thread panicked"))
+                            })
+                        })
+                        .collect()
+                }),
+            };
+            for r in got {
+                out.extend(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The images of entries `e..e + n` of object `o`, with one ranged GET
+    /// (a single entry may be a delta: `read_page` fetches its chain).
+    fn fetch_run(&self, store: &dyn ObjectStore, o: u32, e: u32, n: u32) -> Result<Images> {
+        let obj = &self.objects[o as usize];
+        let idx = &obj.index;
+        let entries = &idx.pages[e as usize..(e + n) as usize];
+        if n == 1 {
+            let pgno = entries[0].pgno;
+            return Ok(vec![(pgno.0, self.read_page(store, pgno)?)]);
+        }
+        let start = entries[0].offset;
+        let end = entries[entries.len() - 1].range().end;
+        let bytes = store
+            .get_range(&obj.key, start..end)
+            .ctx(format!("read pages from {}", obj.key))?;
+        entries
+            .iter()
+            .map(|entry| {
+                let r = entry.range();
+                let stored = bytes
+                    .get((r.start - start) as usize..(r.end - start) as usize)
+                    .ok_or_else(|| Error::corrupt(format!("{}: short read", obj.key)))?;
+                let mut page = vec![0u8; idx.header.page_size as usize];
+                idx.page_into(entry, stored, &mut page).ctx(&obj.key)?;
+                Ok((entry.pgno.0, page))
+            })
+            .collect()
     }
 
     /// Like [`read_page`](Self::read_page), through the process's page cache.
