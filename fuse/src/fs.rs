@@ -448,6 +448,14 @@ impl Filesystem for StrataFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.do_lookup(parent, name) {
             Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
+            // A negative entry (inode 0) the kernel may keep for the refresh
+            // interval: SQLite asks for `<db>-journal` at every transaction.
+            Err(e) if e.is_no_entry() => {
+                let a = Attr::file(0, 0, self.ctx.opts.refresh);
+                let mut attr = self.file_attr(0, &a);
+                attr.ino = INodeNo(0);
+                reply.entry(&a.ttl, &attr, Generation(0))
+            }
             Err(e) => reply.error(e.errno(&format!("lookup {name:?}"))),
         }
     }
