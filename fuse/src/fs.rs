@@ -445,6 +445,13 @@ impl StrataFs {
 }
 
 impl Filesystem for StrataFs {
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Larger kernel read-ahead on cached (past) files: fewer, longer
+        // reads, each one ranged GET of adjacent pages.
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.do_lookup(parent, name) {
             Ok((attr, ttl)) => reply.entry(&ttl, &attr, Generation(0)),
