@@ -37,6 +37,12 @@ pub fn mount(store: Store, mountpoint: &Path, opts: Options) -> Result<Mounted> 
         ));
     }
     clear_stale(mountpoint)?;
+    if is_strata_mount(mountpoint) {
+        return Err(Error::conflict(format!(
+            "{} is already a strata mount: unmount it first (`fusermount3 -u {0}`)",
+            mountpoint.display()
+        )));
+    }
     if !mountpoint.is_dir() {
         return Err(Error::invalid(format!(
             "{} is not a directory: create it first",
@@ -68,6 +74,21 @@ pub fn mount(store: Store, mountpoint: &Path, opts: Options) -> Result<Mounted> 
     Ok(Mounted {
         session,
         mountpoint: std::fs::canonicalize(mountpoint).unwrap_or_else(|_| mountpoint.to_owned()),
+    })
+}
+
+/// Whether a live strata mount sits at `mountpoint` (mounting again would
+/// hide it).
+fn is_strata_mount(mountpoint: &Path) -> bool {
+    let Ok(path) = std::fs::canonicalize(mountpoint) else {
+        return false;
+    };
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+        m.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.get(1) == Some(&path.as_str()) && f.get(2) == Some(&"fuse.strata")
+        })
     })
 }
 

@@ -525,6 +525,18 @@ fn kill_9_then_mount_again_at_the_same_path() -> Result<()> {
     drop(m2);
     let m3 = Mount::start_at(&b, dir, &[])?;
     ensure!(probe(&m3)? == want);
+    // A second mount over a live one is refused (it would hide the first).
+    let again = b
+        .command(&workspace_bin("strata")?)
+        .args(["mount", &b.url()])
+        .arg(m3.path())
+        .output()?;
+    ensure!(
+        again.status.code() == Some(5)
+            && String::from_utf8_lossy(&again.stderr).contains("already a strata mount"),
+        "second mount: {again:?}"
+    );
+    ensure!(probe(&m3)? == want);
     m3.stop()
 }
 
