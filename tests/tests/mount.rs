@@ -324,8 +324,25 @@ fn enoent_erofs_and_write_through_of_ordinary_files() -> Result<()> {
         let store = b.store()?;
         store.put("tenants/acme/hooks/main.pb.js", "routerAdd()".into())?;
         store.put("tenants/acme/metadata.json", "{\"plan\":\"free\"}".into())?;
+        // A second database of the tenant, brought in with `strata import`.
+        let aux = work.path().join("aux.db");
+        sqlite3(&aux, "CREATE TABLE t(x); INSERT INTO t VALUES ('aux')")?;
+        let out = b
+            .command(&workspace_bin("strata")?)
+            .arg("import")
+            .arg(&aux)
+            .args([&b.url(), "acme/auxiliary.db"])
+            .output()?;
+        ensure!(out.status.success(), "import: {out:?}");
         let m = Mount::start(&b, &[])?;
         let acme = m.path().join("acme");
+        ensure!(names(&acme)?.contains(&"auxiliary.db".to_string()));
+        for f in ["auxiliary.db", "@txid/1/auxiliary.db"] {
+            ensure!(
+                sqlite3(&acme.join(f), "SELECT x FROM t")?.trim() == "aux",
+                "{f}"
+            );
+        }
 
         // Paths that do not exist.
         for p in [
