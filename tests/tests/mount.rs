@@ -204,6 +204,18 @@ fn write_history(b: &Backend, dir: &Path, seed: u64, n: u64) -> Result<Vec<(u64,
     Ok(txns)
 }
 
+/// `strata import SRC BUCKET DB`.
+fn import(b: &Backend, src: &Path, db: &str) -> Result<()> {
+    let out = b
+        .command(&workspace_bin("strata")?)
+        .arg("import")
+        .arg(src)
+        .args([&b.url(), db])
+        .output()?;
+    ensure!(out.status.success(), "import {db}: {out:?}");
+    Ok(())
+}
+
 /// The dump of a restore of `target`, through sqlite3 as well.
 fn restored_dump(b: &Backend, dir: &Path, target: Target) -> Result<String> {
     let out = dir.join(format!("restore-{}.db", rand::random::<u32>()));
@@ -327,13 +339,7 @@ fn enoent_erofs_and_write_through_of_ordinary_files() -> Result<()> {
         // A second database of the tenant, brought in with `strata import`.
         let aux = work.path().join("aux.db");
         sqlite3(&aux, "CREATE TABLE t(x); INSERT INTO t VALUES ('aux')")?;
-        let out = b
-            .command(&workspace_bin("strata")?)
-            .arg("import")
-            .arg(&aux)
-            .args([&b.url(), "acme/auxiliary.db"])
-            .output()?;
-        ensure!(out.status.success(), "import: {out:?}");
+        import(&b, &aux, "acme/auxiliary.db")?;
         let m = Mount::start(&b, &[])?;
         let acme = m.path().join("acme");
         ensure!(names(&acme)?.contains(&"auxiliary.db".to_string()));
@@ -606,13 +612,7 @@ fn a_point_query_on_a_256_mib_tenant_fetches_little() -> Result<()> {
     }
     let size = std::fs::metadata(&src)?.len();
     ensure!(size >= 256 << 20, "built only {size} bytes");
-    let out = b
-        .command(&workspace_bin("strata")?)
-        .arg("import")
-        .arg(&src)
-        .args([&b.url(), "acme/data.db"])
-        .output()?;
-    ensure!(out.status.success(), "import: {out:?}");
+    import(&b, &src, "acme/data.db")?;
     let m = Mount::start(&b, &[])?;
     let before = m.stats()?;
     let got = sqlite3(
