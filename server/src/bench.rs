@@ -27,6 +27,13 @@ pub struct Args {
     /// Run only these parts (comma-separated): write, lag, cold, sync.
     #[arg(long, value_delimiter = ',', default_value = "write,lag,cold,sync")]
     only: Vec<Part>,
+    /// Only the mount benchmark: read throughput through `strata mount` vs
+    /// the same file on local disk (needs FUSE).
+    #[arg(long)]
+    mount: bool,
+    /// Size of the mount benchmark's database.
+    #[arg(long, default_value_t = 256)]
+    mount_mib: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -64,6 +71,11 @@ fn write_run(c: &rusqlite::Connection, n: u64) -> Result<Duration> {
 pub fn run(a: Args) -> Result<()> {
     strata_vfs::sqlite::register_static()?;
     let dir = tempfile_dir()?;
+    if a.mount {
+        let r = crate::bench_mount::run(&dir, a.mount_mib);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
     let bucket = a
         .bucket
         .clone()
@@ -311,13 +323,10 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
     let reads = |c: &rusqlite::Connection| -> Result<f64> {
         let mut stmt = c.prepare_cached("SELECT v FROM r WHERE id = ?1")?;
         let mut rng = rand::rng();
-        let t = Instant::now();
-        let mut n = 0u64;
-        while t.elapsed() < Duration::from_secs(2) {
+        per_second(Duration::from_secs(2), || {
             let _: String = stmt.query_row([rng.random_range(1..=rows as i64)], |r| r.get(0))?;
-            n += 1;
-        }
-        Ok(n as f64 / t.elapsed().as_secs_f64())
+            Ok(())
+        })
     };
     let (p1, s1, p2, s2) = (reads(&plain)?, reads(&cold)?, reads(&plain)?, reads(&cold)?);
     let (p, s) = ((p1 + p2) / 2.0, (s1 + s2) / 2.0);
@@ -399,6 +408,17 @@ fn raw_read(
             .sum()
     });
     Ok((bytes?, t.elapsed()))
+}
+
+/// How many times `op` runs per second, over `d`.
+pub(crate) fn per_second(d: Duration, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < d {
+        op()?;
+        n += 1;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
 }
 
 const OPS: [&str; 7] = [

@@ -3,7 +3,9 @@
 //! mapped to an exit code once, here.
 
 mod bench;
+mod bench_mount;
 mod demo;
+mod mount;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -112,6 +114,11 @@ enum Cmd {
         local: PathBuf,
         sql: String,
     },
+    /// Mount a bucket as a filesystem: one folder per tenant, its databases
+    /// read-only (lazily fetched, following new commits), `@history/<time>/`
+    /// and `@txid/<N>/` for the past, and `hooks/`, `storage/`,
+    /// `metadata.json` as ordinary files (written back on close).
+    Mount(mount::Args),
     /// Measure strata against plain SQLite on this machine (see docs/benchmarks.md).
     Bench(bench::Args),
     /// A guided tour on a local bucket: write, replicate, look at history, restore.
@@ -440,6 +447,7 @@ fn run(cmd: Cmd) -> Result<()> {
             println!("spool:  {} bytes in {} files", s.spool.bytes, s.spool.files);
             Ok(())
         }
+        Cmd::Mount(args) => mount::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Demo { dir } => demo::run(&dir),
     }

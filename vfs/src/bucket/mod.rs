@@ -9,10 +9,12 @@
 //! - [`fault::FaultStore`]: wraps any store to inject errors, latency and
 //!   outages at named points, for tests.
 //! - [`metered::MeteredStore`]: counts requests and bytes (Prometheus + tests).
+//! - [`deadline::DeadlineStore`]: bounds how long any call may take.
 //!
 //! The trait is blocking: callers are the VFS callbacks, background threads
 //! and the CLI. The S3 backend hands its async work to one runtime.
 
+pub mod deadline;
 pub mod fault;
 pub mod local;
 pub mod memory;

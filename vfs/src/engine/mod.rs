@@ -9,10 +9,12 @@
 //! - [`pages`]: read single pages of any restore point with ranged GETs.
 //! - [`lazy`]: a local copy filled on demand (lazy open) and `hydrate`.
 //! - [`history`]: list restore points.
+//! - [`catalog`]: the tenants of a bucket and the databases of a tenant.
 //! - [`import`]: bring an existing SQLite file into a bucket.
 //! - [`verify`]: check every object's checksums and a restore's integrity.
 //! - [`status`]: a node's view of a replica from its files (`strata status`).
 
+pub mod catalog;
 pub mod config;
 pub mod history;
 pub mod import;

@@ -21,6 +21,7 @@ use crate::format::segment::{self, HEADER_LEN, SegmentHeader, SegmentIndex};
 use crate::metrics::METRICS;
 use crate::types::{PageNo, TxId};
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 /// Pages fetched from the bucket, shared by every reader in the process.
@@ -39,6 +40,14 @@ static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::ne
 });
 
 const NOWHERE: (u32, u32) = (u32::MAX, u32::MAX);
+
+/// How many runs of uncached pages of one long read are fetched at once.
+pub const READ_AHEAD: usize = 8;
+/// Page images by page number, as fetched for one long read.
+type Images = Vec<(u32, Vec<u8>)>;
+
+/// The most one ranged GET of adjacent pages asks for.
+pub const RUN_BYTES: u64 = 1 << 20;
 
 /// How much of an object to fetch first, hoping it holds the whole index.
 const INDEX_GUESS: u64 = 64 << 10;
@@ -183,6 +192,139 @@ impl PageMap {
     /// How many objects this restore point spans.
     pub fn objects(&self) -> usize {
         self.objects.len()
+    }
+
+    /// The database's size in bytes at this restore point.
+    pub fn size(&self) -> u64 {
+        self.db_pages as u64 * self.page_size as u64
+    }
+
+    /// Bytes `offset..offset + buf.len()` of the database at this restore
+    /// point, page by page through the page cache; short at the end of the
+    /// database (returns how many bytes were filled). The uncached pages of
+    /// a long read (a copy, a scan) are fetched in runs and kept out of the
+    /// cache, so that a scan does not evict what point reads use.
+    pub fn read_at(&self, store: &dyn ObjectStore, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let ps = self.page_size as u64;
+        let size = self.size();
+        if ps == 0 || offset >= size {
+            return Ok(0);
+        }
+        let end = (offset + buf.len() as u64).min(size);
+        let (first, last) = (offset / ps + 1, (end - 1) / ps + 1);
+        let fetched = if last > first {
+            self.fetch_uncached(store, (first..=last).map(|p| PageNo(p as u32)))?
+        } else {
+            HashMap::new()
+        };
+        let mut pos = offset;
+        while pos < end {
+            let pgno = PageNo((pos / ps) as u32 + 1);
+            let cached;
+            let page: &[u8] = match fetched.get(&pgno.0) {
+                Some(p) => p,
+                None => {
+                    cached = self.read_page_cached(store, pgno)?;
+                    &cached
+                }
+            };
+            let in_page = (pos % ps) as usize;
+            let n = (ps as usize - in_page).min((end - pos) as usize);
+            let at = (pos - offset) as usize;
+            let src = page
+                .get(in_page..in_page + n)
+                .ok_or_else(|| Error::corrupt(format!("page {pgno} is shorter than {ps} bytes")))?;
+            buf[at..at + n].copy_from_slice(src);
+            pos += n as u64;
+        }
+        Ok((end - offset) as usize)
+    }
+
+    fn is_cached(&self, pgno: PageNo) -> bool {
+        self.locs
+            .get(pgno.0 as usize)
+            .filter(|l| **l != NOWHERE)
+            .is_some_and(|&(o, e)| CACHE.contains_key(&(self.objects[o as usize].key.clone(), e)))
+    }
+
+    /// The images of the uncached ones of `pages`. Pages whose images lie
+    /// next to each other in one object (a snapshot stores pages in order)
+    /// come as one ranged GET of up to [`RUN_BYTES`]; runs are fetched
+    /// [`READ_AHEAD`] at a time in parallel.
+    fn fetch_uncached(
+        &self,
+        store: &dyn ObjectStore,
+        pages: impl Iterator<Item = PageNo>,
+    ) -> Result<HashMap<u32, Vec<u8>>> {
+        // Runs of (object, first entry, entries), in page order.
+        let mut runs: Vec<(u32, u32, u32)> = Vec::new();
+        for p in pages.filter(|p| !self.is_cached(*p)) {
+            let Some(&(o, e)) = self.locs.get(p.0 as usize).filter(|l| **l != NOWHERE) else {
+                continue;
+            };
+            let idx = &self.objects[o as usize].index;
+            let entry = &idx.pages[e as usize];
+            if let Some(r) = runs.last_mut()
+                && r.0 == o
+                && r.1 + r.2 == e
+                && !entry.delta
+                && entry.range().end - idx.pages[r.1 as usize].offset <= RUN_BYTES
+            {
+                r.2 += 1;
+            } else {
+                runs.push((o, e, 1));
+            }
+        }
+        let mut out = HashMap::new();
+        for batch in runs.chunks(READ_AHEAD) {
+            let fetch = |&(o, e, n): &(u32, u32, u32)| self.fetch_run(store, o, e, n);
+            let got: Vec<Result<Images>> = match batch {
+                [one] => vec![fetch(one)],
+                _ => std::thread::scope(|s| {
+                    let hs: Vec<_> = batch.iter().map(|r| s.spawn(move || fetch(r))).collect();
+                    hs.into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::corrupt("page fetch thread panicked"))
+                            })
+                        })
+                        .collect()
+                }),
+            };
+            for r in got {
+                out.extend(r?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The images of entries `e..e + n` of object `o`, with one ranged GET
+    /// (a single entry may be a delta: `read_page` fetches its chain).
+    fn fetch_run(&self, store: &dyn ObjectStore, o: u32, e: u32, n: u32) -> Result<Images> {
+        let obj = &self.objects[o as usize];
+        let idx = &obj.index;
+        let entries = &idx.pages[e as usize..(e + n) as usize];
+        if n == 1 {
+            let pgno = entries[0].pgno;
+            return Ok(vec![(pgno.0, self.read_page(store, pgno)?)]);
+        }
+        let start = entries[0].offset;
+        let end = entries[entries.len() - 1].range().end;
+        let bytes = store
+            .get_range(&obj.key, start..end)
+            .ctx(format!("read pages from {}", obj.key))?;
+        entries
+            .iter()
+            .map(|entry| {
+                let r = entry.range();
+                let stored = bytes
+                    .get((r.start - start) as usize..(r.end - start) as usize)
+                    .ok_or_else(|| Error::corrupt(format!("{}: short read", obj.key)))?;
+                let mut page = vec![0u8; idx.header.page_size as usize];
+                idx.page_into(entry, stored, &mut page).ctx(&obj.key)?;
+                Ok((entry.pgno.0, page))
+            })
+            .collect()
     }
 
     /// Like [`read_page`](Self::read_page), through the process's page cache.
@@ -380,4 +522,44 @@ fn fetch_index(store: &dyn ObjectStore, key: &str, hint: Option<u64>) -> Result<
             .ctx(format!("read index of {key}"))?
     };
     SegmentIndex::decode(&prefix).ctx(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::Store;
+    use crate::bucket::memory::MemoryStore;
+    use std::sync::Arc;
+
+    #[test]
+    fn read_at_spans_pages_and_stops_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        let c = rusqlite::Connection::open(&src).unwrap();
+        c.execute_batch(
+            "PRAGMA page_size=1024; CREATE TABLE t(x); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 40) \
+             INSERT INTO t SELECT randomblob(300) FROM n;",
+        )
+        .unwrap();
+        drop(c);
+        let file = std::fs::read(&src).unwrap();
+        let store: Store = Arc::new(MemoryStore::new());
+        let keys = DbKeys::new("acme", "data.db").unwrap();
+        crate::engine::import::import(&store, &keys, &src).unwrap();
+        let map = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
+        assert_eq!(map.size(), file.len() as u64);
+        // A range across three pages, one at the very end, one past it.
+        let mut buf = vec![0u8; 2500];
+        assert_eq!(map.read_at(store.as_ref(), 1000, &mut buf).unwrap(), 2500);
+        assert_eq!(buf, file[1000..3500]);
+        let tail = file.len() as u64 - 10;
+        assert_eq!(map.read_at(store.as_ref(), tail, &mut buf).unwrap(), 10);
+        assert_eq!(buf[..10], file[tail as usize..]);
+        assert_eq!(
+            map.read_at(store.as_ref(), file.len() as u64, &mut buf)
+                .unwrap(),
+            0
+        );
+    }
 }

@@ -14,7 +14,7 @@ use crate::engine::Target;
 use crate::engine::pages::PageMap;
 use crate::error::{Error, Result};
 use crate::format::keys::DbKeys;
-use crate::types::{Millis, PageNo, TxId};
+use crate::types::{Millis, TxId};
 use sqlite_plugin::vars;
 use sqlite_plugin::vfs::VfsResult;
 
@@ -62,43 +62,26 @@ impl HistoricalFile {
     }
 
     pub fn file_size(&self) -> usize {
-        self.map.db_pages as usize * self.map.page_size as usize
+        self.map.size() as usize
     }
 
     pub fn read(&mut self, offset: usize, buf: &mut [u8]) -> VfsResult<usize> {
-        let ps = self.map.page_size as usize;
-        let size = self.file_size();
-        if ps == 0 || offset >= size {
-            return Ok(0);
-        }
-        let end = (offset + buf.len()).min(size);
-        let mut pos = offset;
-        while pos < end {
-            let pgno = (pos / ps) as u32 + 1;
-            let page = self
-                .map
-                .read_page_cached(self.store.as_ref(), PageNo(pgno))
-                .map_err(|e| {
-                    tracing::error!(error = %e, "strata: read page {pgno}");
-                    match e.kind() {
-                        crate::ErrorKind::Corrupt => vars::SQLITE_CORRUPT,
-                        _ => vars::SQLITE_IOERR_READ,
-                    }
-                })?;
-            let in_page = pos % ps;
-            let n = (ps - in_page).min(end - pos);
-            let dst = &mut buf[pos - offset..pos - offset + n];
-            dst.copy_from_slice(&page[in_page..in_page + n]);
-            if pgno == 1 {
-                // Format bytes 18 and 19 (1 = rollback journal, 2 = WAL).
-                for b in [18usize, 19] {
-                    if (in_page..in_page + n).contains(&b) {
-                        dst[b - in_page] = 1;
-                    }
+        let n = self
+            .map
+            .read_at(self.store.as_ref(), offset as u64, buf)
+            .map_err(|e| {
+                tracing::error!(error = %e, "strata: read at {offset}");
+                match e.kind() {
+                    crate::ErrorKind::Corrupt => vars::SQLITE_CORRUPT,
+                    _ => vars::SQLITE_IOERR_READ,
                 }
+            })?;
+        // Format bytes 18 and 19 of page 1 (1 = rollback journal, 2 = WAL).
+        for b in [18usize, 19] {
+            if (offset..offset + n).contains(&b) {
+                buf[b - offset] = 1;
             }
-            pos += n;
         }
-        Ok(end - offset)
+        Ok(n)
     }
 }

@@ -1,0 +1,137 @@
+//! `strata bench --mount`: read throughput through `strata mount` against
+//! the same file on local disk, as ratios. A database of `--mount-mib` MiB
+//! of random rows is imported into a fresh local bucket and mounted by a
+//! child `strata mount` (this binary); then, on the live file and on the
+//! local copy: one sequential pass (1 MiB reads, cold for the mount: every
+//! page comes from the bucket), a second pass, random 4 KiB reads, and
+//! random point queries through SQLite.
+
+use crate::bench::per_second;
+use anyhow::{Context, Result, bail};
+use rand::Rng;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: f64 = 1048576.0;
+
+pub fn run(dir: &Path, mib: u64) -> Result<()> {
+    let local = dir.join("mount-src.db");
+    let rows = mib * 256; // 4000-byte rows: about a page each
+    {
+        let c = rusqlite::Connection::open(&local)?;
+        c.pragma_update(None, "page_size", 4096)?;
+        c.pragma_update(None, "synchronous", "off")?;
+        c.execute_batch(&format!(
+            "CREATE TABLE big(id INTEGER PRIMARY KEY, pad BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO big SELECT i, randomblob(4000) FROM n;"
+        ))?;
+    }
+    let bucket = format!("file://{}/mount-bucket", dir.display());
+    let store = strata_vfs::bucket::open_bucket(&bucket)?;
+    let keys = strata_vfs::format::keys::DbKeys::new("bench", "data.db")?;
+    strata_vfs::engine::import::import(&store, &keys, &local)?;
+
+    let mp = dir.join("mnt");
+    std::fs::create_dir_all(&mp)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["mount", &bucket])
+        .arg(&mp)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    if !line.starts_with("mounted") {
+        let _ = child.kill();
+        bail!("strata mount did not come up: {line:?}");
+    }
+    let result = measure(&local, &mp.join("bench/data.db"), rows)
+        .and_then(|()| measure_past(&local, &mp.join("bench/@txid/1/data.db")));
+    // SAFETY: signalling our own child, as Ctrl-C would.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait()?;
+    result
+}
+
+/// One sequential pass over `p`, in MiB/s (the whole file must come back).
+fn seq(p: &Path) -> Result<f64> {
+    let size = std::fs::metadata(p)?.len();
+    let mut f = std::fs::File::open(p)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let t = Instant::now();
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+    }
+    if n != size {
+        bail!("{}: read {n} of {size} bytes", p.display());
+    }
+    Ok(n as f64 / MIB / t.elapsed().as_secs_f64())
+}
+
+/// A past file is immutable, so the kernel keeps its pages: the second
+/// pass is served from the page cache.
+fn measure_past(local: &Path, past: &Path) -> Result<()> {
+    let first = seq(past)?;
+    let (m, l) = (seq(past)?, seq(local)?);
+    println!(
+        "sequential, past file (@txid/1): first pass {first:.0} MiB/s; second pass local {l:.0} MiB/s, mount {m:.0} MiB/s, ratio {:.3}",
+        m / l
+    );
+    Ok(())
+}
+
+fn measure(local: &Path, mounted: &Path, rows: u64) -> Result<()> {
+    let size = std::fs::metadata(local)?.len();
+    println!(
+        "mount: {} MiB database, local copy vs the live file through `strata mount` (local-directory bucket)",
+        size >> 20
+    );
+    let (m1, l1) = (seq(mounted)?, seq(local)?);
+    println!(
+        "sequential, first pass (mount cold): local {l1:.0} MiB/s, mount {m1:.0} MiB/s, ratio {:.3}",
+        m1 / l1
+    );
+    let (m2, l2) = (seq(mounted)?, seq(local)?);
+    println!(
+        "sequential, second pass: local {l2:.0} MiB/s, mount {m2:.0} MiB/s, ratio {:.3}",
+        m2 / l2
+    );
+    let random = |p: &Path| -> Result<f64> {
+        let f = std::fs::File::open(p)?;
+        let pages = size / 4096;
+        let mut buf = vec![0u8; 4096];
+        let mut rng = rand::rng();
+        per_second(Duration::from_secs(3), || {
+            Ok(f.read_exact_at(&mut buf, rng.random_range(0..pages) * 4096)?)
+        })
+    };
+    let (mr, lr) = (random(mounted)?, random(local)?);
+    println!(
+        "random 4 KiB reads: local {lr:.0}/s, mount {mr:.0}/s, ratio {:.3}",
+        mr / lr
+    );
+    let queries = |p: &Path| -> Result<f64> {
+        let c =
+            rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let mut stmt = c.prepare("SELECT length(pad) FROM big WHERE id = ?1")?;
+        let mut rng = rand::rng();
+        per_second(Duration::from_secs(3), || {
+            let _: i64 = stmt.query_row([rng.random_range(1..=rows as i64)], |r| r.get(0))?;
+            Ok(())
+        })
+    };
+    let (mq, lq) = (queries(mounted)?, queries(local)?);
+    println!(
+        "random point queries (sqlite, one connection): local {lq:.0}/s, mount {mq:.0}/s, ratio {:.3}",
+        mq / lq
+    );
+    Ok(())
+}

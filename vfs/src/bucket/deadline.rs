@@ -1,0 +1,140 @@
+//! Puts an upper bound on every call to a store: a call that has not
+//! answered within the deadline fails with `Unavailable` ("… did not answer
+//! within 10s"), so an interactive caller never hangs on a bucket that is
+//! down. Calls run on a pool of worker threads (starting a thread per call
+//! costs more than a local read); a call that timed out keeps its worker
+//! until the backend gives up (its own timeouts still apply), and its result
+//! is dropped. Calls queued behind busy workers time out the same way.
+
+use super::{ETag, Object, ObjectMeta, ObjectStore, Store};
+use crate::error::{Error, Result};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::ops::Range;
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Workers per store: enough for the parallel page fetches of a few readers.
+const WORKERS: usize = 16;
+
+pub struct DeadlineStore {
+    inner: Store,
+    deadline: Duration,
+    jobs: Mutex<mpsc::Sender<Job>>,
+}
+
+impl DeadlineStore {
+    pub fn new(inner: Store, deadline: Duration) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..WORKERS {
+            let rx = rx.clone();
+            // A worker that cannot start only makes the pool smaller.
+            let _ = std::thread::Builder::new()
+                .name(format!("strata-bucket-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break, // the store was dropped
+                        }
+                    }
+                });
+        }
+        DeadlineStore {
+            inner,
+            deadline,
+            jobs: Mutex::new(tx),
+        }
+    }
+
+    /// Run `f` on a worker and wait for it at most the deadline.
+    fn call<T: Send + 'static>(
+        &self,
+        what: String,
+        f: impl FnOnce(&dyn ObjectStore) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let inner = self.inner.clone();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f(inner.as_ref()));
+        });
+        if self.jobs.lock().send(job).is_err() {
+            return Err(Error::unavailable(format!("{what}: no bucket worker left")));
+        }
+        match rx.recv_timeout(self.deadline) {
+            Ok(r) => r,
+            Err(_) => Err(Error::unavailable(format!(
+                "{what}: {} did not answer within {:?}",
+                self.inner.describe(),
+                self.deadline
+            ))),
+        }
+    }
+}
+
+impl ObjectStore for DeadlineStore {
+    fn get(&self, key: &str) -> Result<Object> {
+        let k = key.to_owned();
+        self.call(format!("get {key}"), move |s| s.get(&k))
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let k = key.to_owned();
+        self.call(format!("get {key}"), move |s| s.get_range(&k, range))
+    }
+    fn put(&self, key: &str, data: Bytes) -> Result<ETag> {
+        let k = key.to_owned();
+        self.call(format!("put {key}"), move |s| s.put(&k, data))
+    }
+    fn put_if_absent(&self, key: &str, data: Bytes) -> Result<ETag> {
+        let k = key.to_owned();
+        self.call(format!("put {key}"), move |s| s.put_if_absent(&k, data))
+    }
+    fn put_if_match(&self, key: &str, data: Bytes, etag: &ETag) -> Result<ETag> {
+        let (k, e) = (key.to_owned(), etag.clone());
+        self.call(format!("put {key}"), move |s| s.put_if_match(&k, data, &e))
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let p = prefix.to_owned();
+        self.call(format!("list {prefix}"), move |s| s.list(&p))
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        let k = key.to_owned();
+        self.call(format!("delete {key}"), move |s| s.delete(&k))
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::bucket::fault::FaultStore;
+    use crate::bucket::memory::MemoryStore;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn contract() {
+        let store = DeadlineStore::new(Arc::new(MemoryStore::new()), Duration::from_secs(10));
+        super::super::contract::run_all(&store);
+    }
+
+    #[test]
+    fn a_slow_bucket_fails_within_the_deadline() {
+        let fault = Arc::new(FaultStore::new(MemoryStore::new()));
+        fault.put("k", Bytes::from_static(b"v")).unwrap();
+        fault.set_latency(Duration::from_secs(3));
+        let store = DeadlineStore::new(fault, Duration::from_millis(200));
+        let t = Instant::now();
+        let err = store.get("k").unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        assert_eq!(err.kind(), ErrorKind::Unavailable);
+        assert!(err.to_string().contains("did not answer within"), "{err}");
+    }
+}
