@@ -377,33 +377,33 @@ impl PageMap {
         first: PageNo,
         max: u32,
     ) -> Result<Vec<(PageNo, Vec<u8>)>> {
-        let (o, chain) = self.chain(first)?;
-        if max <= 1 || chain.len() > 1 {
-            return Ok(vec![(first, self.read_page(store, first)?)]);
+        let &(o, e) = self
+            .locs
+            .get(first.0 as usize)
+            .filter(|l| **l != NOWHERE)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "page {first} is not in the database at txid {} ({} pages)",
+                    self.txid, self.db_pages
+                ))
+            })?;
+        let idx = &self.objects[o as usize].index;
+        let mut n = 1;
+        // Consecutive pages in consecutive entries of one object are back to
+        // back in it; a delta starts a chain of its own.
+        while n < max
+            && !idx.pages[e as usize].delta
+            && self.locs.get((first.0 + n) as usize) == Some(&(o, e + n))
+            && idx.pages.get((e + n) as usize).is_some_and(|p| !p.delta)
+        {
+            n += 1;
         }
-        let idx = &self.objects[o].index;
-        let mut run = vec![chain[0]];
-        for pgno in first.0 + 1..first.0.saturating_add(max).min(self.db_pages + 1) {
-            let Some(&(o2, e)) = self.locs.get(pgno as usize) else {
-                break;
-            };
-            let Some(entry) = idx.pages.get(e as usize).filter(|_| o2 as usize == o) else {
-                break;
-            };
-            if entry.delta || entry.offset != run[run.len() - 1].range().end {
-                break;
-            }
-            run.push(entry);
-        }
-        let key = &self.objects[o].key;
-        let range = run[0].offset..run[run.len() - 1].range().end;
-        METRICS.page_cache_misses.inc_by(run.len() as u64);
-        let bytes = store
-            .get_range(key, range.clone())
-            .ctx(format!("read pages {first}+{} from {key}", run.len()))?;
-        run.iter()
-            .map(|e| Ok((e.pgno, self.decode(o, &[e], &bytes, range.start)?)))
-            .collect()
+        METRICS.page_cache_misses.inc_by(n as u64);
+        Ok(self
+            .fetch_run(store, o, e, n)?
+            .into_iter()
+            .map(|(p, page)| (PageNo(p), page))
+            .collect())
     }
 
     /// For bulk reads: every page of this restore point, grouped by the
