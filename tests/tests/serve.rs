@@ -3,9 +3,9 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use strata_tests::http::{self, Response, encode};
 use strata_tests::{Backend, workspace_bin};
@@ -753,8 +753,6 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
             r.status == 200 && r.body["totalItems"] == 5,
             "{name}: fresh node: {r:?}"
         );
-        let mut buf = String::new();
-        let _ = std::fs::File::open(&s2.log).and_then(|mut f| f.read_to_string(&mut buf));
         drop(s2);
         drop(s);
     }

@@ -8,7 +8,7 @@ use super::TenantReq;
 use super::errors::{ApiError, ApiResult};
 use super::records::{self, body_json};
 use super::schema::{self, Collection};
-use super::tenants::{Tenant, blocking};
+use super::tenants::{Tenant, on_data};
 use axum::extract::{Path, rejection::BytesRejection};
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
@@ -189,32 +189,30 @@ pub async fn auth_with_password(
         .unwrap_or("")
         .to_string();
     let coll_name = p.get("collection").cloned().unwrap_or_default();
-    blocking(move || {
-        req.with_data(|conn| {
-            let coll = schema::find_collection(conn, &coll_name)?;
-            if !coll.is_auth() {
-                return Err(ApiError::not_found());
-            }
-            let failed = || ApiError::bad_request("Failed to authenticate.");
-            let row: Option<(String, String)> = conn
-                .query_row(
-                    &format!(
-                        "SELECT id, password FROM {} WHERE email = ?1 AND email != ''",
-                        super::filter::quote_ident(&coll.name)
-                    ),
-                    [&identity],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((id, hash)) = row else {
-                return Err(failed());
-            };
-            if !bcrypt::verify(&password, &hash).unwrap_or(false) {
-                return Err(failed());
-            }
-            let record = records::fetch(conn, &coll, &id)?.ok_or_else(failed)?;
-            issue(&req, conn, &coll, record).map(Json)
-        })
+    on_data(req, move |t, conn| {
+        let coll = schema::find_collection(conn, &coll_name)?;
+        if !coll.is_auth() {
+            return Err(ApiError::not_found());
+        }
+        let failed = || ApiError::bad_request("Failed to authenticate.");
+        let row: Option<(String, String)> = conn
+            .query_row(
+                &format!(
+                    "SELECT id, password FROM {} WHERE email = ?1 AND email != ''",
+                    super::filter::quote_ident(&coll.name)
+                ),
+                [&identity],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((id, hash)) = row else {
+            return Err(failed());
+        };
+        if !bcrypt::verify(&password, &hash).unwrap_or(false) {
+            return Err(failed());
+        }
+        let record = records::fetch(conn, &coll, &id)?.ok_or_else(failed)?;
+        issue(t, conn, &coll, record).map(Json)
     })
     .await
 }
@@ -225,16 +223,14 @@ pub async fn auth_refresh(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let coll_name = p.get("collection").cloned().unwrap_or_default();
-    blocking(move || {
-        req.with_data(|conn| {
-            let coll = schema::find_collection(conn, &coll_name)?;
-            let auth = resolve(&req, conn, &headers)?
-                .filter(|a| a.collection_id == coll.id)
-                .ok_or_else(|| {
-                    ApiError::unauthorized("The request requires valid record authorization token.")
-                })?;
-            issue(&req, conn, &coll, auth.record).map(Json)
-        })
+    on_data(req, move |t, conn| {
+        let coll = schema::find_collection(conn, &coll_name)?;
+        let auth = resolve(t, conn, &headers)?
+            .filter(|a| a.collection_id == coll.id)
+            .ok_or_else(|| {
+                ApiError::unauthorized("The request requires valid record authorization token.")
+            })?;
+        issue(t, conn, &coll, auth.record).map(Json)
     })
     .await
 }

@@ -9,7 +9,7 @@ use super::errors::{ApiError, ApiResult};
 use super::filter::{self, Ctx, Sql};
 use super::records::body_json;
 use super::schema::{self, Collection, Field, FieldType, Rules};
-use super::tenants::blocking;
+use super::tenants::on_data;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
@@ -165,35 +165,33 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    blocking(move || {
-        req.with_data(|conn| {
-            require_superuser(&req, conn, &headers)?;
-            let all = schema::all_collections(conn)?;
-            let per_page = q
-                .get("perPage")
-                .and_then(|s| s.parse::<usize>().ok())
-                .unwrap_or(30)
-                .clamp(1, 1000);
-            let page = q
-                .get("page")
-                .and_then(|s| s.parse::<usize>().ok())
-                .unwrap_or(1)
-                .max(1);
-            let total = all.len();
-            let items: Vec<Value> = all
-                .iter()
-                .skip((page - 1).saturating_mul(per_page))
-                .take(per_page)
-                .map(Collection::to_json)
-                .collect();
-            Ok(Json(json!({
-                "page": page,
-                "perPage": per_page,
-                "totalItems": total,
-                "totalPages": total.div_ceil(per_page),
-                "items": items,
-            })))
-        })
+    on_data(req, move |t, conn| {
+        require_superuser(t, conn, &headers)?;
+        let all = schema::all_collections(conn)?;
+        let per_page = q
+            .get("perPage")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(30)
+            .clamp(1, 1000);
+        let page = q
+            .get("page")
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let total = all.len();
+        let items: Vec<Value> = all
+            .iter()
+            .skip((page - 1).saturating_mul(per_page))
+            .take(per_page)
+            .map(Collection::to_json)
+            .collect();
+        Ok(Json(json!({
+            "page": page,
+            "perPage": per_page,
+            "totalItems": total,
+            "totalPages": total.div_ceil(per_page),
+            "items": items,
+        })))
     })
     .await
 }
@@ -204,11 +202,9 @@ pub async fn view(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let name = p.get("collection").cloned().unwrap_or_default();
-    blocking(move || {
-        req.with_data(|conn| {
-            require_superuser(&req, conn, &headers)?;
-            Ok(Json(schema::find_collection(conn, &name)?.to_json()))
-        })
+    on_data(req, move |t, conn| {
+        require_superuser(t, conn, &headers)?;
+        Ok(Json(schema::find_collection(conn, &name)?.to_json()))
     })
     .await
 }
@@ -219,36 +215,34 @@ pub async fn create(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let body = body_json(body)?;
-    blocking(move || {
-        req.with_data(|conn| {
-            require_superuser(&req, conn, &headers)?;
-            let name = body.get("name").and_then(Value::as_str).unwrap_or("");
-            if !valid_name(name) || name.starts_with('_') {
-                return Err(field_err(
-                    "name",
-                    "Must be letters, digits and '_', not starting with '_'.",
-                ));
-            }
-            let kind = body.get("type").and_then(Value::as_str).unwrap_or("base");
-            if !matches!(kind, "base" | "auth") {
-                return Err(field_err(
-                    "type",
-                    "Only base and auth collections are supported yet.",
-                ));
-            }
-            let fields = parse_fields(body.get("fields"), &[])?;
-            let rules = parse_rules(&body, Rules::default())?;
-            let c = Collection::build(name, kind, fields, rules);
-            check_rules(&c)?;
-            let tx = conn.transaction()?;
-            if schema::find_collection(&tx, name).is_ok() {
-                return Err(field_err("name", "The collection name must be unique."));
-            }
-            c.create_table(&tx)?;
-            c.insert_meta(&tx)?;
-            tx.commit()?;
-            Ok(Json(c.to_json()))
-        })
+    on_data(req, move |t, conn| {
+        require_superuser(t, conn, &headers)?;
+        let name = body.get("name").and_then(Value::as_str).unwrap_or("");
+        if !valid_name(name) || name.starts_with('_') {
+            return Err(field_err(
+                "name",
+                "Must be letters, digits and '_', not starting with '_'.",
+            ));
+        }
+        let kind = body.get("type").and_then(Value::as_str).unwrap_or("base");
+        if !matches!(kind, "base" | "auth") {
+            return Err(field_err(
+                "type",
+                "Only base and auth collections are supported yet.",
+            ));
+        }
+        let fields = parse_fields(body.get("fields"), &[])?;
+        let rules = parse_rules(&body, Rules::default())?;
+        let c = Collection::build(name, kind, fields, rules);
+        check_rules(&c)?;
+        let tx = conn.transaction()?;
+        if schema::find_collection(&tx, name).is_ok() {
+            return Err(field_err("name", "The collection name must be unique."));
+        }
+        c.create_table(&tx)?;
+        c.insert_meta(&tx)?;
+        tx.commit()?;
+        Ok(Json(c.to_json()))
     })
     .await
 }
@@ -261,46 +255,44 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     let name = p.get("collection").cloned().unwrap_or_default();
     let body = body_json(body)?;
-    blocking(move || {
-        req.with_data(|conn| {
-            require_superuser(&req, conn, &headers)?;
-            let mut c = schema::find_collection(conn, &name)?;
-            if body
-                .get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| n != c.name)
-            {
-                return Err(field_err(
-                    "name",
-                    "Renaming collections is not supported yet.",
-                ));
-            }
-            let added = parse_fields(body.get("fields"), &c.fields)?;
-            c.rules = parse_rules(&body, c.rules.clone())?;
-            let tx = conn.transaction()?;
-            for f in &added {
-                tx.execute_batch(&format!(
-                    "ALTER TABLE {} ADD COLUMN {}",
-                    filter::quote_ident(&c.name),
-                    f.column()
-                ))?;
-            }
-            // Keep created/updated last, as PocketBase lists them.
-            let tail: Vec<Field> = c
-                .fields
-                .iter()
-                .filter(|f| f.kind == FieldType::Autodate)
-                .cloned()
-                .collect();
-            c.fields.retain(|f| f.kind != FieldType::Autodate);
-            c.fields.extend(added);
-            c.fields.extend(tail);
-            c.updated = schema::now();
-            check_rules(&c)?;
-            c.update_meta(&tx)?;
-            tx.commit()?;
-            Ok(Json(c.to_json()))
-        })
+    on_data(req, move |t, conn| {
+        require_superuser(t, conn, &headers)?;
+        let mut c = schema::find_collection(conn, &name)?;
+        if body
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n != c.name)
+        {
+            return Err(field_err(
+                "name",
+                "Renaming collections is not supported yet.",
+            ));
+        }
+        let added = parse_fields(body.get("fields"), &c.fields)?;
+        c.rules = parse_rules(&body, c.rules.clone())?;
+        let tx = conn.transaction()?;
+        for f in &added {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {}",
+                filter::quote_ident(&c.name),
+                f.column()
+            ))?;
+        }
+        // Keep created/updated last, as PocketBase lists them.
+        let tail: Vec<Field> = c
+            .fields
+            .iter()
+            .filter(|f| f.kind == FieldType::Autodate)
+            .cloned()
+            .collect();
+        c.fields.retain(|f| f.kind != FieldType::Autodate);
+        c.fields.extend(added);
+        c.fields.extend(tail);
+        c.updated = schema::now();
+        check_rules(&c)?;
+        c.update_meta(&tx)?;
+        tx.commit()?;
+        Ok(Json(c.to_json()))
     })
     .await
 }
@@ -311,21 +303,19 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let name = p.get("collection").cloned().unwrap_or_default();
-    blocking(move || {
-        req.with_data(|conn| {
-            require_superuser(&req, conn, &headers)?;
-            let c = schema::find_collection(conn, &name)?;
-            if c.system {
-                return Err(ApiError::bad_request(
-                    "System collections cannot be deleted.",
-                ));
-            }
-            let tx = conn.transaction()?;
-            tx.execute_batch(&format!("DROP TABLE {}", filter::quote_ident(&c.name)))?;
-            tx.execute("DELETE FROM _collections WHERE id = ?1", [&c.id])?;
-            tx.commit()?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        })
+    on_data(req, move |t, conn| {
+        require_superuser(t, conn, &headers)?;
+        let c = schema::find_collection(conn, &name)?;
+        if c.system {
+            return Err(ApiError::bad_request(
+                "System collections cannot be deleted.",
+            ));
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(&format!("DROP TABLE {}", filter::quote_ident(&c.name)))?;
+        tx.execute("DELETE FROM _collections WHERE id = ?1", [&c.id])?;
+        tx.commit()?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }

@@ -6,7 +6,7 @@
 //! - [`filter`]: the filter language, parsed and compiled to bound SQL;
 //! - [`errors`]: the one mapping to HTTP status and PocketBase's error shape;
 //! - [`admin`]: the operator API under `/_strata/api/`; [`client`] is its CLI;
-//! - [`metrics`]: `/metrics`.
+//! - `/metrics` is rendered by [`metrics`].
 //!
 //! Seams for later: file fields (`storage/`), realtime and JS hooks
 //! (`hooks/`) would hang off the tenant router in [`router`].

@@ -7,7 +7,7 @@ use super::auth::{self, Auth};
 use super::errors::{ApiError, ApiResult};
 use super::filter::{self, Ctx, Sql, quote_ident};
 use super::schema::{self, Collection, FieldType};
-use super::tenants::blocking;
+use super::tenants::on_data;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
@@ -233,59 +233,57 @@ pub async fn list(
     let page = int_param(&q, "page", 1)?.max(1);
     let per_page = int_param(&q, "perPage", DEFAULT_PER_PAGE)?.clamp(1, MAX_PER_PAGE);
     let skip_total = matches!(q.get("skipTotal").map(String::as_str), Some("1" | "true"));
-    blocking(move || {
-        req.with_data(|conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let who = auth::resolve(&req, conn, &headers)?;
-            let mut w = Sql {
-                text: "1".into(),
-                params: vec![],
-            };
-            rule_sql(&c, &c.rules.list, who.as_ref(), &mut w)?;
-            if let Some(expr) = filter::parse(q.get("filter").map_or("", String::as_str))? {
-                let field = |n: &str| c.filter_kind(n);
-                let ctx = ctx(&c, who.as_ref(), &field);
-                w.text.push_str(" AND ");
-                filter::compile(&expr, &ctx, &mut w)?;
-            }
-            let order = sort_sql(&c, q.get("sort").map_or("", String::as_str))?;
-            let table = quote_ident(&c.name);
-            let (total, pages) = if skip_total {
-                (-1, -1)
-            } else {
-                let n: i64 = conn.query_row(
-                    &format!("SELECT COUNT(*) FROM {table} WHERE {}", w.text),
-                    rusqlite::params_from_iter(w.params.iter()),
-                    |r| r.get(0),
-                )?;
-                (n, (n + per_page - 1) / per_page)
-            };
-            let mut params = w.params.clone();
-            params.push(SqlValue::Integer(per_page));
-            params.push(SqlValue::Integer((page - 1).saturating_mul(per_page)));
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {} FROM {table} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
-                select_cols(&c),
-                w.text
-            ))?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                row_to_record(&c, r)
-            })?;
-            let mut items = Vec::new();
-            for r in rows {
-                items.push(pick_fields(
-                    public(&c, r?, who.as_ref(), false),
-                    q.get("fields").map(String::as_str),
-                ));
-            }
-            Ok(Json(json!({
-                "page": page,
-                "perPage": per_page,
-                "totalItems": total,
-                "totalPages": pages,
-                "items": items,
-            })))
-        })
+    on_data(req, move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let who = auth::resolve(t, conn, &headers)?;
+        let mut w = Sql {
+            text: "1".into(),
+            params: vec![],
+        };
+        rule_sql(&c, &c.rules.list, who.as_ref(), &mut w)?;
+        if let Some(expr) = filter::parse(q.get("filter").map_or("", String::as_str))? {
+            let field = |n: &str| c.filter_kind(n);
+            let ctx = ctx(&c, who.as_ref(), &field);
+            w.text.push_str(" AND ");
+            filter::compile(&expr, &ctx, &mut w)?;
+        }
+        let order = sort_sql(&c, q.get("sort").map_or("", String::as_str))?;
+        let table = quote_ident(&c.name);
+        let (total, pages) = if skip_total {
+            (-1, -1)
+        } else {
+            let n: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {}", w.text),
+                rusqlite::params_from_iter(w.params.iter()),
+                |r| r.get(0),
+            )?;
+            (n, (n + per_page - 1) / per_page)
+        };
+        let mut params = w.params.clone();
+        params.push(SqlValue::Integer(per_page));
+        params.push(SqlValue::Integer((page - 1).saturating_mul(per_page)));
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {} FROM {table} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
+            select_cols(&c),
+            w.text
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            row_to_record(&c, r)
+        })?;
+        let mut items = Vec::new();
+        for r in rows {
+            items.push(pick_fields(
+                public(&c, r?, who.as_ref(), false),
+                q.get("fields").map(String::as_str),
+            ));
+        }
+        Ok(Json(json!({
+            "page": page,
+            "perPage": per_page,
+            "totalItems": total,
+            "totalPages": pages,
+            "items": items,
+        })))
     })
     .await
 }
@@ -325,16 +323,14 @@ pub async fn view(
 ) -> ApiResult<Json<Value>> {
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
-    blocking(move || {
-        req.with_data(|conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let who = auth::resolve(&req, conn, &headers)?;
-            let rec = find_allowed(conn, &c, &c.rules.view, who.as_ref(), &id)?;
-            Ok(Json(pick_fields(
-                public(&c, rec, who.as_ref(), false),
-                q.get("fields").map(String::as_str),
-            )))
-        })
+    on_data(req, move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let who = auth::resolve(t, conn, &headers)?;
+        let rec = find_allowed(conn, &c, &c.rules.view, who.as_ref(), &id)?;
+        Ok(Json(pick_fields(
+            public(&c, rec, who.as_ref(), false),
+            q.get("fields").map(String::as_str),
+        )))
     })
     .await
 }
@@ -458,10 +454,9 @@ pub async fn create(
 ) -> ApiResult<Json<Value>> {
     let name = collection_name(&p);
     let body = body_json(body)?;
-    blocking(move || {
-        req.with_data(|conn| {
+    on_data(req, move |t, conn| {
             let c = schema::find_collection(conn, &name)?;
-            let who = auth::resolve(&req, conn, &headers)?;
+            let who = auth::resolve(t, conn, &headers)?;
             if who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
                 return Err(ApiError::forbidden());
             }
@@ -510,7 +505,6 @@ pub async fn create(
             };
             tx.commit()?;
             Ok(Json(public(&c, rec, who.as_ref(), false)))
-        })
     })
     .await
 }
@@ -524,30 +518,28 @@ pub async fn update(
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
     let body = body_json(body)?;
-    blocking(move || {
-        req.with_data(|conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let who = auth::resolve(&req, conn, &headers)?;
-            find_allowed(conn, &c, &c.rules.update, who.as_ref(), &id)?;
-            let mut cols = write_values(&c, &body, false)?;
-            cols.push(("updated".into(), SqlValue::Text(schema::now())));
-            let sets: Vec<String> = cols
-                .iter()
-                .map(|(n, _)| format!("{} = ?", quote_ident(n)))
-                .collect();
-            let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
-            params.push(SqlValue::Text(id.clone()));
-            conn.execute(
-                &format!(
-                    "UPDATE {} SET {} WHERE id = ?",
-                    quote_ident(&c.name),
-                    sets.join(", ")
-                ),
-                rusqlite::params_from_iter(params.iter()),
-            )?;
-            let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
-            Ok(Json(public(&c, rec, who.as_ref(), false)))
-        })
+    on_data(req, move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let who = auth::resolve(t, conn, &headers)?;
+        find_allowed(conn, &c, &c.rules.update, who.as_ref(), &id)?;
+        let mut cols = write_values(&c, &body, false)?;
+        cols.push(("updated".into(), SqlValue::Text(schema::now())));
+        let sets: Vec<String> = cols
+            .iter()
+            .map(|(n, _)| format!("{} = ?", quote_ident(n)))
+            .collect();
+        let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
+        params.push(SqlValue::Text(id.clone()));
+        conn.execute(
+            &format!(
+                "UPDATE {} SET {} WHERE id = ?",
+                quote_ident(&c.name),
+                sets.join(", ")
+            ),
+            rusqlite::params_from_iter(params.iter()),
+        )?;
+        let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
+        Ok(Json(public(&c, rec, who.as_ref(), false)))
     })
     .await
 }
@@ -559,17 +551,15 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
-    blocking(move || {
-        req.with_data(|conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let who = auth::resolve(&req, conn, &headers)?;
-            find_allowed(conn, &c, &c.rules.delete, who.as_ref(), &id)?;
-            conn.execute(
-                &format!("DELETE FROM {} WHERE id = ?1", quote_ident(&c.name)),
-                [&id],
-            )?;
-            Ok(StatusCode::NO_CONTENT.into_response())
-        })
+    on_data(req, move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let who = auth::resolve(t, conn, &headers)?;
+        find_allowed(conn, &c, &c.rules.delete, who.as_ref(), &id)?;
+        conn.execute(
+            &format!("DELETE FROM {} WHERE id = ?1", quote_ident(&c.name)),
+            [&id],
+        )?;
+        Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
 }

@@ -125,7 +125,7 @@ impl Tenant {
                 rusqlite::params![schema::new_id(), data["url"].as_str().unwrap_or(""), data.to_string(), t],
             )?;
             // Trimming costs a scan, so only every 100 rows.
-            if n % 100 == 0 {
+            if n.is_multiple_of(100) {
                 c.execute(
                     "DELETE FROM _logs WHERE rowid <= (SELECT rowid FROM _logs ORDER BY rowid DESC LIMIT 1 OFFSET ?1)",
                     [cap as i64],
@@ -177,6 +177,14 @@ pub async fn blocking<R: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// Run a request's work on the tenant's `data.db`, on the blocking pool.
+pub async fn on_data<R: Send + 'static>(
+    req: Arc<Guard>,
+    f: impl FnOnce(&Tenant, &mut Connection) -> ApiResult<R> + Send + 'static,
+) -> ApiResult<R> {
+    blocking(move || req.with_data(|conn| f(&req, conn))).await
 }
 
 pub struct Registry {
