@@ -91,15 +91,18 @@ fn engine_status(kind: ErrorKind) -> StatusCode {
     }
 }
 
-/// The VFS reports a bucket it cannot reach as SQLITE_BUSY (sync commit
-/// refused before its commit point) or an I/O error; both are retryable.
+/// SQLite codes carry the engine's kinds back (`sqlite_code` in the VFS):
+/// Unavailable is SQLITE_BUSY (refused before its commit point), SQLITE_IOERR
+/// or SQLITE_CANTOPEN; Conflict is SQLITE_READONLY; Full is SQLITE_FULL.
 fn sqlite_status(e: &rusqlite::Error) -> StatusCode {
+    use rusqlite::ErrorCode as C;
     match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::CannotOpen) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StatusCode::BAD_REQUEST,
-        Some(rusqlite::ErrorCode::DiskFull) => StatusCode::INSUFFICIENT_STORAGE,
+        Some(C::ReadOnly) => StatusCode::CONFLICT,
+        Some(C::ConstraintViolation) => StatusCode::BAD_REQUEST,
+        Some(C::DiskFull) => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
