@@ -186,13 +186,22 @@ fn posts_collection(s: &Server, tenant: &str, token: &str) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
+/// Run `body` against a fresh server on each backend (local, then S3).
+fn on_each_backend(
+    extra: &[&str],
+    body: impl Fn(&Backend, &Server, &Path, &str) -> Result<()>,
+) -> Result<()> {
     for b in Backend::all()? {
         let dir = tempfile::tempdir()?;
-        let s = Server::start(&b, &dir.path().join("node"), &[])?;
-        let name = b.name();
+        let s = Server::start(&b, &dir.path().join("node"), extra)?;
+        body(&b, &s, dir.path(), b.name())?;
+    }
+    Ok(())
+}
 
+#[test]
+fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
+    on_each_backend(&[], |b, s, _dir, name| {
         // The admin API needs the token.
         let r = s.req("GET", "/_strata/api/tenants", &[], None)?;
         ensure!(r.status == 401, "{name}: no token: {r:?}");
@@ -239,7 +248,7 @@ fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
         ensure!(meta["domain"] == "acme.example", "{name}: {meta}");
 
         // The CLI talks to the same API.
-        let out = strata_cli(&b, &s, &["list"])?;
+        let out = strata_cli(b, s, &["list"])?;
         let text = String::from_utf8_lossy(&out.stdout);
         ensure!(
             out.status.success() && text.contains("acme\tevicted\tacme.example"),
@@ -257,14 +266,14 @@ fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
         );
         let r = s.req("GET", "/api/health", &["Host: other.example".into()], None)?;
         ensure!(r.status == 404, "{name}: unknown host: {r:?}");
-        let out = strata_cli(&b, &s, &["show", "acme"])?;
+        let out = strata_cli(b, s, &["show", "acme"])?;
         let shown: Value =
             serde_json::from_slice(&out.stdout).with_context(|| format!("{out:?}"))?;
         ensure!(
             shown["state"] == "loaded" && shown["replication"]["data.db"].is_object(),
             "{name}: show: {shown}"
         );
-        let out = strata_cli(&b, &s, &["evict", "acme"])?;
+        let out = strata_cli(b, s, &["evict", "acme"])?;
         ensure!(
             out.status.success()
                 && String::from_utf8_lossy(&out.stdout).contains("\"evicted\": true"),
@@ -272,14 +281,14 @@ fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
         );
         let r = s.admin("GET", "/_strata/api/tenants/acme", None)?;
         ensure!(r.body["state"] == "evicted", "{name}: after evict: {r:?}");
-        let out = strata_cli(&b, &s, &["show", "nosuch"])?;
+        let out = strata_cli(b, s, &["show", "nosuch"])?;
         ensure!(
             out.status.code() == Some(3),
             "{name}: show unknown exits 3: {out:?}"
         );
 
         // Soft delete: gone from the API and from its domain, kept in the bucket.
-        let out = strata_cli(&b, &s, &["delete", "acme"])?;
+        let out = strata_cli(b, s, &["delete", "acme"])?;
         ensure!(out.status.success(), "{name}: delete: {out:?}");
         let r = s.req("GET", "/t/acme/api/health", &[], None)?;
         ensure!(r.status == 404, "{name}: deleted tenant: {r:?}");
@@ -296,16 +305,13 @@ fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
                 .is_ok(),
             "{name}: data kept"
         );
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[test]
 fn records_filters_auth_and_bad_input() -> Result<()> {
-    for b in Backend::all()? {
-        let dir = tempfile::tempdir()?;
-        let s = Server::start(&b, &dir.path().join("node"), &["--max-body", "65536"])?;
-        let name = b.name();
+    on_each_backend(&["--max-body", "65536"], |_b, s, _dir, name| {
         s.create_tenant("acme", None)?;
         s.create_tenant("other", None)?;
 
@@ -342,7 +348,7 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
         // Collections are for superusers: guests 401.
         let r = s.api("acme", "GET", "/api/collections", None, None)?;
         ensure!(r.status == 401, "{name}: guest collections: {r:?}");
-        posts_collection(&s, "acme", &token)?;
+        posts_collection(s, "acme", &token)?;
         // A token of acme is nobody on other.
         let r = s.api("other", "GET", "/api/collections", Some(&token), None)?;
         ensure!(
@@ -508,30 +514,19 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
         );
 
         // View, update (rule: owner = @request.auth.id), delete (superusers only).
-        let id = &ids[0];
-        let r = s.api(
-            "acme",
-            "GET",
-            &format!("/api/collections/posts/records/{id}"),
-            None,
-            None,
-        )?;
+        let path = format!("/api/collections/posts/records/{}", ids[0]);
+        let one = |method: &str, token: Option<&str>, body: Option<Value>| {
+            s.api("acme", method, &path, token, body)
+        };
+        let r = one("GET", None, None)?;
         ensure!(
             r.status == 200 && r.body["title"] == "alpha",
             "{name}: view: {r:?}"
         );
-        let r = s.api(
-            "acme",
-            "PATCH",
-            &format!("/api/collections/posts/records/{id}"),
-            None,
-            Some(json!({"title": "hacked"})),
-        )?;
+        let r = one("PATCH", None, Some(json!({"title": "hacked"})))?;
         ensure!(r.status == 404, "{name}: guest update: {r:?}");
-        let r = s.api(
-            "acme",
+        let r = one(
             "PATCH",
-            &format!("/api/collections/posts/records/{id}"),
             Some(&token),
             Some(json!({"title": "ALPHA", "n": 10})),
         )?;
@@ -539,29 +534,11 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
             r.status == 200 && r.body["title"] == "ALPHA" && r.body["n"] == 10,
             "{name}: update: {r:?}"
         );
-        let r = s.api(
-            "acme",
-            "DELETE",
-            &format!("/api/collections/posts/records/{id}"),
-            None,
-            None,
-        )?;
+        let r = one("DELETE", None, None)?;
         ensure!(r.status == 403, "{name}: guest delete: {r:?}");
-        let r = s.api(
-            "acme",
-            "DELETE",
-            &format!("/api/collections/posts/records/{id}"),
-            Some(&token),
-            None,
-        )?;
+        let r = one("DELETE", Some(&token), None)?;
         ensure!(r.status == 204, "{name}: delete: {r:?}");
-        let r = s.api(
-            "acme",
-            "GET",
-            &format!("/api/collections/posts/records/{id}"),
-            None,
-            None,
-        )?;
+        let r = one("GET", None, None)?;
         ensure!(
             r.status == 404 && r.body["status"] == 404,
             "{name}: deleted record: {r:?}"
@@ -627,8 +604,8 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
             "{name}: metrics: {}",
             m.text
         );
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[test]
@@ -713,30 +690,24 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
             "{name}: exit {status:?}: {}",
             s.log_text()
         );
-        let out = dir.path().join("restored.db");
-        strata_tests::restore(
-            &b.store()?,
-            "t1",
-            "data.db",
-            strata_vfs::engine::Target::Latest,
-            &out,
-        )?;
-        let c = rusqlite::Connection::open(&out)?;
-        let n: i64 = c.query_row("SELECT count(*) FROM posts", [], |r| r.get(0))?;
+        // Both databases from the bucket alone.
+        let count = |db: &str, sql: &str| -> Result<i64> {
+            let out = dir.path().join(format!("restored-{db}"));
+            strata_tests::restore(
+                &b.store()?,
+                "t1",
+                db,
+                strata_vfs::engine::Target::Latest,
+                &out,
+            )?;
+            let c = rusqlite::Connection::open(&out)?;
+            Ok(c.query_row(sql, [], |r| r.get(0))?)
+        };
+        let n = count("data.db", "SELECT count(*) FROM posts")?;
         ensure!(n == 25, "{name}: restored {n} posts");
-        let logs = dir.path().join("aux.db");
-        strata_tests::restore(
-            &b.store()?,
-            "t1",
+        let n = count(
             "auxiliary.db",
-            strata_vfs::engine::Target::Latest,
-            &logs,
-        )?;
-        let c = rusqlite::Connection::open(&logs)?;
-        let n: i64 = c.query_row(
             "SELECT count(*) FROM _logs WHERE data LIKE '%\"method\":\"POST\"%'",
-            [],
-            |r| r.get(0),
         )?;
         ensure!(n >= 25, "{name}: {n} POSTs logged");
 
@@ -757,4 +728,103 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
         drop(s);
     }
     Ok(())
+}
+
+fn count_posts(s: &Server, tenant: &str) -> Result<i64> {
+    let r = s.api(
+        tenant,
+        "GET",
+        "/api/collections/posts/records?perPage=1",
+        None,
+        None,
+    )?;
+    ensure!(r.status == 200, "count {tenant}: {r:?}");
+    r.body["totalItems"].as_i64().context("totalItems")
+}
+
+#[test]
+fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
+    on_each_backend(&[], |b, s, _dir, name| {
+        s.create_tenant("t1", None)?;
+        let token = s.superuser_token("t1")?;
+        posts_collection(s, "t1", &token)?;
+        let add = |i: i64| -> Result<()> {
+            let r = s.api(
+                "t1",
+                "POST",
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("p{i}"), "n": i})),
+            )?;
+            ensure!(r.status == 200, "{name}: {r:?}");
+            Ok(())
+        };
+        for i in 0..3 {
+            add(i)?;
+        }
+        // The restore point: the head once these three are in the bucket.
+        s.admin("POST", "/_strata/api/tenants/t1/evict", None)?;
+        let shown = s.admin("GET", "/_strata/api/tenants/t1", None)?;
+        let point = shown.body["replication"]["data.db"]["bucketHead"]
+            .as_u64()
+            .with_context(|| format!("{shown:?}"))?;
+        for i in 3..5 {
+            add(i)?;
+        }
+        ensure!(count_posts(s, "t1")? == 5, "{name}");
+
+        let out = strata_cli(b, s, &["restore", "t1", "--txid", &point.to_string()])?;
+        ensure!(out.status.success(), "{name}: restore: {out:?}");
+        let r: Value = serde_json::from_slice(&out.stdout)?;
+        ensure!(r["restoredTo"]["txid"] == point, "{name}: {r}");
+        let undo = r["undo"]["txid"].as_u64().context("undo txid")?;
+        ensure!(undo > point, "{name}: undo {undo} after {point}");
+        ensure!(count_posts(s, "t1")? == 3, "{name}: after restore");
+        // The token still works: the restored data.db has the same secret.
+        let r = s.api("t1", "GET", "/api/collections", Some(&token), None)?;
+        ensure!(r.status == 200, "{name}: token after restore: {r:?}");
+        let r = s.admin(
+            "POST",
+            "/_strata/api/tenants/t1/restore",
+            Some(json!({"txid": undo})),
+        )?;
+        ensure!(r.status == 200, "{name}: undo: {r:?}");
+        ensure!(count_posts(s, "t1")? == 5, "{name}: after undo");
+        let r = s.admin(
+            "POST",
+            "/_strata/api/tenants/t1/restore",
+            Some(json!({"txid": "x"})),
+        )?;
+        ensure!(r.status == 400, "{name}: bad txid: {r:?}");
+
+        // Fork at the restore point: a separate tenant with its own secret.
+        let out = strata_cli(
+            b,
+            s,
+            &["fork", "t1", "t1-copy", "--txid", &point.to_string()],
+        )?;
+        ensure!(out.status.success(), "{name}: fork: {out:?}");
+        ensure!(count_posts(s, "t1-copy")? == 3, "{name}: fork content");
+        let r = s.api("t1-copy", "GET", "/api/collections", Some(&token), None)?;
+        ensure!(r.status == 401, "{name}: t1's token on the fork: {r:?}");
+        let copy_token = s.superuser_token("t1-copy")?;
+        let r = s.api(
+            "t1-copy",
+            "POST",
+            "/api/collections/posts/records",
+            Some(&copy_token),
+            Some(json!({"title": "only in the copy"})),
+        )?;
+        ensure!(r.status == 200, "{name}: write to fork: {r:?}");
+        ensure!(
+            count_posts(s, "t1-copy")? == 4 && count_posts(s, "t1")? == 5,
+            "{name}: separate"
+        );
+        let out = strata_cli(b, s, &["fork", "t1", "t1-copy"])?;
+        ensure!(
+            out.status.code() == Some(5),
+            "{name}: fork onto an existing tenant: {out:?}"
+        );
+        Ok(())
+    })
 }

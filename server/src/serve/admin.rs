@@ -14,12 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use strata_vfs::engine::restore::Target;
+use strata_vfs::{Millis, TxId};
 
 pub fn router(app: App) -> Router<App> {
     Router::new()
         .route("/tenants", get(list).post(create))
         .route("/tenants/{id}", get(show).delete(delete))
         .route("/tenants/{id}/evict", post(evict))
+        .route("/tenants/{id}/restore", post(restore))
+        .route("/tenants/{id}/fork", post(fork))
         .route_layer(axum::middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -123,4 +127,48 @@ async fn evict(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json
 async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let meta = app.registry.delete(&id).await?;
     Ok(Json(describe(&app, &meta)))
+}
+
+/// `{txid}` or `{time}` (RFC 3339) from a body; neither = the latest state.
+fn target(body: &serde_json::Map<String, Value>) -> ApiResult<Target> {
+    let get = |k: &str| body.get(k).filter(|v| !v.is_null());
+    match (get("txid"), get("time")) {
+        (Some(t), _) => t
+            .as_u64()
+            .map(|t| Target::TxId(TxId(t)))
+            .ok_or_else(|| ApiError::bad_request("txid must be a positive integer.")),
+        (None, Some(Value::String(t))) => humantime::parse_rfc3339_weak(t)
+            .map(|t| Target::Time(Millis::from_system_time(t)))
+            .map_err(|_| {
+                ApiError::bad_request("time must be RFC 3339, e.g. 2026-11-25T10:00:00Z.")
+            }),
+        (None, Some(_)) => Err(ApiError::bad_request("time must be a string.")),
+        (None, None) => Ok(Target::Latest),
+    }
+}
+
+async fn restore(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let target = target(&body_json(body)?)?;
+    Ok(Json(app.registry.restore(&id, target).await?))
+}
+
+async fn fork(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let body = body_json(body)?;
+    let target = target(&body)?;
+    let new = body
+        .get("newId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let reg = app.registry.clone();
+    let meta = blocking(move || reg.fork(&id, &new, target)).await?;
+    Ok((StatusCode::CREATED, Json(describe(&app, &meta))).into_response())
 }

@@ -28,6 +28,25 @@ pub enum TenantCmd {
     Show { id: String },
     /// Flush and close a loaded tenant (the next request loads it again).
     Evict { id: String },
+    /// Restore a tenant's data.db to a txid or time, as new transactions on
+    /// top of its history; the answer names the txid to restore for an undo.
+    Restore {
+        id: String,
+        #[arg(long, conflicts_with = "time")]
+        txid: Option<u64>,
+        /// RFC 3339, e.g. 2026-11-25T10:00:00Z.
+        #[arg(long)]
+        time: Option<String>,
+    },
+    /// Copy a tenant's data.db at a txid or time (default: latest) into a new tenant.
+    Fork {
+        id: String,
+        new_id: String,
+        #[arg(long, conflicts_with = "time")]
+        txid: Option<u64>,
+        #[arg(long)]
+        time: Option<String>,
+    },
     /// Soft-delete a tenant: gone from the API now, data kept for the grace period.
     Delete { id: String },
 }
@@ -49,6 +68,21 @@ pub fn run(server: &str, token: Option<&str>, cmd: TenantCmd) -> Result<()> {
         TenantCmd::List => ("GET", "/_strata/api/tenants".into(), None),
         TenantCmd::Show { id } => ("GET", format!("/_strata/api/tenants/{id}"), None),
         TenantCmd::Evict { id } => ("POST", format!("/_strata/api/tenants/{id}/evict"), None),
+        TenantCmd::Restore { id, txid, time } => (
+            "POST",
+            format!("/_strata/api/tenants/{id}/restore"),
+            Some(json!({"txid": txid, "time": time})),
+        ),
+        TenantCmd::Fork {
+            id,
+            new_id,
+            txid,
+            time,
+        } => (
+            "POST",
+            format!("/_strata/api/tenants/{id}/fork"),
+            Some(json!({"newId": new_id, "txid": txid, "time": time})),
+        ),
         TenantCmd::Delete { id } => ("DELETE", format!("/_strata/api/tenants/{id}"), None),
     };
     let (status, v) = request(server, method, &path, token, body.as_ref())?;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use strata_vfs::bucket::Store;
+use strata_vfs::engine::restore::{self, Target};
 use strata_vfs::format::keys::{DbKeys, validate_tenant};
 
 pub const DATA_DB: &str = "data.db";
@@ -475,6 +476,96 @@ impl Registry {
         Ok(meta)
     }
 
+    /// Restore a tenant's `data.db` to `target`, non-destructively: the old
+    /// state is written back as new transactions on top of the history, so
+    /// the answer names the txid to restore to for an undo. The tenant is
+    /// evicted first and cannot load until the restore is done.
+    pub async fn restore(
+        self: &Arc<Self>,
+        id: &str,
+        target: Target,
+    ) -> ApiResult<serde_json::Value> {
+        check_tenant_id(id)?;
+        self.read_meta(id)?;
+        self.evict(id).await?;
+        let _no_loads = self.load_lock.lock().await;
+        let (cfg, store, tid) = (self.cfg.clone(), self.store.clone(), id.to_string());
+        blocking(move || {
+            let keys = DbKeys::new(&tid, DATA_DB)?;
+            let before = restore::read_manifest(store.as_ref(), &keys)?.head;
+            let dir = cfg.data_dir.join(&tid);
+            let tmp = scratch(&dir)?;
+            let result = (|| {
+                let r = restore::restore(&store, &keys, target, &tmp, &Default::default())?;
+                let src = Connection::open(&tmp)?;
+                let mut dst = open_db(&cfg, &dir, &tid, DATA_DB)?;
+                rusqlite::backup::Backup::new(&src, &mut dst)?.run_to_completion(
+                    1024,
+                    Duration::ZERO,
+                    None,
+                )?;
+                let head: String = dst.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
+                Ok(serde_json::json!({
+                    "id": tid,
+                    "restoredTo": {"txid": r.txid.0, "time": r.commit.rfc3339()},
+                    "head": head.parse::<u64>().ok(),
+                    "undo": {"txid": before.0},
+                }))
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            result
+        })
+        .await
+    }
+
+    /// A new tenant `new` with `id`'s `data.db` at `target` (with a fresh
+    /// JWT secret, so `id`'s tokens do not work there) and an empty
+    /// `auxiliary.db`. Blocking.
+    pub fn fork(&self, id: &str, new: &str, target: Target) -> ApiResult<Metadata> {
+        check_tenant_id(id)?;
+        check_tenant_id(new)?;
+        self.read_meta(id)?;
+        ensure_absent(&self.store, &meta_key(new), || {
+            format!("tenant {new} already exists")
+        })?;
+        let dir = self.cfg.data_dir.join(new);
+        let tmp = scratch(&dir)?;
+        let result = (|| {
+            let r = restore::restore(
+                &self.store,
+                &DbKeys::new(id, DATA_DB)?,
+                target,
+                &tmp,
+                &Default::default(),
+            )?;
+            let c = Connection::open(&tmp)?;
+            c.execute(
+                "UPDATE _params SET value = json_set(value, '$.strata.jwtSecret', ?1) WHERE id = 'settings'",
+                [schema::new_secret()],
+            )?;
+            drop(c);
+            strata_vfs::engine::import::import(&self.store, &DbKeys::new(new, DATA_DB)?, &tmp)?;
+            let aux = open_db(&self.cfg, &dir, new, AUX_DB)?;
+            aux.execute_batch(schema::AUX_SCHEMA)?;
+            aux.query_row("PRAGMA strata_flush", [], |r| r.get::<_, String>(0))?;
+            Ok::<_, ApiError>(r)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        let r = result?;
+        let meta = Metadata {
+            id: new.into(),
+            domain: None,
+            created: schema::now(),
+            deleted: None,
+            purge_after: None,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&meta).map_err(|e| ApiError::internal(e.to_string()))?;
+        self.store.put_if_absent(&meta_key(new), bytes.into())?;
+        tracing::info!(tenant = %new, from = %id, txid = r.txid.0, "forked");
+        Ok(meta)
+    }
+
     /// Every tenant's metadata (deleted ones included). Blocking.
     pub fn list(&self) -> ApiResult<Vec<Metadata>> {
         let mut out = Vec::new();
@@ -536,6 +627,13 @@ fn read_meta(store: &Store, id: &str) -> ApiResult<(Metadata, strata_vfs::bucket
         Err(e) if e.is_not_found() => Err(ApiError::not_found()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A scratch file name under `dir` for a restore.
+fn scratch(dir: &Path) -> ApiResult<PathBuf> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ApiError::unavailable(format!("create {}: {e}", dir.display())))?;
+    Ok(dir.join(format!("restore-{}.db", schema::new_id())))
 }
 
 fn open_db(cfg: &Config, dir: &Path, tenant: &str, db: &str) -> ApiResult<Connection> {
