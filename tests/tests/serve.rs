@@ -22,9 +22,20 @@ struct Server {
 
 impl Server {
     fn start(b: &Backend, data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Self::start_with(b, data_dir, extra, &[])
+    }
+
+    /// With extra environment, e.g. the VFS's `STRATA_DURABILITY`.
+    fn start_with(
+        b: &Backend,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
         let log = data_dir.with_extension("log");
         let mut child = b
             .command(&workspace_bin("strata")?)
+            .envs(env.iter().copied())
             .args([
                 "serve",
                 "--listen",
@@ -893,5 +904,111 @@ fn idle_tenants_are_evicted_and_come_back() -> Result<()> {
         count_posts(&s, "sleepy")? == 0,
         "reloads after idle eviction"
     );
+    Ok(())
+}
+
+/// `kill -9` while clients write with sync durability: a fresh node with an
+/// empty data dir on the same bucket has every acknowledged record.
+#[test]
+fn kill_9_loses_no_acknowledged_sync_write() -> Result<()> {
+    for b in Backend::all()? {
+        let dir = tempfile::tempdir()?;
+        let name = b.name();
+        let env = [("STRATA_DURABILITY", "sync"), ("STRATA_LEASE_TTL", "2s")];
+        let mut s = Server::start_with(&b, &dir.path().join("node1"), &[], &env)?;
+        s.create_tenant("t1", None)?;
+        let token = s.superuser_token("t1")?;
+        posts_collection(&s, "t1", &token)?;
+        let acked = std::sync::Mutex::new(Vec::<String>::new());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| -> Result<()> {
+            for w in 0..3 {
+                let (acked, stop, addr) = (&acked, &stop, s.addr.clone());
+                scope.spawn(move || {
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let body = json!({"title": format!("w{w}-{i}"), "n": i}).to_string();
+                        match http::request(
+                            &addr,
+                            "POST",
+                            "/t/t1/api/collections/posts/records",
+                            &[],
+                            Some(&body),
+                        ) {
+                            Ok(r) if r.status == 200 => {
+                                if let Some(id) = r.body["id"].as_str() {
+                                    acked
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .push(id.to_string());
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+            }
+            // Kill once some writes are acknowledged (polled, not slept).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while acked.lock().unwrap_or_else(|e| e.into_inner()).len() < 30 {
+                ensure!(
+                    Instant::now() < deadline,
+                    "{name}: writes do not progress: {}",
+                    s.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            s.child.kill()?;
+            s.child.wait()?;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })?;
+        let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+
+        // A fresh node; the dead node's lease expires after 2 s (503 until then).
+        let s2 = Server::start_with(&b, &dir.path().join("node2"), &[], &env)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut found = std::collections::HashSet::new();
+        loop {
+            let r = s2.api(
+                "t1",
+                "GET",
+                &format!(
+                    "/api/collections/posts/records?perPage=1000&page={}&skipTotal=1",
+                    1 + found.len() / 1000
+                ),
+                None,
+                None,
+            )?;
+            if r.status == 503 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            ensure!(
+                r.status == 200,
+                "{name}: fresh node: {r:?}: {}",
+                s2.log_text()
+            );
+            let items = r.body["items"].as_array().context("items")?;
+            found.extend(
+                items
+                    .iter()
+                    .filter_map(|i| i["id"].as_str().map(str::to_string)),
+            );
+            if items.len() < 1000 {
+                break;
+            }
+        }
+        let missing: Vec<&String> = acked.iter().filter(|id| !found.contains(*id)).collect();
+        ensure!(
+            missing.is_empty(),
+            "{name}: {} of {} acknowledged writes lost: {missing:?}",
+            missing.len(),
+            acked.len()
+        );
+    }
     Ok(())
 }
