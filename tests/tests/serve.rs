@@ -591,6 +591,39 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
         )?;
         ensure!(r.status == 413, "{name}: oversized: {r:?}");
 
+        // Multipart, as the SDKs send FormData: text parts and @jsonPayload.
+        let multipart = |parts: &[(&str, &str)]| -> Result<Response> {
+            let mut body = String::new();
+            for (disposition, value) in parts {
+                body.push_str(&format!(
+                    "--XyZ\r\nContent-Disposition: form-data; {disposition}\r\n\r\n{value}\r\n"
+                ));
+            }
+            body.push_str("--XyZ--\r\n");
+            http::raw(
+                &s.addr,
+                "POST /t/acme/api/collections/posts/records HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=XyZ",
+                body.len(),
+                body.as_bytes(),
+            )
+        };
+        let r = multipart(&[
+            ("name=\"title\"", "from a form"),
+            ("name=\"@jsonPayload\"", r#"{"n": 42, "tags": ["m"]}"#),
+        ])?;
+        ensure!(
+            r.status == 200
+                && r.body["title"] == "from a form"
+                && r.body["n"] == 42
+                && r.body["tags"] == json!(["m"]),
+            "{name}: multipart: {r:?}"
+        );
+        let r = multipart(&[
+            ("name=\"title\"", "x"),
+            ("name=\"file\"; filename=\"a.txt\"", "data"),
+        ])?;
+        ensure!(r.status == 400, "{name}: multipart file: {r:?}");
+
         // CORS preflight.
         let r = s.req(
             "OPTIONS",
