@@ -511,6 +511,23 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
             );
         }
         ensure!(list("n > 0")?.len() == 5, "{name}: table intact");
+        // Hidden fields of the caller are not reachable from a filter.
+        for f in [
+            "@request.auth.password != ''",
+            "@request.auth.tokenKey != ''",
+        ] {
+            let r = s.api(
+                "acme",
+                "GET",
+                &format!("/api/collections/posts/records?filter={}", encode(f)),
+                Some(&token),
+                None,
+            )?;
+            ensure!(
+                r.status == 200 && r.body["totalItems"] == 0,
+                "{name}: {f}: {r:?}"
+            );
+        }
         let r = s.api(
             "acme",
             "GET",

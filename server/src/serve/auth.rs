@@ -136,7 +136,11 @@ pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<
     if verify(token, &format!("{}{key}", t.secret)).is_none() {
         return Ok(None);
     }
-    let record = records::fetch(conn, &coll, rid)?.ok_or_else(ApiError::not_found)?;
+    let mut record = records::fetch(conn, &coll, rid)?.ok_or_else(ApiError::not_found)?;
+    // `@request.auth.*` must not reach the password hash or the token key.
+    for f in coll.fields.iter().filter(|f| f.hidden) {
+        record.remove(&f.name);
+    }
     Ok(Some(Auth {
         collection_id: coll.id.clone(),
         collection_name: coll.name.clone(),
