@@ -805,7 +805,7 @@ fn count_posts(s: &Server, tenant: &str) -> Result<i64> {
 
 #[test]
 fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
-    on_each_backend(&[], |b, s, _dir, name| {
+    on_each_backend(&[], |b, s, dir, name| {
         s.create_tenant("t1", None)?;
         let token = s.superuser_token("t1")?;
         posts_collection(s, "t1", &token)?;
@@ -880,6 +880,31 @@ fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
         ensure!(
             count_posts(s, "t1-copy")? == 4 && count_posts(s, "t1")? == 5,
             "{name}: separate"
+        );
+        // Export: a zip of both databases in the bucket, readable by any unzip.
+        let out = strata_cli(b, s, &["export", "t1"])?;
+        ensure!(out.status.success(), "{name}: export: {out:?}");
+        let r: Value = serde_json::from_slice(&out.stdout)?;
+        let key = r["key"].as_str().context("key")?;
+        ensure!(
+            key.starts_with("tenants/t1/backups/") && key.ends_with(".zip"),
+            "{name}: {key}"
+        );
+        let zip = dir.join("backup.zip");
+        std::fs::write(&zip, &b.store()?.get(key)?.data)?;
+        let unzipped = dir.join("unzipped");
+        let py = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&zip)
+            .arg(&unzipped)
+            .output()?;
+        ensure!(py.status.success(), "{name}: unzip: {py:?}");
+        let c = rusqlite::Connection::open(unzipped.join("data.db"))?;
+        let n: i64 = c.query_row("SELECT count(*) FROM posts", [], |r| r.get(0))?;
+        ensure!(n == 5, "{name}: {n} posts in the backup");
+        ensure!(
+            strata_tests::integrity(&unzipped.join("auxiliary.db"))? == "ok",
+            "{name}"
         );
         let out = strata_cli(b, s, &["fork", "t1", "t1-copy"])?;
         ensure!(

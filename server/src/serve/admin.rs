@@ -24,6 +24,7 @@ pub fn router(app: App) -> Router<App> {
         .route("/tenants/{id}/evict", post(evict))
         .route("/tenants/{id}/restore", post(restore))
         .route("/tenants/{id}/fork", post(fork))
+        .route("/tenants/{id}/export", post(export))
         .route_layer(axum::middleware::from_fn_with_state(app, require_admin))
 }
 
@@ -171,4 +172,11 @@ async fn fork(
     let reg = app.registry.clone();
     let meta = blocking(move || reg.fork(&id, &new, target)).await?;
     Ok((StatusCode::CREATED, Json(describe(&app, &meta))).into_response())
+}
+
+async fn export(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    check_tenant_id(&id)?;
+    let reg = app.registry.clone();
+    let (key, size) = blocking(move || reg.export(&id)).await?;
+    Ok(Json(json!({"key": key, "size": size})))
 }

@@ -47,6 +47,9 @@ pub enum TenantCmd {
         #[arg(long)]
         time: Option<String>,
     },
+    /// Export both databases (latest state in the bucket) as a zip to
+    /// tenants/<id>/backups/<time>.zip in the bucket.
+    Export { id: String },
     /// Soft-delete a tenant: gone from the API now, data kept for the grace period.
     Delete { id: String },
 }
@@ -83,6 +86,7 @@ pub fn run(server: &str, token: Option<&str>, cmd: TenantCmd) -> Result<()> {
             format!("/_strata/api/tenants/{id}/fork"),
             Some(json!({"newId": new_id, "txid": txid, "time": time})),
         ),
+        TenantCmd::Export { id } => ("POST", format!("/_strata/api/tenants/{id}/export"), None),
         TenantCmd::Delete { id } => ("DELETE", format!("/_strata/api/tenants/{id}"), None),
     };
     let (status, v) = request(server, method, &path, token, body.as_ref())?;

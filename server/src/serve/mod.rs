@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod client;
 pub mod collections;
 pub mod errors;
