@@ -6,6 +6,7 @@ mod bench;
 mod bench_mount;
 mod demo;
 mod mount;
+mod serve;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -126,6 +127,25 @@ enum Cmd {
         /// Working directory (default: ./strata-data/demo).
         #[arg(long, default_value = "strata-data/demo")]
         dir: PathBuf,
+    },
+    /// Serve many tenants' PocketBase-compatible APIs from the bucket.
+    ///
+    /// Tenants load on their first request (lazily, nothing is downloaded
+    /// up front) and are evicted by LRU and idle time. The admin API under
+    /// /_strata/api/ needs STRATA_ADMIN_TOKEN.
+    Serve(serve::Args),
+    /// Manage tenants on a running server (the admin API).
+    Tenant {
+        /// The server's base URL.
+        #[arg(
+            long,
+            env = "STRATA_SERVER",
+            default_value = "http://127.0.0.1:8090",
+            global = true
+        )]
+        server: String,
+        #[command(subcommand)]
+        cmd: serve::client::TenantCmd,
     },
 }
 
@@ -450,6 +470,11 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Mount(args) => mount::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Demo { dir } => demo::run(&dir),
+        Cmd::Serve(args) => serve::run(args),
+        Cmd::Tenant { server, cmd } => {
+            let token = std::env::var("STRATA_ADMIN_TOKEN").ok();
+            serve::client::run(&server, token.as_deref(), cmd)
+        }
     }
 }
 

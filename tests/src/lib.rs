@@ -5,6 +5,7 @@
 //!   and the S3 server; child processes get the bucket's URL and `AWS_*` env.
 //! - helpers to find the built binaries and compare database contents.
 
+pub mod http;
 pub mod s3server;
 
 use anyhow::{Context, Result, bail};

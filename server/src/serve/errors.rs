@@ -1,0 +1,146 @@
+//! The one mapping from failures to HTTP: engine error kinds, SQLite errors
+//! and the server's own errors become a status and PocketBase's error shape
+//! `{"status": 400, "message": "...", "data": {}}`. Nothing else in the
+//! server picks a status for an engine error.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use strata_vfs::ErrorKind;
+
+/// How long a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A client-facing error with PocketBase's message and field details.
+    #[error("{status}: {message}")]
+    Http {
+        status: StatusCode,
+        message: String,
+        data: Value,
+    },
+    #[error(transparent)]
+    Engine(#[from] strata_vfs::Error),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Filter(#[from] super::filter::FilterError),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError::Http {
+            status,
+            message: message.into(),
+            data: json!({}),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// 400 with per-field validation errors, as PocketBase reports them.
+    pub fn validation(message: impl Into<String>, data: Value) -> Self {
+        ApiError::Http {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            data,
+        }
+    }
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "The requested resource wasn't found.",
+        )
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub fn forbidden() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "Only superusers can perform this action.",
+        )
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Http { status, .. } => *status,
+            ApiError::Engine(e) => engine_status(e.kind()),
+            ApiError::Sqlite(e) => sqlite_status(e),
+            ApiError::Filter(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+fn engine_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// SQLite codes carry the engine's kinds back (`sqlite_code` in the VFS):
+/// Unavailable is SQLITE_BUSY (refused before its commit point), SQLITE_IOERR
+/// or SQLITE_CANTOPEN; Conflict is SQLITE_READONLY; Full is SQLITE_FULL.
+fn sqlite_status(e: &rusqlite::Error) -> StatusCode {
+    use rusqlite::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::CannotOpen) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Some(C::ReadOnly) => StatusCode::CONFLICT,
+        Some(C::ConstraintViolation) => StatusCode::BAD_REQUEST,
+        Some(C::DiskFull) => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let (message, data) = match self {
+            ApiError::Http { message, data, .. } => (message, data),
+            ApiError::Filter(e) => (
+                format!("Invalid filter or sort parameters: {e}."),
+                json!({}),
+            ),
+            other => {
+                // Internal details go to the log, not to the client.
+                tracing::warn!(error = %other, %status, "request failed");
+                let msg = match status {
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        "The storage is temporarily unavailable, retry later."
+                    }
+                    StatusCode::NOT_FOUND => "The requested resource wasn't found.",
+                    StatusCode::CONFLICT => "The resource is held or was changed elsewhere.",
+                    StatusCode::BAD_REQUEST => {
+                        "Something went wrong while processing your request."
+                    }
+                    _ => "Something went wrong while processing your request.",
+                };
+                (msg.to_string(), json!({}))
+            }
+        };
+        let body = json!({"status": status.as_u16(), "message": message, "data": data});
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,76 @@
+//! The server's Prometheus metrics; `/metrics` renders them after the
+//! engine's (`strata_vfs::metrics::render`).
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub loaded: IntGauge,
+    pub loads: IntCounter,
+    pub evictions: IntCounter,
+    pub requests: IntCounterVec,
+    pub latency: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry =
+            Registry::new_custom(Some("strata_serve".into()), None).expect("static metric prefix");
+        let loaded =
+            IntGauge::new("tenants_loaded", "tenants loaded on this node").expect("static");
+        let loads = IntCounter::new("tenant_loads_total", "tenants opened from the bucket")
+            .expect("static");
+        let evictions = IntCounter::new("tenant_evictions_total", "tenants flushed and closed")
+            .expect("static");
+        let requests = IntCounterVec::new(
+            Opts::new("requests_total", "HTTP requests by status class"),
+            &["class"],
+        )
+        .expect("static");
+        let latency = Histogram::with_opts(
+            HistogramOpts::new("request_duration_seconds", "HTTP request latency").buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("static");
+        for c in [
+            Box::new(loaded.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(loads.clone()),
+            Box::new(evictions.clone()),
+            Box::new(requests.clone()),
+            Box::new(latency.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            loaded,
+            loads,
+            evictions,
+            requests,
+            latency,
+        }
+    }
+
+    pub fn observe(&self, status: u16, secs: f64) {
+        let class = match status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests.with_label_values(&[class]).inc();
+        self.latency.observe(secs);
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding our own registered metrics into a Vec cannot fail.
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let mut out = strata_vfs::metrics::render();
+        out.push_str(&String::from_utf8_lossy(&buf));
+        out
+    }
+}

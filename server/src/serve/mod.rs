@@ -1,0 +1,322 @@
+//! `strata serve`: many tenant apps on one node, each a PocketBase-style API
+//! over its own `data.db` and `auxiliary.db` in the bucket.
+//!
+//! - [`tenants`]: the registry (lazy load, LRU/idle eviction, lifecycle);
+//! - [`records`], [`collections`], [`auth`]: the PocketBase API subset;
+//! - [`filter`]: the filter language, parsed and compiled to bound SQL;
+//! - [`errors`]: the one mapping to HTTP status and PocketBase's error shape;
+//! - [`admin`]: the operator API under `/_strata/api/`; [`client`] is its CLI;
+//! - `/metrics` is rendered by [`metrics`].
+//!
+//! Seams for later: file fields (`storage/`), realtime and JS hooks
+//! (`hooks/`) would hang off the tenant router in [`router`].
+
+pub mod admin;
+pub mod auth;
+pub mod backup;
+pub mod client;
+pub mod collections;
+pub mod errors;
+pub mod filter;
+pub mod metrics;
+pub mod records;
+pub mod schema;
+pub mod tenants;
+
+use anyhow::{Context, Result};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use errors::ApiError;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a tenant request handler gets: a hold on the loaded tenant.
+pub type TenantReq = Arc<tenants::Guard>;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// The bucket: `file:///path`, a plain path, or `s3://bucket/prefix`.
+    #[arg(long, env = "STRATA_BUCKET", default_value = "strata-data/bucket")]
+    bucket: String,
+    /// Local cache of the tenants' databases.
+    #[arg(long, default_value = "strata-data/node")]
+    data_dir: PathBuf,
+    /// Most tenants loaded at once; the least recently used is evicted.
+    #[arg(long, default_value_t = 1000)]
+    max_tenants: usize,
+    /// Evict a tenant after this long without requests.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    idle_ttl: Duration,
+    /// How long eviction waits for in-flight requests.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// Largest request body in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 << 20)]
+    max_body: usize,
+    /// Request log rows kept per tenant in auxiliary.db `_logs`.
+    #[arg(long, default_value_t = 10_000)]
+    log_cap: u64,
+    /// How long a deleted tenant's data is kept before it may be purged.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    delete_grace: Duration,
+}
+
+pub struct AppInner {
+    pub registry: Arc<tenants::Registry>,
+    pub admin_token: Option<String>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+pub type App = Arc<AppInner>;
+
+/// A plain path becomes an absolute `file://` URL: the VFS resolves the
+/// URI parameter in this process, but keep it independent of later cwd use.
+fn bucket_url(s: &str) -> Result<String> {
+    if s.contains("://") {
+        return Ok(s.to_string());
+    }
+    std::fs::create_dir_all(s).with_context(|| format!("create {s}"))?;
+    let abs = std::fs::canonicalize(s).with_context(|| format!("resolve {s}"))?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    strata_vfs::sqlite::register_static()?;
+    let bucket = bucket_url(&args.bucket)?;
+    let store = strata_vfs::bucket::open_bucket(&bucket)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("create {}", args.data_dir.display()))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let cfg = tenants::Config {
+        bucket,
+        data_dir: args.data_dir.canonicalize()?,
+        max_tenants: args.max_tenants.max(1),
+        idle_ttl: args.idle_ttl,
+        drain_timeout: args.drain_timeout,
+        log_cap: args.log_cap,
+        delete_grace: args.delete_grace,
+    };
+    let admin_token = std::env::var("STRATA_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if admin_token.is_none() {
+        tracing::warn!("STRATA_ADMIN_TOKEN is not set: the admin API is closed");
+    }
+    let app: App = Arc::new(AppInner {
+        registry: Arc::new(tenants::Registry::new(cfg, store, metrics.clone())),
+        admin_token,
+        metrics,
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the runtime")?;
+    rt.block_on(serve(app, args.listen, args.max_body))
+}
+
+async fn serve(app: App, listen: SocketAddr, max_body: usize) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find the port.
+    println!("strata serve: listening on http://{addr}");
+    let sweeper = {
+        let reg = app.registry.clone();
+        let every =
+            (reg.cfg.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                reg.sweep_idle().await;
+            }
+        })
+    };
+    axum::serve(listener, router(app.clone(), max_body))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve")?;
+    sweeper.abort();
+    // Every request has finished: flush and close every tenant.
+    let n = app.registry.loaded_count();
+    let failed = app.registry.close_all().await;
+    if failed > 0 {
+        return Err(strata_vfs::Error::unavailable(format!(
+            "{failed} of {n} tenants could not flush at shutdown; their commits stay in the local spool and upload when they are opened again"
+        ))
+        .into());
+    }
+    eprintln!("strata serve: stopped, {n} tenants flushed");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining requests");
+}
+
+pub fn router(app: App, max_body: usize) -> Router {
+    let api = Router::new()
+        .route("/api/health", get(health))
+        .route(
+            "/api/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/api/collections/{collection}",
+            get(collections::view)
+                .patch(collections::update)
+                .delete(collections::delete),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-password",
+            post(auth::auth_with_password),
+        )
+        .route(
+            "/api/collections/{collection}/auth-refresh",
+            post(auth::auth_refresh),
+        )
+        .route(
+            "/api/collections/{collection}/records",
+            get(records::list).post(records::create),
+        )
+        .route(
+            "/api/collections/{collection}/records/{id}",
+            get(records::view)
+                .patch(records::update)
+                .delete(records::delete),
+        );
+    let by_path = api
+        .clone()
+        .route_layer(from_fn_with_state(app.clone(), tenant_by_path));
+    let by_host = api.route_layer(from_fn_with_state(app.clone(), tenant_by_host));
+    Router::new()
+        .nest("/t/{tenant}", by_path)
+        .nest("/_strata/api", admin::router(app.clone()))
+        .route("/metrics", get(render_metrics))
+        .merge(by_host)
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(from_fn(cors))
+        .with_state(app)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"code": 200, "message": "API is healthy.", "data": {}}))
+}
+
+async fn render_metrics(State(app): State<App>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn tenant_by_path(
+    State(app): State<App>,
+    Path(p): Path<HashMap<String, String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let id = p.get("tenant").cloned().unwrap_or_default();
+    serve_tenant(app, id, req, next).await
+}
+
+async fn tenant_by_host(State(app): State<App>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match app.registry.tenant_for_host(&host).await {
+        Ok(id) => serve_tenant(app, id, req, next).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Load the tenant, run the handler with a hold on it, then record the
+/// request in metrics and in the tenant's `_logs`.
+async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let (method, url) = (req.method().to_string(), req.uri().to_string());
+    let guard: TenantReq = match app.registry.acquire(&id).await {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            let r = e.into_response();
+            app.metrics
+                .observe(r.status().as_u16(), start.elapsed().as_secs_f64());
+            return r;
+        }
+    };
+    req.extensions_mut().insert(guard.clone());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let secs = start.elapsed().as_secs_f64();
+    app.metrics.observe(status, secs);
+    let cap = app.registry.cfg.log_cap;
+    // The guard travels with the log write, so eviction waits for it.
+    tokio::task::spawn_blocking(move || {
+        let data = json!({"type": "request", "method": method, "url": url, "status": status, "execTime": secs * 1000.0});
+        if let Err(e) = guard.log_request(data, cap) {
+            tracing::warn!(tenant = %guard.id, error = %e, "request log write failed");
+        }
+    });
+    resp
+}
+
+/// CORS for browser clients, as PocketBase allows by default: any origin.
+async fn cors(req: Request, next: Next) -> Response {
+    let allow_headers = req
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("*"));
+    let mut resp = if req.method() == Method::OPTIONS {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, PUT, PATCH, POST, DELETE"),
+        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        r
+    } else {
+        next.run(req).await
+    };
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    resp
+}

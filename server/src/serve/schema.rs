@@ -1,0 +1,428 @@
+//! PocketBase's conventions in `data.db`: the `_collections` and `_params`
+//! tables, one table per collection, 15-character ids, `created`/`updated`
+//! as `YYYY-MM-DD HH:MM:SS.mmmZ` strings; and `_logs` in `auxiliary.db`.
+
+use super::errors::{ApiError, ApiResult};
+use super::filter::Kind;
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+/// PocketBase's fixed id of the `_superusers` collection.
+pub const SUPERUSERS_ID: &str = "pbc_3142635823";
+pub const SUPERUSERS: &str = "_superusers";
+
+pub const DATA_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS _collections (
+    id TEXT PRIMARY KEY NOT NULL,
+    system BOOLEAN DEFAULT FALSE NOT NULL,
+    type TEXT DEFAULT 'base' NOT NULL,
+    name TEXT UNIQUE NOT NULL,
+    fields JSON DEFAULT '[]' NOT NULL,
+    indexes JSON DEFAULT '[]' NOT NULL,
+    listRule TEXT DEFAULT NULL,
+    viewRule TEXT DEFAULT NULL,
+    createRule TEXT DEFAULT NULL,
+    updateRule TEXT DEFAULT NULL,
+    deleteRule TEXT DEFAULT NULL,
+    options JSON DEFAULT '{}' NOT NULL,
+    created TEXT DEFAULT '' NOT NULL,
+    updated TEXT DEFAULT '' NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _params (
+    id TEXT PRIMARY KEY NOT NULL,
+    value JSON DEFAULT NULL,
+    created TEXT DEFAULT '' NOT NULL,
+    updated TEXT DEFAULT '' NOT NULL
+);
+"#;
+
+pub const AUX_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS _logs (
+    id TEXT PRIMARY KEY NOT NULL,
+    level INTEGER DEFAULT 0 NOT NULL,
+    message TEXT DEFAULT '' NOT NULL,
+    data JSON DEFAULT '{}' NOT NULL,
+    created TEXT DEFAULT '' NOT NULL,
+    updated TEXT DEFAULT '' NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idx_logs_created ON _logs (created);
+"#;
+
+/// PocketBase's date format, UTC with milliseconds.
+pub fn now() -> String {
+    format_time(SystemTime::now())
+}
+
+pub fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t)
+        .to_string()
+        .replacen('T', " ", 1)
+}
+
+/// `@todayStart` and `@todayEnd` (UTC).
+pub fn today_bounds() -> (String, String) {
+    let day = now()[..10].to_string();
+    (
+        format!("{day} 00:00:00.000Z"),
+        format!("{day} 23:59:59.999Z"),
+    )
+}
+
+/// A PocketBase record id: 15 characters of `[a-z0-9]`.
+pub fn new_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..15)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 15
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// A random secret (for JWT signing and token keys).
+pub fn new_secret() -> String {
+    (0..3).map(|_| new_id()).collect()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Text,
+    Number,
+    Bool,
+    Json,
+    Date,
+    Email,
+    Password,
+    Autodate,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Field {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub system: bool,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(
+        default,
+        rename = "primaryKey",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub primary_key: bool,
+}
+
+impl Field {
+    fn new(name: &str, kind: FieldType) -> Field {
+        Field {
+            id: format!("{}{}", kind_tag(kind), name),
+            name: name.into(),
+            kind,
+            required: false,
+            system: true,
+            hidden: false,
+            primary_key: false,
+        }
+    }
+    /// The column definition (CREATE TABLE / ALTER TABLE ADD COLUMN).
+    pub fn column(&self) -> String {
+        let ty = match self.kind {
+            FieldType::Number => "NUMERIC DEFAULT 0 NOT NULL",
+            FieldType::Bool => "BOOLEAN DEFAULT FALSE NOT NULL",
+            FieldType::Json => "JSON DEFAULT NULL",
+            _ => "TEXT DEFAULT '' NOT NULL",
+        };
+        format!("{} {ty}", super::filter::quote_ident(&self.name))
+    }
+}
+
+fn kind_tag(k: FieldType) -> &'static str {
+    match k {
+        FieldType::Text => "text",
+        FieldType::Number => "number",
+        FieldType::Bool => "bool",
+        FieldType::Json => "json",
+        FieldType::Date => "date",
+        FieldType::Email => "email",
+        FieldType::Password => "password",
+        FieldType::Autodate => "autodate",
+    }
+}
+
+/// The five API rules: `None` = superusers only, `Some("")` = everyone,
+/// otherwise a filter the record must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Rules {
+    #[serde(rename = "listRule", default)]
+    pub list: Option<String>,
+    #[serde(rename = "viewRule", default)]
+    pub view: Option<String>,
+    #[serde(rename = "createRule", default)]
+    pub create: Option<String>,
+    #[serde(rename = "updateRule", default)]
+    pub update: Option<String>,
+    #[serde(rename = "deleteRule", default)]
+    pub delete: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Collection {
+    pub id: String,
+    pub name: String,
+    /// "base" or "auth".
+    pub kind: String,
+    pub system: bool,
+    pub fields: Vec<Field>,
+    pub indexes: Vec<String>,
+    pub rules: Rules,
+    pub created: String,
+    pub updated: String,
+}
+
+impl Collection {
+    pub fn is_auth(&self) -> bool {
+        self.kind == "auth"
+    }
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+    /// For the filter compiler: which names are comparable columns.
+    pub fn filter_kind(&self, name: &str) -> Option<Kind> {
+        match self.field(name) {
+            Some(f) if f.kind == FieldType::Password || f.hidden => None,
+            Some(f) if f.kind == FieldType::Json => Some(Kind::Json),
+            Some(_) => Some(Kind::Scalar),
+            None => None,
+        }
+    }
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "type": self.kind,
+            "system": self.system,
+            "fields": self.fields,
+            "indexes": self.indexes,
+            "listRule": self.rules.list,
+            "viewRule": self.rules.view,
+            "createRule": self.rules.create,
+            "updateRule": self.rules.update,
+            "deleteRule": self.rules.delete,
+            "created": self.created,
+            "updated": self.updated,
+        })
+    }
+
+    /// A new collection with PocketBase's system fields around `user_fields`.
+    pub fn build(name: &str, kind: &str, user_fields: Vec<Field>, rules: Rules) -> Collection {
+        let mut fields = vec![Field {
+            primary_key: true,
+            required: true,
+            ..Field::new("id", FieldType::Text)
+        }];
+        if kind == "auth" {
+            fields.push(Field {
+                hidden: true,
+                required: true,
+                ..Field::new("password", FieldType::Password)
+            });
+            fields.push(Field {
+                hidden: true,
+                required: true,
+                ..Field::new("tokenKey", FieldType::Text)
+            });
+            fields.push(Field {
+                required: true,
+                ..Field::new("email", FieldType::Email)
+            });
+            fields.push(Field::new("emailVisibility", FieldType::Bool));
+            fields.push(Field::new("verified", FieldType::Bool));
+        }
+        fields.extend(user_fields);
+        fields.push(Field::new("created", FieldType::Autodate));
+        fields.push(Field::new("updated", FieldType::Autodate));
+        let t = now();
+        Collection {
+            id: if name == SUPERUSERS {
+                SUPERUSERS_ID.into()
+            } else {
+                format!(
+                    "pbc_{}",
+                    rand::rng().random_range(1_000_000_000u64..9_999_999_999)
+                )
+            },
+            name: name.into(),
+            kind: kind.into(),
+            system: name.starts_with('_'),
+            fields,
+            indexes: vec![],
+            rules,
+            created: t.clone(),
+            updated: t,
+        }
+    }
+
+    /// CREATE TABLE (and indexes) for this collection.
+    pub fn create_table(&self, conn: &Connection) -> rusqlite::Result<()> {
+        let cols: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| {
+                if f.primary_key {
+                    format!(
+                        "{} TEXT PRIMARY KEY NOT NULL",
+                        super::filter::quote_ident(&f.name)
+                    )
+                } else {
+                    f.column()
+                }
+            })
+            .collect();
+        let table = super::filter::quote_ident(&self.name);
+        conn.execute_batch(&format!("CREATE TABLE {table} ({})", cols.join(", ")))?;
+        if self.is_auth() {
+            conn.execute_batch(&format!(
+                "CREATE UNIQUE INDEX {} ON {table} (email) WHERE email != ''",
+                super::filter::quote_ident(&format!("idx_email_{}", self.id))
+            ))?;
+        }
+        Ok(())
+    }
+
+    pub fn insert_meta(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO _collections (id, system, type, name, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                self.id,
+                self.system,
+                self.kind,
+                self.name,
+                serde_json::to_string(&self.fields).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&self.indexes).unwrap_or_else(|_| "[]".into()),
+                self.rules.list,
+                self.rules.view,
+                self.rules.create,
+                self.rules.update,
+                self.rules.delete,
+                self.created,
+                self.updated
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn update_meta(&self, conn: &Connection) -> rusqlite::Result<()> {
+        conn.execute(
+            "UPDATE _collections SET fields = ?2, listRule = ?3, viewRule = ?4, createRule = ?5, updateRule = ?6, deleteRule = ?7, updated = ?8 WHERE id = ?1",
+            params![
+                self.id,
+                serde_json::to_string(&self.fields).unwrap_or_else(|_| "[]".into()),
+                self.rules.list,
+                self.rules.view,
+                self.rules.create,
+                self.rules.update,
+                self.rules.delete,
+                self.updated
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+const COLLECTION_COLS: &str = "id, name, type, system, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated";
+
+fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
+    let fields: String = r.get(4)?;
+    let indexes: String = r.get(5)?;
+    Ok(Collection {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        system: r.get(3)?,
+        // A row we wrote ourselves; unreadable JSON means no user fields.
+        fields: serde_json::from_str(&fields).unwrap_or_default(),
+        indexes: serde_json::from_str(&indexes).unwrap_or_default(),
+        rules: Rules {
+            list: r.get(6)?,
+            view: r.get(7)?,
+            create: r.get(8)?,
+            update: r.get(9)?,
+            delete: r.get(10)?,
+        },
+        created: r.get(11)?,
+        updated: r.get(12)?,
+    })
+}
+
+/// A collection by id or name; 404 if there is none.
+pub fn find_collection(conn: &Connection, id_or_name: &str) -> ApiResult<Collection> {
+    conn.query_row(
+        &format!("SELECT {COLLECTION_COLS} FROM _collections WHERE id = ?1 OR name = ?1"),
+        [id_or_name],
+        row_to_collection,
+    )
+    .optional()?
+    .ok_or_else(ApiError::not_found)
+}
+
+pub fn all_collections(conn: &Connection) -> ApiResult<Vec<Collection>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLLECTION_COLS} FROM _collections ORDER BY created, rowid"
+    ))?;
+    let rows = stmt.query_map([], row_to_collection)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Create the PocketBase tables, the `_superusers` collection with its first
+/// superuser, and the tenant's JWT secret. Runs in one transaction.
+pub fn bootstrap_data(conn: &mut Connection, email: &str, password_hash: &str) -> ApiResult<()> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(DATA_SCHEMA)?;
+    let su = Collection::build(SUPERUSERS, "auth", vec![], Rules::default());
+    su.create_table(&tx)?;
+    su.insert_meta(&tx)?;
+    let t = now();
+    tx.execute(
+        "INSERT INTO _superusers (id, password, tokenKey, email, emailVisibility, verified, created, updated) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5)",
+        params![new_id(), password_hash, new_secret(), email, t],
+    )?;
+    tx.execute(
+        "INSERT INTO _params (id, value, created, updated) VALUES ('settings', ?1, ?2, ?2)",
+        params![
+            json!({"strata": {"jwtSecret": new_secret()}}).to_string(),
+            t
+        ],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The tenant's JWT signing secret from `_params`.
+pub fn jwt_secret(conn: &Connection) -> ApiResult<String> {
+    let v: Option<String> = conn
+        .query_row("SELECT value FROM _params WHERE id = 'settings'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let v: Value = v
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or(Value::Null);
+    v.pointer("/strata/jwtSecret")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::internal("tenant has no JWT secret in _params"))
+}

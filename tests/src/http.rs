@@ -1,0 +1,93 @@
+//! A minimal HTTP/1.1 client for driving `strata serve` in tests: one
+//! request per connection (`Connection: close`), JSON bodies.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A response: status, lowercase header names, body (JSON or `Null`).
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Send `head` (request line and headers, without the final blank line)
+/// plus `Content-Length`, then `body`; read the whole answer.
+pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result<Response> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let head = format!(
+        "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {content_length}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes())?;
+    // A server that refuses the body early may close before it is all sent.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).context("read response")?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("malformed response: {text:?}"))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("bad status line in {head:?}"))?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        text: body.to_string(),
+    })
+}
+
+/// A request with optional extra headers (`"Name: value"`) and a body.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: Option<&str>,
+) -> Result<Response> {
+    let mut head = format!("{method} {path} HTTP/1.1");
+    for h in headers {
+        head.push_str("\r\n");
+        head.push_str(h);
+    }
+    if body.is_some() {
+        head.push_str("\r\nContent-Type: application/json");
+    }
+    let body = body.unwrap_or("");
+    raw(addr, &head, body.len(), body.as_bytes())
+}
+
+/// `%`-encode a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,1089 @@
+//! `strata serve` driven over HTTP as a client would: the real binary as a
+//! child process, against a local bucket and the loopback S3 server.
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use strata_tests::http::{self, Response, encode};
+use strata_tests::{Backend, workspace_bin};
+
+const ADMIN: &str = "test-admin-token";
+const SU_EMAIL: &str = "root@acme.test";
+const SU_PASSWORD: &str = "correct horse";
+
+struct Server {
+    child: Child,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Server {
+    fn start(b: &Backend, data_dir: &Path, extra: &[&str]) -> Result<Server> {
+        Self::start_with(b, data_dir, extra, &[])
+    }
+
+    /// With extra environment, e.g. the VFS's `STRATA_DURABILITY`.
+    fn start_with(
+        b: &Backend,
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
+        let log = data_dir.with_extension("log");
+        let mut child = b
+            .command(&workspace_bin("strata")?)
+            .envs(env.iter().copied())
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--bucket",
+                &b.url(),
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env("STRATA_ADMIN_TOKEN", ADMIN)
+            .env("STRATA_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("start strata serve")?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(addr) = line
+            .trim()
+            .strip_prefix("strata serve: listening on http://")
+        else {
+            let _ = child.kill();
+            bail!(
+                "server did not start ({line:?}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        Ok(Server {
+            addr: addr.to_string(),
+            child,
+            log,
+        })
+    }
+
+    fn req(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: Option<&str>,
+    ) -> Result<Response> {
+        http::request(&self.addr, method, path, headers, body)
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Result<Response> {
+        let b = body.map(|v| v.to_string());
+        self.req(
+            method,
+            path,
+            &[format!("Authorization: Bearer {ADMIN}")],
+            b.as_deref(),
+        )
+    }
+
+    /// A tenant API call with an optional auth token.
+    fn api(
+        &self,
+        tenant: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Response> {
+        let h: Vec<String> = token
+            .map(|t| format!("Authorization: {t}"))
+            .into_iter()
+            .collect();
+        let b = body.map(|v| v.to_string());
+        self.req(method, &format!("/t/{tenant}{path}"), &h, b.as_deref())
+    }
+
+    fn create_tenant(&self, id: &str, domain: Option<&str>) -> Result<()> {
+        let r = self.admin(
+            "POST",
+            "/_strata/api/tenants",
+            Some(json!({"id": id, "domain": domain, "superuser": {"email": SU_EMAIL, "password": SU_PASSWORD}})),
+        )?;
+        ensure!(r.status == 201, "create {id}: {r:?}");
+        Ok(())
+    }
+
+    fn superuser_token(&self, tenant: &str) -> Result<String> {
+        let r = self.api(
+            tenant,
+            "POST",
+            "/api/collections/_superusers/auth-with-password",
+            None,
+            Some(json!({"identity": SU_EMAIL, "password": SU_PASSWORD})),
+        )?;
+        ensure!(r.status == 200, "auth: {r:?}");
+        Ok(r.body["token"].as_str().context("token")?.to_string())
+    }
+
+    /// SIGTERM, then wait (polling) for the exit.
+    fn terminate(&mut self) -> Result<ExitStatus> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn strata_cli(b: &Backend, server: &Server, args: &[&str]) -> Result<std::process::Output> {
+    Ok(b.command(&workspace_bin("strata")?)
+        .args(["tenant", "--server", &format!("http://{}", server.addr)])
+        .args(args)
+        .env("STRATA_ADMIN_TOKEN", ADMIN)
+        .output()?)
+}
+
+fn posts_collection(s: &Server, tenant: &str, token: &str) -> Result<()> {
+    let r = s.api(
+        tenant,
+        "POST",
+        "/api/collections",
+        Some(token),
+        Some(json!({
+            "name": "posts",
+            "type": "base",
+            "fields": [
+                {"name": "title", "type": "text", "required": true},
+                {"name": "n", "type": "number"},
+                {"name": "done", "type": "bool"},
+                {"name": "tags", "type": "json"},
+                {"name": "owner", "type": "text"},
+            ],
+            "listRule": "", "viewRule": "", "createRule": "",
+            "updateRule": "@request.auth.id != '' && owner = @request.auth.id", "deleteRule": null,
+        })),
+    )?;
+    ensure!(r.status == 200, "create collection: {r:?}");
+    ensure!(
+        r.body["listRule"] == "" && r.body["deleteRule"].is_null(),
+        "{r:?}"
+    );
+    Ok(())
+}
+
+/// Run `body` against a fresh server on each backend (local, then S3).
+fn on_each_backend(
+    extra: &[&str],
+    body: impl Fn(&Backend, &Server, &Path, &str) -> Result<()>,
+) -> Result<()> {
+    for b in Backend::all()? {
+        let dir = tempfile::tempdir()?;
+        let s = Server::start(&b, &dir.path().join("node"), extra)?;
+        body(&b, &s, dir.path(), b.name())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
+    on_each_backend(&[], |b, s, _dir, name| {
+        // The admin API needs the token.
+        let r = s.req("GET", "/_strata/api/tenants", &[], None)?;
+        ensure!(r.status == 401, "{name}: no token: {r:?}");
+        ensure!(
+            r.body["status"] == 401 && r.body["message"].is_string(),
+            "{name}: error shape {r:?}"
+        );
+        let r = s.req(
+            "GET",
+            "/_strata/api/tenants",
+            &["Authorization: Bearer wrong".into()],
+            None,
+        )?;
+        ensure!(r.status == 401, "{name}: wrong token: {r:?}");
+
+        s.create_tenant("acme", Some("acme.example"))?;
+        let again = s.admin(
+            "POST",
+            "/_strata/api/tenants",
+            Some(json!({"id": "acme", "superuser": {"email": SU_EMAIL, "password": SU_PASSWORD}})),
+        )?;
+        ensure!(again.status == 409, "{name}: duplicate: {again:?}");
+        // Ids that would escape the tenant's prefix, in the body and in the path.
+        for bad in ["../x", "a/b", "", "A", ".."] {
+            let r = s.admin(
+                "POST",
+                "/_strata/api/tenants",
+                Some(json!({"id": bad, "superuser": {"email": SU_EMAIL, "password": SU_PASSWORD}})),
+            )?;
+            ensure!(r.status == 400, "{name}: create {bad:?}: {r:?}");
+        }
+        for bad in ["..%2Fx", "a%2Fb", "%2E%2E"] {
+            let r = s.req("GET", &format!("/t/{bad}/api/health"), &[], None)?;
+            ensure!(r.status == 400, "{name}: /t/{bad}: {r:?}");
+            let r = s.admin("GET", &format!("/_strata/api/tenants/{bad}"), None)?;
+            ensure!(r.status == 400, "{name}: show {bad}: {r:?}");
+        }
+        let r = s.req("GET", "/t/nosuch/api/health", &[], None)?;
+        ensure!(r.status == 404, "{name}: unknown tenant: {r:?}");
+
+        // The metadata object is in the bucket, with the domain.
+        let meta = b.store()?.get("tenants/acme/metadata.json")?;
+        let meta: Value = serde_json::from_slice(&meta.data)?;
+        ensure!(meta["domain"] == "acme.example", "{name}: {meta}");
+
+        // The CLI talks to the same API.
+        let out = strata_cli(b, s, &["list"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && text.contains("acme\tevicted\tacme.example"),
+            "{name}: list: {out:?}"
+        );
+        let r = s.req(
+            "GET",
+            "/api/health",
+            &["Host: acme.example:8090".into()],
+            None,
+        )?;
+        ensure!(
+            r.status == 200 && r.body["code"] == 200,
+            "{name}: by host: {r:?}"
+        );
+        let r = s.req("GET", "/api/health", &["Host: other.example".into()], None)?;
+        ensure!(r.status == 404, "{name}: unknown host: {r:?}");
+        let out = strata_cli(b, s, &["show", "acme"])?;
+        let shown: Value =
+            serde_json::from_slice(&out.stdout).with_context(|| format!("{out:?}"))?;
+        ensure!(
+            shown["state"] == "loaded" && shown["replication"]["data.db"].is_object(),
+            "{name}: show: {shown}"
+        );
+        let out = strata_cli(b, s, &["evict", "acme"])?;
+        ensure!(
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("\"evicted\": true"),
+            "{name}: {out:?}"
+        );
+        let r = s.admin("GET", "/_strata/api/tenants/acme", None)?;
+        ensure!(r.body["state"] == "evicted", "{name}: after evict: {r:?}");
+        let out = strata_cli(b, s, &["show", "nosuch"])?;
+        ensure!(
+            out.status.code() == Some(3),
+            "{name}: show unknown exits 3: {out:?}"
+        );
+
+        // Soft delete: gone from the API and from its domain, kept in the bucket.
+        let out = strata_cli(b, s, &["delete", "acme"])?;
+        ensure!(out.status.success(), "{name}: delete: {out:?}");
+        let r = s.req("GET", "/t/acme/api/health", &[], None)?;
+        ensure!(r.status == 404, "{name}: deleted tenant: {r:?}");
+        let r = s.req("GET", "/api/health", &["Host: acme.example".into()], None)?;
+        ensure!(r.status == 404, "{name}: deleted tenant's domain: {r:?}");
+        let r = s.admin("GET", "/_strata/api/tenants/acme", None)?;
+        ensure!(
+            r.body["deleted"].is_string() && r.body["purgeAfter"].is_string(),
+            "{name}: {r:?}"
+        );
+        ensure!(
+            b.store()?
+                .get("tenants/acme/db/data.db/manifest.json")
+                .is_ok(),
+            "{name}: data kept"
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn records_filters_auth_and_bad_input() -> Result<()> {
+    on_each_backend(&["--max-body", "65536"], |_b, s, _dir, name| {
+        s.create_tenant("acme", None)?;
+        s.create_tenant("other", None)?;
+
+        // Superuser auth: the right password, then a wrong one.
+        let bad = s.api(
+            "acme",
+            "POST",
+            "/api/collections/_superusers/auth-with-password",
+            None,
+            Some(json!({"identity": SU_EMAIL, "password": "wrong password"})),
+        )?;
+        ensure!(
+            bad.status == 400 && bad.body["status"] == 400,
+            "{name}: wrong password: {bad:?}"
+        );
+        let token = s.superuser_token("acme")?;
+        let bearer = format!("Bearer {token}");
+        let r = s.api(
+            "acme",
+            "POST",
+            "/api/collections/_superusers/auth-refresh",
+            Some(&bearer),
+            None,
+        )?;
+        ensure!(
+            r.status == 200 && r.body["token"].is_string(),
+            "{name}: refresh: {r:?}"
+        );
+        ensure!(
+            r.body["record"]["email"] == SU_EMAIL && r.body["record"].get("password").is_none(),
+            "{name}: {r:?}"
+        );
+
+        // Collections are for superusers: guests 401.
+        let r = s.api("acme", "GET", "/api/collections", None, None)?;
+        ensure!(r.status == 401, "{name}: guest collections: {r:?}");
+        posts_collection(s, "acme", &token)?;
+        // A token of acme is nobody on other.
+        let r = s.api("other", "GET", "/api/collections", Some(&token), None)?;
+        ensure!(
+            r.status == 401 || r.status == 403,
+            "{name}: foreign token: {r:?}"
+        );
+        let r = s.api(
+            "other",
+            "GET",
+            "/api/collections/posts/records",
+            Some(&token),
+            None,
+        )?;
+        ensure!(r.status == 404, "{name}: other has no posts: {r:?}");
+
+        // Create as a guest (createRule ""), five records.
+        let mut ids = Vec::new();
+        for (i, (title, n, tags)) in [
+            ("alpha", 1, json!(["a"])),
+            ("beta", 2, json!(["b", "c"])),
+            ("gamma", 3, json!([])),
+            ("x\" OR 1=1 --", 4, json!(["a", "c"])),
+            ("delta", 5, json!(null)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let r = s.api(
+                "acme",
+                "POST",
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": title, "n": n, "done": i % 2 == 0, "tags": tags})),
+            )?;
+            ensure!(r.status == 200, "{name}: create {title}: {r:?}");
+            let id = r.body["id"].as_str().context("id")?.to_string();
+            ensure!(
+                id.len() == 15
+                    && id
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "{name}: id {id}"
+            );
+            let created = r.body["created"].as_str().context("created")?;
+            ensure!(
+                created.len() == 24 && created.ends_with('Z') && &created[10..11] == " ",
+                "{name}: created {created}"
+            );
+            ensure!(
+                r.body["n"] == n && r.body["tags"] == tags && r.body["collectionName"] == "posts",
+                "{name}: {r:?}"
+            );
+            ids.push(id);
+        }
+
+        // List: exactly PocketBase's shape; paging until a short page, as getFullList does.
+        let r = s.api(
+            "acme",
+            "GET",
+            "/api/collections/posts/records?perPage=2&sort=n",
+            None,
+            None,
+        )?;
+        let keys: Vec<&String> = r.body.as_object().context("object")?.keys().collect();
+        ensure!(
+            keys == ["items", "page", "perPage", "totalItems", "totalPages"],
+            "{name}: keys {keys:?}"
+        );
+        ensure!(
+            r.body["totalItems"] == 5 && r.body["totalPages"] == 3 && r.body["perPage"] == 2,
+            "{name}: {r:?}"
+        );
+        let mut all = Vec::new();
+        for page in 1.. {
+            let r = s.api(
+                "acme",
+                "GET",
+                &format!(
+                    "/api/collections/posts/records?page={page}&perPage=2&skipTotal=1&sort=-n"
+                ),
+                None,
+                None,
+            )?;
+            ensure!(
+                r.body["totalItems"] == -1 && r.body["totalPages"] == -1,
+                "{name}: skipTotal: {r:?}"
+            );
+            let items = r.body["items"].as_array().context("items")?.clone();
+            let short = items.len() < 2;
+            all.extend(items);
+            if short {
+                break;
+            }
+            ensure!(page < 10, "{name}: paging does not end");
+        }
+        let ns: Vec<i64> = all.iter().filter_map(|i| i["n"].as_i64()).collect();
+        ensure!(ns == [5, 4, 3, 2, 1], "{name}: full list by -n: {ns:?}");
+
+        let list = |filter: &str| -> Result<Vec<i64>> {
+            let r = s.api(
+                "acme",
+                "GET",
+                &format!(
+                    "/api/collections/posts/records?sort=n&filter={}",
+                    encode(filter)
+                ),
+                None,
+                None,
+            )?;
+            ensure!(r.status == 200, "{name}: filter {filter}: {r:?}");
+            Ok(r.body["items"]
+                .as_array()
+                .context("items")?
+                .iter()
+                .filter_map(|i| i["n"].as_i64())
+                .collect())
+        };
+        ensure!(list("n >= 2 && n < 4")? == [2, 3], "{name}");
+        ensure!(list("(n = 1 || n = 5) && done = true")? == [1, 5], "{name}");
+        ensure!(
+            list("title ~ 'lph' || (n > 4 && title != 'x')")? == [1, 5],
+            "{name}"
+        );
+        ensure!(list("title !~ 'a'")? == [4], "{name}");
+        ensure!(list("tags ?= 'c'")? == [2, 4], "{name}");
+        ensure!(
+            list("n <= 3 && (done = false || title = 'gamma')")? == [2, 3],
+            "{name}"
+        );
+        // The injection attempt is a value, matching only its own row.
+        ensure!(list(r#"title = "x\" OR 1=1 --""#)? == [4], "{name}");
+        for bad in [
+            "title = 'x' OR 1=1 --'",
+            "title = 'a",
+            "nosuch = 1",
+            "n = 1; DROP TABLE posts",
+            &format!("{}n = 1{}", "(".repeat(20), ")".repeat(20)),
+        ] {
+            let r = s.api(
+                "acme",
+                "GET",
+                &format!("/api/collections/posts/records?filter={}", encode(bad)),
+                None,
+                None,
+            )?;
+            ensure!(
+                r.status == 400 && r.body["status"] == 400,
+                "{name}: bad filter {bad}: {r:?}"
+            );
+        }
+        ensure!(list("n > 0")?.len() == 5, "{name}: table intact");
+        // Hidden fields of the caller are not reachable from a filter.
+        for f in [
+            "@request.auth.password != ''",
+            "@request.auth.tokenKey != ''",
+        ] {
+            let r = s.api(
+                "acme",
+                "GET",
+                &format!("/api/collections/posts/records?filter={}", encode(f)),
+                Some(&token),
+                None,
+            )?;
+            ensure!(
+                r.status == 200 && r.body["totalItems"] == 0,
+                "{name}: {f}: {r:?}"
+            );
+        }
+        let r = s.api(
+            "acme",
+            "GET",
+            "/api/collections/posts/records?fields=id,title&perPage=1",
+            None,
+            None,
+        )?;
+        let item = r.body["items"][0].as_object().context("item")?;
+        ensure!(
+            item.len() == 2 && item.contains_key("title"),
+            "{name}: fields: {r:?}"
+        );
+
+        // View, update (rule: owner = @request.auth.id), delete (superusers only).
+        let path = format!("/api/collections/posts/records/{}", ids[0]);
+        let one = |method: &str, token: Option<&str>, body: Option<Value>| {
+            s.api("acme", method, &path, token, body)
+        };
+        let r = one("GET", None, None)?;
+        ensure!(
+            r.status == 200 && r.body["title"] == "alpha",
+            "{name}: view: {r:?}"
+        );
+        let r = one("PATCH", None, Some(json!({"title": "hacked"})))?;
+        ensure!(r.status == 404, "{name}: guest update: {r:?}");
+        let r = one(
+            "PATCH",
+            Some(&token),
+            Some(json!({"title": "ALPHA", "n": 10})),
+        )?;
+        ensure!(
+            r.status == 200 && r.body["title"] == "ALPHA" && r.body["n"] == 10,
+            "{name}: update: {r:?}"
+        );
+        let r = one("DELETE", None, None)?;
+        ensure!(r.status == 403, "{name}: guest delete: {r:?}");
+        let r = one("DELETE", Some(&token), None)?;
+        ensure!(r.status == 204, "{name}: delete: {r:?}");
+        let r = one("GET", None, None)?;
+        ensure!(
+            r.status == 404 && r.body["status"] == 404,
+            "{name}: deleted record: {r:?}"
+        );
+
+        // Bad input: unknown collection, malformed JSON, missing required, too large.
+        let r = s.api("acme", "GET", "/api/collections/nope/records", None, None)?;
+        ensure!(
+            r.status == 404 && r.body["message"].is_string(),
+            "{name}: unknown collection: {r:?}"
+        );
+        let r = s.req(
+            "POST",
+            "/t/acme/api/collections/posts/records",
+            &[],
+            Some("{\"title\": "),
+        )?;
+        ensure!(
+            r.status == 400 && r.body["status"] == 400,
+            "{name}: malformed JSON: {r:?}"
+        );
+        let r = s.api(
+            "acme",
+            "POST",
+            "/api/collections/posts/records",
+            None,
+            Some(json!({"n": 1})),
+        )?;
+        ensure!(
+            r.status == 400 && r.body["data"]["title"]["code"] == "validation_required",
+            "{name}: required: {r:?}"
+        );
+        let big = format!("{{\"title\": \"{}\"}}", "a".repeat(100_000));
+        let r = http::raw(
+            &s.addr,
+            "POST /t/acme/api/collections/posts/records HTTP/1.1\r\nContent-Type: application/json",
+            big.len(),
+            big.as_bytes(),
+        )?;
+        ensure!(r.status == 413, "{name}: oversized: {r:?}");
+
+        // Multipart, as the SDKs send FormData: text parts and @jsonPayload.
+        let multipart = |parts: &[(&str, &str)]| -> Result<Response> {
+            let mut body = String::new();
+            for (disposition, value) in parts {
+                body.push_str(&format!(
+                    "--XyZ\r\nContent-Disposition: form-data; {disposition}\r\n\r\n{value}\r\n"
+                ));
+            }
+            body.push_str("--XyZ--\r\n");
+            http::raw(
+                &s.addr,
+                "POST /t/acme/api/collections/posts/records HTTP/1.1\r\nContent-Type: multipart/form-data; boundary=XyZ",
+                body.len(),
+                body.as_bytes(),
+            )
+        };
+        let r = multipart(&[
+            ("name=\"title\"", "from a form"),
+            ("name=\"@jsonPayload\"", r#"{"n": 42, "tags": ["m"]}"#),
+        ])?;
+        ensure!(
+            r.status == 200
+                && r.body["title"] == "from a form"
+                && r.body["n"] == 42
+                && r.body["tags"] == json!(["m"]),
+            "{name}: multipart: {r:?}"
+        );
+        let r = multipart(&[
+            ("name=\"title\"", "x"),
+            ("name=\"file\"; filename=\"a.txt\"", "data"),
+        ])?;
+        ensure!(r.status == 400, "{name}: multipart file: {r:?}");
+
+        // CORS preflight.
+        let r = s.req(
+            "OPTIONS",
+            "/t/acme/api/collections/posts/records",
+            &[
+                "Origin: http://app.test".into(),
+                "Access-Control-Request-Method: POST".into(),
+            ],
+            None,
+        )?;
+        ensure!(
+            r.status == 204 && r.header("access-control-allow-origin") == Some("*"),
+            "{name}: preflight: {r:?}"
+        );
+
+        // Request logs are in auxiliary.db; metrics count requests.
+        let m = s.req("GET", "/metrics", &[], None)?;
+        ensure!(
+            m.text
+                .contains("strata_serve_request_duration_seconds_count")
+                && m.text.contains("strata_serve_tenant_loads_total 2"),
+            "{name}: metrics: {}",
+            m.text
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
+    for b in Backend::all()? {
+        let dir = tempfile::tempdir()?;
+        let name = b.name();
+        let mut s = Server::start(&b, &dir.path().join("node1"), &["--max-tenants", "2"])?;
+        for t in ["t1", "t2", "t3"] {
+            s.create_tenant(t, None)?;
+        }
+        let token = s.superuser_token("t1")?;
+        posts_collection(&s, "t1", &token)?;
+        for i in 0..20 {
+            let r = s.api(
+                "t1",
+                "POST",
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("p{i}"), "n": i})),
+            )?;
+            ensure!(r.status == 200, "{name}: {r:?}");
+        }
+        // Explicit eviction, then the next request loads the tenant again.
+        let r = s.admin("POST", "/_strata/api/tenants/t1/evict", None)?;
+        ensure!(r.body["evicted"] == true, "{name}: {r:?}");
+        let r = s.api(
+            "t1",
+            "GET",
+            "/api/collections/posts/records?perPage=100",
+            None,
+            None,
+        )?;
+        ensure!(
+            r.status == 200 && r.body["totalItems"] == 20,
+            "{name}: after reload: {r:?}"
+        );
+        // The token still verifies: the secret came back from data.db.
+        let r = s.api("t1", "GET", "/api/collections", Some(&token), None)?;
+        ensure!(r.status == 200, "{name}: token after reload: {r:?}");
+
+        // LRU: touching t2 and t3 leaves at most two loaded (t1 least recent).
+        s.api("t2", "GET", "/api/health", None, None)?;
+        s.api("t3", "GET", "/api/health", None, None)?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = s.admin("GET", "/_strata/api/tenants", None)?;
+            if r.body["loaded"] == 2 {
+                let t1 = r.body["items"]
+                    .as_array()
+                    .context("items")?
+                    .iter()
+                    .find(|t| t["id"] == "t1")
+                    .cloned();
+                ensure!(
+                    t1.is_some_and(|t| t["state"] == "evicted"),
+                    "{name}: LRU victim: {r:?}"
+                );
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{name}: LRU did not evict: {r:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        // Write more, then SIGTERM: exit 0 and everything in the bucket.
+        for i in 20..25 {
+            let r = s.api(
+                "t1",
+                "POST",
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("p{i}"), "n": i})),
+            )?;
+            ensure!(r.status == 200, "{name}: {r:?}");
+        }
+        let status = s.terminate()?;
+        ensure!(
+            status.code() == Some(0),
+            "{name}: exit {status:?}: {}",
+            s.log_text()
+        );
+        // Both databases from the bucket alone.
+        let count = |db: &str, sql: &str| -> Result<i64> {
+            let out = dir.path().join(format!("restored-{db}"));
+            strata_tests::restore(
+                &b.store()?,
+                "t1",
+                db,
+                strata_vfs::engine::Target::Latest,
+                &out,
+            )?;
+            let c = rusqlite::Connection::open(&out)?;
+            Ok(c.query_row(sql, [], |r| r.get(0))?)
+        };
+        let n = count("data.db", "SELECT count(*) FROM posts")?;
+        ensure!(n == 25, "{name}: restored {n} posts");
+        let n = count(
+            "auxiliary.db",
+            "SELECT count(*) FROM _logs WHERE data LIKE '%\"method\":\"POST\"%'",
+        )?;
+        ensure!(n >= 25, "{name}: {n} POSTs logged");
+
+        // A fresh node with an empty data dir serves the same data from the bucket.
+        let s2 = Server::start(&b, &dir.path().join("node2"), &[])?;
+        let r = s2.api(
+            "t1",
+            "GET",
+            "/api/collections/posts/records?filter=n%20%3E%3D%2020",
+            None,
+            None,
+        )?;
+        ensure!(
+            r.status == 200 && r.body["totalItems"] == 5,
+            "{name}: fresh node: {r:?}"
+        );
+        drop(s2);
+        drop(s);
+    }
+    Ok(())
+}
+
+fn count_posts(s: &Server, tenant: &str) -> Result<i64> {
+    let r = s.api(
+        tenant,
+        "GET",
+        "/api/collections/posts/records?perPage=1",
+        None,
+        None,
+    )?;
+    ensure!(r.status == 200, "count {tenant}: {r:?}");
+    r.body["totalItems"].as_i64().context("totalItems")
+}
+
+#[test]
+fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
+    on_each_backend(&[], |b, s, dir, name| {
+        s.create_tenant("t1", None)?;
+        let token = s.superuser_token("t1")?;
+        posts_collection(s, "t1", &token)?;
+        let add = |i: i64| -> Result<()> {
+            let r = s.api(
+                "t1",
+                "POST",
+                "/api/collections/posts/records",
+                None,
+                Some(json!({"title": format!("p{i}"), "n": i})),
+            )?;
+            ensure!(r.status == 200, "{name}: {r:?}");
+            Ok(())
+        };
+        for i in 0..3 {
+            add(i)?;
+        }
+        // The restore point: the head once these three are in the bucket.
+        s.admin("POST", "/_strata/api/tenants/t1/evict", None)?;
+        let shown = s.admin("GET", "/_strata/api/tenants/t1", None)?;
+        let point = shown.body["replication"]["data.db"]["bucketHead"]
+            .as_u64()
+            .with_context(|| format!("{shown:?}"))?;
+        for i in 3..5 {
+            add(i)?;
+        }
+        ensure!(count_posts(s, "t1")? == 5, "{name}");
+
+        let out = strata_cli(b, s, &["restore", "t1", "--txid", &point.to_string()])?;
+        ensure!(out.status.success(), "{name}: restore: {out:?}");
+        let r: Value = serde_json::from_slice(&out.stdout)?;
+        ensure!(r["restoredTo"]["txid"] == point, "{name}: {r}");
+        let undo = r["undo"]["txid"].as_u64().context("undo txid")?;
+        ensure!(undo > point, "{name}: undo {undo} after {point}");
+        ensure!(count_posts(s, "t1")? == 3, "{name}: after restore");
+        // The token still works: the restored data.db has the same secret.
+        let r = s.api("t1", "GET", "/api/collections", Some(&token), None)?;
+        ensure!(r.status == 200, "{name}: token after restore: {r:?}");
+        let r = s.admin(
+            "POST",
+            "/_strata/api/tenants/t1/restore",
+            Some(json!({"txid": undo})),
+        )?;
+        ensure!(r.status == 200, "{name}: undo: {r:?}");
+        ensure!(count_posts(s, "t1")? == 5, "{name}: after undo");
+        let r = s.admin(
+            "POST",
+            "/_strata/api/tenants/t1/restore",
+            Some(json!({"txid": "x"})),
+        )?;
+        ensure!(r.status == 400, "{name}: bad txid: {r:?}");
+
+        // Fork at the restore point: a separate tenant with its own secret.
+        let out = strata_cli(
+            b,
+            s,
+            &["fork", "t1", "t1-copy", "--txid", &point.to_string()],
+        )?;
+        ensure!(out.status.success(), "{name}: fork: {out:?}");
+        ensure!(count_posts(s, "t1-copy")? == 3, "{name}: fork content");
+        let r = s.api("t1-copy", "GET", "/api/collections", Some(&token), None)?;
+        ensure!(r.status == 401, "{name}: t1's token on the fork: {r:?}");
+        let copy_token = s.superuser_token("t1-copy")?;
+        let r = s.api(
+            "t1-copy",
+            "POST",
+            "/api/collections/posts/records",
+            Some(&copy_token),
+            Some(json!({"title": "only in the copy"})),
+        )?;
+        ensure!(r.status == 200, "{name}: write to fork: {r:?}");
+        ensure!(
+            count_posts(s, "t1-copy")? == 4 && count_posts(s, "t1")? == 5,
+            "{name}: separate"
+        );
+        // Export: a zip of both databases in the bucket, readable by any unzip.
+        let out = strata_cli(b, s, &["export", "t1"])?;
+        ensure!(out.status.success(), "{name}: export: {out:?}");
+        let r: Value = serde_json::from_slice(&out.stdout)?;
+        let key = r["key"].as_str().context("key")?;
+        ensure!(
+            key.starts_with("tenants/t1/backups/") && key.ends_with(".zip"),
+            "{name}: {key}"
+        );
+        let zip = dir.join("backup.zip");
+        std::fs::write(&zip, &b.store()?.get(key)?.data)?;
+        let unzipped = dir.join("unzipped");
+        let py = std::process::Command::new("/usr/bin/python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&zip)
+            .arg(&unzipped)
+            .output()?;
+        ensure!(py.status.success(), "{name}: unzip: {py:?}");
+        let c = rusqlite::Connection::open(unzipped.join("data.db"))?;
+        let n: i64 = c.query_row("SELECT count(*) FROM posts", [], |r| r.get(0))?;
+        ensure!(n == 5, "{name}: {n} posts in the backup");
+        ensure!(
+            strata_tests::integrity(&unzipped.join("auxiliary.db"))? == "ok",
+            "{name}"
+        );
+        let out = strata_cli(b, s, &["fork", "t1", "t1-copy"])?;
+        ensure!(
+            out.status.code() == Some(5),
+            "{name}: fork onto an existing tenant: {out:?}"
+        );
+        Ok(())
+    })
+}
+
+/// Bucket outage: a loaded tenant keeps serving (async commits wait in the
+/// spool); a tenant that is not loaded gets 503 with `Retry-After`.
+#[test]
+fn bucket_outage_only_blocks_unloaded_tenants() -> Result<()> {
+    let mut b = Backend::s3()?;
+    let dir = tempfile::tempdir()?;
+    let s = Server::start(&b, &dir.path().join("node"), &[])?;
+    s.create_tenant("up", None)?;
+    s.create_tenant("cold", None)?;
+    let token = s.superuser_token("up")?;
+    posts_collection(&s, "up", &token)?;
+    let r = s.admin("GET", "/_strata/api/tenants", None)?;
+    ensure!(r.body["loaded"] == 1, "only `up` is loaded: {r:?}");
+    if let Backend::S3(server, _) = &mut b {
+        server.stop();
+    }
+    let r = s.api(
+        "up",
+        "POST",
+        "/api/collections/posts/records",
+        None,
+        Some(json!({"title": "during the outage"})),
+    )?;
+    ensure!(
+        r.status == 200,
+        "write to a loaded tenant during the outage: {r:?}"
+    );
+    ensure!(count_posts(&s, "up")? == 1, "read during the outage");
+    let r = s.api("cold", "GET", "/api/health", None, None)?;
+    ensure!(
+        r.status == 503 && r.header("retry-after").is_some(),
+        "unloaded tenant: {r:?}"
+    );
+    ensure!(r.body["status"] == 503, "error shape: {r:?}");
+    Ok(())
+}
+
+#[test]
+fn idle_tenants_are_evicted_and_come_back() -> Result<()> {
+    let b = Backend::local()?;
+    let dir = tempfile::tempdir()?;
+    let s = Server::start(&b, &dir.path().join("node"), &["--idle-ttl", "300ms"])?;
+    s.create_tenant("sleepy", None)?;
+    let token = s.superuser_token("sleepy")?;
+    posts_collection(&s, "sleepy", &token)?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = s.admin("GET", "/_strata/api/tenants/sleepy", None)?;
+        if r.body["state"] == "evicted" {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "not evicted when idle: {r:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let m = s.req("GET", "/metrics", &[], None)?;
+    ensure!(
+        m.text.contains("strata_serve_tenant_evictions_total 1"),
+        "{}",
+        m.text
+    );
+    ensure!(
+        count_posts(&s, "sleepy")? == 0,
+        "reloads after idle eviction"
+    );
+    Ok(())
+}
+
+/// `kill -9` while clients write with sync durability: a fresh node with an
+/// empty data dir on the same bucket has every acknowledged record.
+#[test]
+fn kill_9_loses_no_acknowledged_sync_write() -> Result<()> {
+    for b in Backend::all()? {
+        let dir = tempfile::tempdir()?;
+        let name = b.name();
+        let env = [("STRATA_DURABILITY", "sync"), ("STRATA_LEASE_TTL", "2s")];
+        let mut s = Server::start_with(&b, &dir.path().join("node1"), &[], &env)?;
+        s.create_tenant("t1", None)?;
+        let token = s.superuser_token("t1")?;
+        posts_collection(&s, "t1", &token)?;
+        let acked = std::sync::Mutex::new(Vec::<String>::new());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| -> Result<()> {
+            for w in 0..3 {
+                let (acked, stop, addr) = (&acked, &stop, s.addr.clone());
+                scope.spawn(move || {
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let body = json!({"title": format!("w{w}-{i}"), "n": i}).to_string();
+                        match http::request(
+                            &addr,
+                            "POST",
+                            "/t/t1/api/collections/posts/records",
+                            &[],
+                            Some(&body),
+                        ) {
+                            Ok(r) if r.status == 200 => {
+                                if let Some(id) = r.body["id"].as_str() {
+                                    acked
+                                        .lock()
+                                        .unwrap_or_else(|e| e.into_inner())
+                                        .push(id.to_string());
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+            }
+            // Kill once some writes are acknowledged (polled, not slept).
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while acked.lock().unwrap_or_else(|e| e.into_inner()).len() < 30 {
+                ensure!(
+                    Instant::now() < deadline,
+                    "{name}: writes do not progress: {}",
+                    s.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            s.child.kill()?;
+            s.child.wait()?;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })?;
+        let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+
+        // A fresh node; the dead node's lease expires after 2 s (503 until then).
+        let s2 = Server::start_with(&b, &dir.path().join("node2"), &[], &env)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut found = std::collections::HashSet::new();
+        loop {
+            let r = s2.api(
+                "t1",
+                "GET",
+                &format!(
+                    "/api/collections/posts/records?perPage=1000&page={}&skipTotal=1",
+                    1 + found.len() / 1000
+                ),
+                None,
+                None,
+            )?;
+            if r.status == 503 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            ensure!(
+                r.status == 200,
+                "{name}: fresh node: {r:?}: {}",
+                s2.log_text()
+            );
+            let items = r.body["items"].as_array().context("items")?;
+            found.extend(
+                items
+                    .iter()
+                    .filter_map(|i| i["id"].as_str().map(str::to_string)),
+            );
+            if items.len() < 1000 {
+                break;
+            }
+        }
+        let missing: Vec<&String> = acked.iter().filter(|id| !found.contains(*id)).collect();
+        ensure!(
+            missing.is_empty(),
+            "{name}: {} of {} acknowledged writes lost: {missing:?}",
+            missing.len(),
+            acked.len()
+        );
+    }
+    Ok(())
+}
