@@ -8,13 +8,14 @@
 //!   conflict / corrupt / invalid).
 //! - [`types`]: `PageNo`, `TxId`, `Epoch`, `DbId`, `Millis`.
 //! - [`bucket`]: the object-store trait and its backends (local directory,
-//!   S3, memory, fault injection, metering).
+//!   S3, memory) and wrappers (fault injection, metering, deadlines).
 //! - [`format`]: the bytes we store: segments, snapshots, the manifest and
 //!   the key layout (`docs/format.md` is the spec), and SQLite's WAL format.
 //! - [`engine`]: replication (spool, uploader, snapshots, retention) and
 //!   reading history back (restore, history, verify, import).
 //! - [`sqlite`]: the SQLite VFS (on `sqlite-plugin`) that captures every
-//!   committed WAL transaction and hands it to the engine.
+//!   committed WAL transaction and hands it to the engine, and sync mode's
+//!   WAL hook.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod bucket;

@@ -5,8 +5,11 @@
 //! - [`replica`]: the writer side: reconcile at open, `commit`, status.
 //! - `uploader`: the background thread: spool → segments → manifest,
 //!   snapshots and retention.
+//! - `snapshot`: encode and upload snapshots, with their hot pages (page 1
+//!   and interior B-tree pages) for three-read cold opens.
 //! - [`restore`]: materialize any restore point into a file.
-//! - [`pages`]: read single pages of any restore point with ranged GETs.
+//! - [`pages`]: read single pages (or runs, or byte ranges) of any restore
+//!   point with ranged GETs, through a shared moka page cache.
 //! - [`lazy`]: a local copy filled on demand (lazy open) and `hydrate`.
 //! - [`history`]: list restore points.
 //! - [`catalog`]: the tenants of a bucket and the databases of a tenant.
