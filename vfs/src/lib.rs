@@ -9,7 +9,7 @@
 //! - [`types`]: `PageNo`, `TxId`, `Epoch`, `DbId`, `Millis`.
 //! - [`bucket`]: the object-store trait and its backends (local directory,
 //!   S3, memory) and wrappers (fault injection, metering, deadlines).
-//! - [`format`]: the bytes we store: segments, snapshots, the manifest and
+//! - [`mod@format`]: the bytes we store: segments, snapshots, the manifest and
 //!   the key layout (`docs/format.md` is the spec), and SQLite's WAL format.
 //! - [`engine`]: replication (spool, uploader, snapshots, retention) and
 //!   reading history back (restore, history, verify, import).

@@ -1,4 +1,4 @@
-//! The one backend test body. Every backend must pass [`run_all`]: unit tests
+//! The one backend test body. Every backend must pass `run_all`: unit tests
 //! run it on the memory, local, fault and metered stores, `tests/` runs it on
 //! S3 against a real S3-compatible server.
 //!

@@ -9,7 +9,7 @@
 //! so the critical section is a stat/read plus a rename.
 //!
 //! Names starting with `.strata-` are reserved (the lock file, temp files) and
-//! are rejected as key segments by every backend (see [`check_key`]).
+//! are rejected as key segments by every backend (see `check_key`).
 
 use super::{ETag, Object, ObjectMeta, ObjectStore};
 use crate::error::{Error, IoResultExt, Result};

@@ -2,7 +2,7 @@
 //! from LISTs of the key layout (`format::keys`).
 //!
 //! The bucket trait has no delimiter listing, so each call lists every key
-//! under the prefix (tenants/ for [`tenants`], tenants/<t>/db/ for
+//! under the prefix (`tenants/` for [`tenants`], `tenants/<t>/db/` for
 //! [`databases`]); callers cache the answer.
 
 use crate::bucket::ObjectStore;
