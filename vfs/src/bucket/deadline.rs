@@ -5,6 +5,11 @@
 //! costs more than a local read); a call that timed out keeps its worker
 //! until the backend gives up (its own timeouts still apply), and its result
 //! is dropped. Calls queued behind busy workers time out the same way.
+//!
+//! One operation (a FUSE lookup, say) may make several calls in a row; so
+//! that it too is bounded by about one deadline, a call that times out marks
+//! the bucket as not answering, and for the next deadline's length calls
+//! fail at once with that news; then one call is let through to probe it.
 
 use super::{ETag, Object, ObjectMeta, ObjectStore, Store};
 use crate::error::{Error, Result};
@@ -12,7 +17,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use std::ops::Range;
 use std::sync::{Arc, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -23,6 +28,8 @@ pub struct DeadlineStore {
     inner: Store,
     deadline: Duration,
     jobs: Mutex<mpsc::Sender<Job>>,
+    /// When a call last timed out, while no call has succeeded since.
+    silent_since: Mutex<Option<Instant>>,
 }
 
 impl DeadlineStore {
@@ -48,6 +55,7 @@ impl DeadlineStore {
             inner,
             deadline,
             jobs: Mutex::new(tx),
+            silent_since: Mutex::new(None),
         }
     }
 
@@ -57,6 +65,21 @@ impl DeadlineStore {
         what: String,
         f: impl FnOnce(&dyn ObjectStore) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        {
+            let mut silent = self.silent_since.lock();
+            if let Some(t) = *silent {
+                if t.elapsed() < self.deadline {
+                    return Err(Error::unavailable(format!(
+                        "{what}: {} has not answered for {:?} (a call timed out after {:?})",
+                        self.inner.describe(),
+                        t.elapsed() + self.deadline,
+                        self.deadline
+                    )));
+                }
+                // Let this call probe; calls meanwhile still fail fast.
+                *silent = Some(Instant::now());
+            }
+        }
         let (tx, rx) = mpsc::sync_channel(1);
         let inner = self.inner.clone();
         let job: Job = Box::new(move || {
@@ -66,12 +89,18 @@ impl DeadlineStore {
             return Err(Error::unavailable(format!("{what}: no bucket worker left")));
         }
         match rx.recv_timeout(self.deadline) {
-            Ok(r) => r,
-            Err(_) => Err(Error::unavailable(format!(
-                "{what}: {} did not answer within {:?}",
-                self.inner.describe(),
-                self.deadline
-            ))),
+            Ok(r) => {
+                *self.silent_since.lock() = None;
+                r
+            }
+            Err(_) => {
+                *self.silent_since.lock() = Some(Instant::now());
+                Err(Error::unavailable(format!(
+                    "{what}: {} did not answer within {:?}",
+                    self.inner.describe(),
+                    self.deadline
+                )))
+            }
         }
     }
 }
@@ -130,11 +159,21 @@ mod tests {
         let fault = Arc::new(FaultStore::new(MemoryStore::new()));
         fault.put("k", Bytes::from_static(b"v")).unwrap();
         fault.set_latency(Duration::from_secs(3));
-        let store = DeadlineStore::new(fault, Duration::from_millis(200));
+        let store = DeadlineStore::new(fault.clone(), Duration::from_millis(200));
         let t = Instant::now();
         let err = store.get("k").unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         assert_eq!(err.kind(), ErrorKind::Unavailable);
         assert!(err.to_string().contains("did not answer within"), "{err}");
+        // The next calls of the same operation fail at once...
+        let t = Instant::now();
+        let err = store.get("k").unwrap_err();
+        assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+        assert!(err.to_string().contains("has not answered"), "{err}");
+        // ...until the deadline has passed and a probe gets through.
+        fault.set_latency(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(store.get("k").unwrap().data, Bytes::from_static(b"v"));
+        assert!(store.get("k").is_ok());
     }
 }
