@@ -320,6 +320,45 @@ fn admin_lifecycle_and_bad_tenant_ids() -> Result<()> {
     })
 }
 
+/// After the delete grace period the tenant's objects leave the bucket and
+/// its local files go; its id can then be created again.
+#[test]
+fn a_deleted_tenant_is_purged_after_its_grace_period() -> Result<()> {
+    on_each_backend(&["--delete-grace", "1s"], |b, s, dir, name| {
+        s.create_tenant("gone", Some("gone.example"))?;
+        s.create_tenant("kept", None)?;
+        let r = s.req("GET", "/t/gone/api/health", &[], None)?;
+        ensure!(r.status == 200, "{name}: {r:?}");
+        let store = b.store()?;
+        ensure!(
+            !store.list("tenants/gone/")?.is_empty(),
+            "{name}: nothing was created"
+        );
+        let r = s.admin("DELETE", "/_strata/api/tenants/gone", None)?;
+        ensure!(r.status == 200, "{name}: delete: {r:?}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !store.list("tenants/gone/")?.is_empty() {
+            ensure!(
+                Instant::now() < deadline,
+                "{name}: not purged: {:?}",
+                store.list("tenants/gone/")?
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ensure!(
+            !dir.join("node").join("gone").exists(),
+            "{name}: local files of the purged tenant remain"
+        );
+        ensure!(
+            store.get("tenants/kept/metadata.json").is_ok(),
+            "{name}: another tenant was purged"
+        );
+        // The id (and the domain) can be used again.
+        s.create_tenant("gone", Some("gone.example"))?;
+        Ok(())
+    })
+}
+
 #[test]
 fn records_filters_auth_and_bad_input() -> Result<()> {
     on_each_backend(&["--max-body", "65536"], |_b, s, _dir, name| {

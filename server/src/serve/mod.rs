@@ -67,7 +67,8 @@ pub struct Args {
     /// Request log rows kept per tenant in auxiliary.db `_logs`.
     #[arg(long, default_value_t = 10_000)]
     log_cap: u64,
-    /// How long a deleted tenant's data is kept before it may be purged.
+    /// How long a deleted tenant's data is kept; then it is purged from the
+    /// bucket (checked at most once a minute).
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     delete_grace: Duration,
 }
@@ -136,10 +137,23 @@ async fn serve(app: App, listen: SocketAddr, max_body: usize) -> Result<()> {
         let reg = app.registry.clone();
         let every =
             (reg.cfg.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        // Purging lists every tenant: at most once a minute (or per grace).
+        let purge_every = reg
+            .cfg
+            .delete_grace
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
         tokio::spawn(async move {
+            let mut last_purge = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
                 reg.sweep_idle().await;
+                if last_purge.elapsed() >= purge_every {
+                    last_purge = tokio::time::Instant::now();
+                    let r = reg.clone();
+                    if let Err(e) = tenants::blocking(move || r.purge_due()).await {
+                        tracing::warn!(error = %e, "purge of deleted tenants failed; retried later");
+                    }
+                }
             }
         })
     };

@@ -611,6 +611,44 @@ impl Registry {
         Ok((key, size))
     }
 
+    /// Purge what the delete grace period kept: for every deleted tenant
+    /// whose `purgeAfter` has passed, every object under `tenants/<id>/`
+    /// (`metadata.json` last, so an interrupted purge is found and finished
+    /// by the next one) and this node's files. Returns the purged ids.
+    /// Blocking.
+    pub fn purge_due(&self) -> ApiResult<Vec<String>> {
+        // Fixed-width UTC times compare as strings.
+        let now = schema::format_time(std::time::SystemTime::now());
+        let mut purged = Vec::new();
+        for meta in self.list()? {
+            let due = meta.deleted.is_some()
+                && meta
+                    .purge_after
+                    .as_deref()
+                    .is_some_and(|t| t <= now.as_str());
+            if !due || self.map.lock().contains_key(&meta.id) {
+                continue;
+            }
+            let prefix = format!("tenants/{}/", meta.id);
+            let last = meta_key(&meta.id);
+            for o in self.store.list(&prefix)? {
+                if o.key != last {
+                    self.store.delete(&o.key)?;
+                }
+            }
+            self.store.delete(&last)?;
+            let local = self.cfg.data_dir.join(&meta.id);
+            if let Err(e) = std::fs::remove_dir_all(&local)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(tenant = %meta.id, error = %e, "purged from the bucket; local files remain");
+            }
+            tracing::info!(tenant = %meta.id, "deleted tenant purged after its grace period");
+            purged.push(meta.id);
+        }
+        Ok(purged)
+    }
+
     /// Every tenant's metadata (deleted ones included). Blocking.
     pub fn list(&self) -> ApiResult<Vec<Metadata>> {
         let mut out = Vec::new();
