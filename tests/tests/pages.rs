@@ -12,24 +12,36 @@ use strata_vfs::engine::pages::PageMap;
 use strata_vfs::format::keys::DbKeys;
 use strata_vfs::{PageNo, TxId};
 
+/// The test writer in `pitr` mode (`seed`, `txns`), snapshotting often,
+/// run to completion.
+fn pitr_writer(
+    b: &Backend,
+    local: &std::path::Path,
+    seed: &str,
+    txns: &str,
+) -> Result<std::process::Output> {
+    let mut cmd = b.command(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_strata-test-writer"
+    )));
+    cmd.arg("pitr").arg(local).arg(format!(
+        "{}&sync_interval=50ms&snapshot_interval=200ms",
+        b.params("acme")
+    ));
+    let out = cmd.args([seed, txns]).output()?;
+    ensure!(
+        out.status.success(),
+        "writer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
 #[test]
 fn pages_read_in_place_equal_a_restore() -> Result<()> {
     for b in Backend::all()? {
         let dir = tempfile::tempdir()?;
         let local = dir.path().join("data.db");
-        let mut cmd = b.command(std::path::Path::new(env!(
-            "CARGO_BIN_EXE_strata-test-writer"
-        )));
-        cmd.arg("pitr").arg(&local).arg(format!(
-            "{}&sync_interval=50ms&snapshot_interval=200ms",
-            b.params("acme")
-        ));
-        let out = cmd.args(["5", "150"]).output()?;
-        ensure!(
-            out.status.success(),
-            "writer: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pitr_writer(&b, &local, "5", "150")?;
         let store = Arc::new(MeteredStore::new(b.store()?));
         let keys = DbKeys::new("acme", "data.db")?;
         let h = strata_vfs::engine::history::load(store.as_ref(), &keys, None)?;
@@ -87,19 +99,7 @@ fn point_in_time_connections_read_the_past_in_place() -> Result<()> {
     for b in Backend::all()? {
         let dir = tempfile::tempdir()?;
         let local = dir.path().join("data.db");
-        let mut cmd = b.command(std::path::Path::new(env!(
-            "CARGO_BIN_EXE_strata-test-writer"
-        )));
-        cmd.arg("pitr").arg(&local).arg(format!(
-            "{}&sync_interval=50ms&snapshot_interval=200ms",
-            b.params("acme")
-        ));
-        let out = cmd.args(["9", "120"]).output()?;
-        ensure!(
-            out.status.success(),
-            "writer: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = pitr_writer(&b, &local, "9", "120")?;
         let mut states = std::collections::BTreeMap::new();
         for l in String::from_utf8_lossy(&out.stdout).lines() {
             let f: Vec<&str> = l.split_whitespace().collect();

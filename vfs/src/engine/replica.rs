@@ -359,18 +359,20 @@ impl Replica {
         publish: impl FnOnce() -> Result<()>,
     ) -> Result<TxId> {
         let core = &self.core;
-        if let Some(f) = &core.progress.lock().fenced {
-            return Err(Error::conflict(f.clone()));
-        }
         let hold = stage == Stage::JournalSynced;
         let refusable = stage != Stage::JournalDone;
-        if refusable && core.cfg.durability == Durability::Sync && core.progress.lock().bucket_down
         {
-            let why = core.progress.lock().last_error.clone().unwrap_or_default();
-            return Err(Error::not_applied(format!(
-                "sync mode: {} is unreachable ({why}); the transaction was not committed: retry it when the bucket is back",
-                core.cfg.store.describe()
-            )));
+            let p = core.progress.lock();
+            if let Some(f) = &p.fenced {
+                return Err(Error::conflict(f.clone()));
+            }
+            if refusable && core.cfg.durability == Durability::Sync && p.bucket_down {
+                let why = p.last_error.as_deref().unwrap_or_default();
+                return Err(Error::not_applied(format!(
+                    "sync mode: {} is unreachable ({why}); the transaction was not committed: retry it when the bucket is back",
+                    core.cfg.store.describe()
+                )));
+            }
         }
         let txid = {
             let mut w = core.writer.lock();
