@@ -708,6 +708,354 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
     })
 }
 
+/// Select and relation fields, `expand`, relation paths in filters, unique
+/// indexes, and rules that use `@request.body` and `@collection`, the way a
+/// PocketBase app models users, teams and posts.
+#[test]
+fn relations_expand_indexes_and_request_rules() -> Result<()> {
+    on_each_backend(&[], |_b, s, _dir, name| {
+        s.create_tenant("shop", None)?;
+        let su = s.superuser_token("shop")?;
+        let coll = |body: Value| -> Result<Response> {
+            s.api("shop", "POST", "/api/collections", Some(&su), Some(body))
+        };
+        let id_of = |r: &Response| r.body["id"].as_str().unwrap_or("").to_string();
+        let r = coll(json!({"name": "users", "type": "auth",
+            "fields": [{"name": "name", "type": "text"}],
+            "listRule": "", "viewRule": "", "createRule": ""}))?;
+        ensure!(r.status == 200, "{name}: users: {r:?}");
+        let users = id_of(&r);
+        let r = coll(
+            json!({"name": "teams", "fields": [{"name": "name", "type": "text"}],
+            "listRule": "", "viewRule": ""}),
+        )?;
+        let teams = id_of(&r);
+        let r = coll(json!({"name": "members", "fields": [
+                {"name": "user", "type": "relation", "collectionId": users, "required": true},
+                {"name": "team", "type": "relation", "collectionId": "teams", "required": true}]}))?;
+        ensure!(r.status == 200, "{name}: members: {r:?}");
+        let r = coll(json!({"name": "posts", "fields": [
+                {"name": "title", "type": "text", "required": true},
+                {"name": "status", "type": "select", "values": ["draft", "published"], "maxSelect": 1},
+                {"name": "labels", "type": "select", "values": ["a", "b", "c"], "maxSelect": 3},
+                {"name": "author", "type": "relation", "collectionId": users, "required": true},
+                {"name": "team", "type": "relation", "collectionId": teams}],
+            "indexes": ["CREATE UNIQUE INDEX `idx_posts_title` ON `posts` (`title`)"],
+            "listRule": "status = 'published' || author = @request.auth.id",
+            "viewRule": "status = 'published' || author = @request.auth.id",
+            "createRule": "@request.auth.id != '' && @request.body.author = @request.auth.id",
+            "updateRule": "author = @request.auth.id && @request.body.author:isset = false",
+            "deleteRule": "@collection.members.user = @request.auth.id && @collection.members.team = team"}))?;
+        ensure!(
+            r.status == 200
+                && r.body["indexes"][0]
+                    == "CREATE UNIQUE INDEX `idx_posts_title` ON `posts` (`title`)",
+            "{name}: posts: {r:?}"
+        );
+        let posts = id_of(&r);
+        let r = coll(json!({"name": "comments", "fields": [
+                {"name": "post", "type": "relation", "collectionId": posts, "cascadeDelete": true},
+                {"name": "text", "type": "text"}], "listRule": "", "viewRule": "", "createRule": ""}))?;
+        ensure!(r.status == 200, "{name}: comments: {r:?}");
+        // Bad definitions are refused with the field named.
+        for (bad, key) in [
+            (
+                json!({"name": "x1", "fields": [{"name": "r", "type": "relation", "collectionId": "nope"}]}),
+                "fields",
+            ),
+            (
+                json!({"name": "x2", "fields": [{"name": "s", "type": "select"}]}),
+                "fields",
+            ),
+            (
+                json!({"name": "x3", "indexes": ["CREATE INDEX i ON x3 (nope)"]}),
+                "indexes",
+            ),
+            (
+                json!({"name": "x4", "indexes": ["DROP TABLE posts"]}),
+                "indexes",
+            ),
+            (
+                json!({"name": "x5", "listRule": "@collection.nope.x = 1"}),
+                "listRule",
+            ),
+        ] {
+            let r = coll(bad.clone())?;
+            ensure!(
+                r.status == 400 && r.body["data"][key].is_object(),
+                "{name}: {bad}: {r:?}"
+            );
+        }
+
+        // Two users, a team, bob a member of it.
+        let mut tokens = Vec::new();
+        let mut uids = Vec::new();
+        for who in ["alice", "bob"] {
+            let r = s.api(
+                "shop",
+                "POST",
+                "/api/collections/users/records",
+                None,
+                Some(json!({
+                "email": format!("{who}@shop.test"), "password": "password123",
+                "passwordConfirm": "password123", "name": who.to_uppercase()})),
+            )?;
+            ensure!(r.status == 200, "{name}: user {who}: {r:?}");
+            uids.push(id_of(&r));
+            let r = s.api(
+                "shop",
+                "POST",
+                "/api/collections/users/auth-with-password",
+                None,
+                Some(json!({"identity": format!("{who}@shop.test"), "password": "password123"})),
+            )?;
+            ensure!(r.status == 200, "{name}: auth {who}: {r:?}");
+            tokens.push(r.body["token"].as_str().unwrap_or("").to_string());
+        }
+        let (alice, bob) = (uids[0].clone(), uids[1].clone());
+        let (ta, tb) = (tokens[0].clone(), tokens[1].clone());
+        let r = s.api(
+            "shop",
+            "POST",
+            "/api/collections/teams/records",
+            Some(&su),
+            Some(json!({"name": "red"})),
+        )?;
+        let red = id_of(&r);
+        let r = s.api(
+            "shop",
+            "POST",
+            "/api/collections/members/records",
+            Some(&su),
+            Some(json!({"user": bob, "team": red})),
+        )?;
+        ensure!(r.status == 200, "{name}: member: {r:?}");
+
+        let post = |tok: Option<&str>, body: Value| -> Result<Response> {
+            s.api(
+                "shop",
+                "POST",
+                "/api/collections/posts/records",
+                tok,
+                Some(body),
+            )
+        };
+        // The create rule checks the submitted body.
+        let r = post(Some(&ta), json!({"title": "not mine", "author": bob}))?;
+        ensure!(r.status == 400, "{name}: author must be the caller: {r:?}");
+        let r = post(None, json!({"title": "guest", "author": alice}))?;
+        ensure!(r.status == 400, "{name}: guests cannot post: {r:?}");
+        // Field validation, by field.
+        for (body, field, code) in [
+            (
+                json!({"title": "s", "author": alice, "status": "secret"}),
+                "status",
+                "validation_invalid_value",
+            ),
+            (
+                json!({"title": "l", "author": alice, "labels": ["a", "z"]}),
+                "labels",
+                "validation_invalid_value",
+            ),
+            (
+                json!({"title": "m", "author": alice, "status": ["draft", "published"]}),
+                "status",
+                "validation_too_many_values",
+            ),
+            (
+                json!({"title": "r", "author": alice, "team": "nosuchteam12345"}),
+                "team",
+                "validation_missing_rel_records",
+            ),
+            (json!({"title": "q"}), "author", "validation_required"),
+        ] {
+            let r = post(Some(&ta), body.clone())?;
+            ensure!(
+                r.status == 400 && r.body["data"][field]["code"] == code,
+                "{name}: {body}: {r:?}"
+            );
+        }
+        let r = post(
+            Some(&ta),
+            json!({"title": "hello", "author": alice, "status": "published",
+            "labels": ["b", "a", "b"], "team": red}),
+        )?;
+        ensure!(
+            r.status == 200 && r.body["labels"] == json!(["b", "a"]),
+            "{name}: create: {r:?}"
+        );
+        let hello = id_of(&r);
+        let r = post(
+            Some(&ta),
+            json!({"title": "draft", "author": alice, "status": "draft"}),
+        )?;
+        ensure!(r.status == 200, "{name}: draft: {r:?}");
+        let draft = id_of(&r);
+        // The unique index names the field.
+        let r = post(Some(&ta), json!({"title": "hello", "author": alice}))?;
+        ensure!(
+            r.status == 400 && r.body["data"]["title"]["code"] == "validation_not_unique",
+            "{name}: unique title: {r:?}"
+        );
+
+        // Rules: a guest sees the published post; alice also her draft.
+        let list = |tok: Option<&str>, q: &str| -> Result<Value> {
+            let r = s.api(
+                "shop",
+                "GET",
+                &format!("/api/collections/posts/records?{q}"),
+                tok,
+                None,
+            )?;
+            ensure!(r.status == 200, "{name}: list {q}: {r:?}");
+            Ok(r.body)
+        };
+        ensure!(list(None, "")?["totalItems"] == 1, "{name}: guest list");
+        ensure!(
+            list(Some(&ta), "")?["totalItems"] == 2,
+            "{name}: alice list"
+        );
+        // Relation paths and any-of in filters; sort by a relation path.
+        let f = encode("author.name = 'ALICE' && labels ?= 'b'");
+        ensure!(
+            list(None, &format!("filter={f}"))?["items"][0]["id"] == hello.as_str(),
+            "{name}: path filter"
+        );
+        let f = encode("author.name = 'BOB'");
+        ensure!(
+            list(None, &format!("filter={f}"))?["totalItems"] == 0,
+            "{name}: path filter, no match"
+        );
+        ensure!(
+            list(None, "sort=-author.name")?["totalItems"] == 1,
+            "{name}: sort by path"
+        );
+
+        // Expand: the related records, without what their viewer may not see.
+        let r = s.api(
+            "shop",
+            "GET",
+            &format!("/api/collections/posts/records/{hello}?expand=author,team"),
+            None,
+            None,
+        )?;
+        let e = &r.body["expand"];
+        ensure!(
+            r.status == 200
+                && e["author"]["name"] == "ALICE"
+                && e["team"]["name"] == "red"
+                && e["author"].get("email").is_none()
+                && e["author"].get("password").is_none(),
+            "{name}: expand: {r:?}"
+        );
+        let r = s.api(
+            "shop",
+            "GET",
+            "/api/collections/members/records?expand=user,team.nope&fields=id,expand",
+            Some(&su),
+            None,
+        )?;
+        ensure!(
+            r.body["items"][0]["expand"]["user"]["name"] == "BOB"
+                && r.body["items"][0].get("user").is_none(),
+            "{name}: expand in a list: {r:?}"
+        );
+
+        // Update rule: the author may edit, but not hand the post over.
+        let patch = |tok: &str, id: &str, body: Value| -> Result<Response> {
+            s.api(
+                "shop",
+                "PATCH",
+                &format!("/api/collections/posts/records/{id}"),
+                Some(tok),
+                Some(body),
+            )
+        };
+        ensure!(
+            patch(&ta, &hello, json!({"title": "hello!"}))?.status == 200,
+            "{name}: edit"
+        );
+        ensure!(
+            patch(&ta, &hello, json!({"author": bob}))?.status == 404,
+            "{name}: hand over"
+        );
+        ensure!(
+            patch(&tb, &hello, json!({"title": "bob's"}))?.status == 404,
+            "{name}: not bob's"
+        );
+
+        // Delete rule via @collection: bob is in the post's team, alice is not.
+        for text in ["one", "two"] {
+            let r = s.api(
+                "shop",
+                "POST",
+                "/api/collections/comments/records",
+                None,
+                Some(json!({"post": hello, "text": text})),
+            )?;
+            ensure!(r.status == 200, "{name}: comment: {r:?}");
+        }
+        let del = |tok: &str, coll: &str, id: &str| -> Result<Response> {
+            s.api(
+                "shop",
+                "DELETE",
+                &format!("/api/collections/{coll}/records/{id}"),
+                Some(tok),
+                None,
+            )
+        };
+        ensure!(
+            del(&ta, "posts", &hello)?.status == 404,
+            "{name}: alice not in red"
+        );
+        // A required relation keeps its target: alice still authors posts.
+        let r = del(&su, "users", &alice)?;
+        ensure!(
+            r.status == 400
+                && r.body["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("posts.author"),
+            "{name}: {r:?}"
+        );
+        ensure!(
+            del(&tb, "posts", &hello)?.status == 204,
+            "{name}: bob deletes"
+        );
+        // The comments went with it (cascadeDelete); the team is kept.
+        let r = s.api(
+            "shop",
+            "GET",
+            "/api/collections/comments/records",
+            None,
+            None,
+        )?;
+        ensure!(r.body["totalItems"] == 0, "{name}: cascade: {r:?}");
+        ensure!(
+            del(&ta, "posts", &draft)?.status == 404,
+            "{name}: draft has no team"
+        );
+        // A collection others point at cannot go.
+        let r = s.api("shop", "DELETE", "/api/collections/teams", Some(&su), None)?;
+        ensure!(r.status == 400, "{name}: referenced collection: {r:?}");
+        // Removing the index through PATCH frees the title.
+        let r = s.api(
+            "shop",
+            "PATCH",
+            "/api/collections/posts",
+            Some(&su),
+            Some(json!({"indexes": []})),
+        )?;
+        ensure!(
+            r.status == 200 && r.body["indexes"] == json!([]),
+            "{name}: drop index: {r:?}"
+        );
+        let r = post(Some(&ta), json!({"title": "draft", "author": alice}))?;
+        ensure!(r.status == 200, "{name}: duplicate title allowed: {r:?}");
+        Ok(())
+    })
+}
+
 #[test]
 fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
     for b in Backend::all()? {

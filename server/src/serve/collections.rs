@@ -1,13 +1,16 @@
 //! Collections CRUD for superusers: `/api/collections[/{idOrName}]`.
-//! Base and auth collections with text, number, bool, json, date and email
-//! fields; the five API rules. Adding fields and changing rules is supported
-//! by PATCH; renaming or removing fields is not yet.
+//! Base and auth collections with text, number, bool, json, date, email,
+//! select and relation fields; indexes; the five API rules. PATCH adds
+//! fields and changes rules and indexes; renaming or removing fields is not
+//! supported yet.
 
 use super::TenantReq;
 use super::auth::{self, Auth};
 use super::errors::{ApiError, ApiResult};
-use super::filter::{self, Ctx, Sql};
-use super::records::body_json;
+use super::filter;
+use super::indexes;
+use super::records;
+use super::relations;
 use super::schema::{self, Collection, Field, FieldType, Rules};
 use super::tenants::on_data;
 use axum::extract::rejection::BytesRejection;
@@ -15,6 +18,7 @@ use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use records::body_json;
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -64,7 +68,7 @@ fn field_err(name: &str, msg: impl Into<String>) -> ApiError {
     )
 }
 
-fn parse_fields(v: Option<&Value>, existing: &[Field]) -> ApiResult<Vec<Field>> {
+fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> ApiResult<Vec<Field>> {
     let Some(v) = v else {
         return Ok(vec![]);
     };
@@ -92,16 +96,19 @@ fn parse_fields(v: Option<&Value>, existing: &[Field]) -> ApiResult<Vec<Field>> 
             "json" => FieldType::Json,
             "date" => FieldType::Date,
             "email" => FieldType::Email,
+            "select" => FieldType::Select,
+            "relation" => FieldType::Relation,
             other => {
                 return Err(field_err(
                     "fields",
                     format!(
-                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email)."
+                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, select, relation)."
                     ),
                 ));
             }
         };
-        out.push(Field {
+        let max_select = f["maxSelect"].as_u64().unwrap_or(1).clamp(1, 10_000) as u32;
+        let mut field = Field {
             id: format!("f{}", &schema::new_id()[..9]),
             name: name.into(),
             kind,
@@ -109,9 +116,103 @@ fn parse_fields(v: Option<&Value>, existing: &[Field]) -> ApiResult<Vec<Field>> 
             system: false,
             hidden: f["hidden"].as_bool().unwrap_or(false),
             primary_key: false,
-        });
+            values: vec![],
+            max_select: 0,
+            collection_id: String::new(),
+            cascade_delete: false,
+        };
+        match kind {
+            FieldType::Select => {
+                let values: Option<Vec<String>> = f["values"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                });
+                field.values = values
+                    .filter(|v| !v.is_empty() && v.iter().all(|s| !s.is_empty()))
+                    .ok_or_else(|| {
+                        field_err(
+                            "fields",
+                            format!("Select field {name:?} needs a list of values."),
+                        )
+                    })?;
+                field.max_select = max_select;
+            }
+            FieldType::Relation => {
+                let target = f["collectionId"].as_str().unwrap_or("");
+                // The target must exist (a relation to itself is added on create).
+                field.collection_id = schema::find_collection(conn, target)
+                    .map(|c| c.id)
+                    .map_err(|_| {
+                        field_err(
+                            "fields",
+                            format!("Relation field {name:?}: unknown collection {target:?}."),
+                        )
+                    })?;
+                field.max_select = max_select;
+                field.cascade_delete = f["cascadeDelete"].as_bool().unwrap_or(false);
+            }
+            _ => {}
+        }
+        out.push(field);
     }
     Ok(out)
+}
+
+/// The indexes a body asks for (`None`: the key is absent, keep them).
+fn parse_indexes(
+    body: &Map<String, Value>,
+    c: &Collection,
+) -> ApiResult<Option<Vec<indexes::Index>>> {
+    let Some(v) = body.get("indexes") else {
+        return Ok(None);
+    };
+    let arr = v
+        .as_array()
+        .ok_or_else(|| field_err("indexes", "Must be an array of CREATE INDEX statements."))?;
+    let mut out: Vec<indexes::Index> = Vec::new();
+    for (i, s) in arr.iter().enumerate() {
+        let s = s
+            .as_str()
+            .ok_or_else(|| field_err("indexes", "Must be an array of CREATE INDEX statements."))?;
+        let ix =
+            indexes::parse(s, c).map_err(|e| field_err("indexes", format!("Index {i}: {e}.")))?;
+        if out.iter().any(|o| o.name == ix.name) {
+            return Err(field_err(
+                "indexes",
+                format!("Duplicate index name {:?}.", ix.name),
+            ));
+        }
+        out.push(ix);
+    }
+    Ok(Some(out))
+}
+
+/// Make the table's indexes those of `want`: drop the ones that went away
+/// or changed, create the new ones, and record them on `c`.
+fn apply_indexes(
+    conn: &Connection,
+    c: &mut Collection,
+    want: Vec<indexes::Index>,
+) -> ApiResult<()> {
+    let have: Vec<indexes::Index> = c
+        .indexes
+        .iter()
+        .filter_map(|s| indexes::parse(s, c).ok())
+        .collect();
+    for old in have.iter().filter(|o| !want.contains(o)) {
+        conn.execute_batch(&old.drop_sql())?;
+    }
+    for new in want.iter().filter(|n| !have.contains(n)) {
+        conn.execute_batch(&new.create_sql(&c.name)).map_err(|e| {
+            field_err(
+                "indexes",
+                format!("Index {:?} could not be created: {e}.", new.name),
+            )
+        })?;
+    }
+    c.indexes = want.iter().map(|i| i.to_pocketbase(&c.name)).collect();
+    Ok(())
 }
 
 /// Rules from a body: absent keys keep `current`, `null` means superusers only.
@@ -133,16 +234,9 @@ fn parse_rules(body: &Map<String, Value>, current: Rules) -> ApiResult<Rules> {
     })
 }
 
-/// A rule must parse and name only fields of the collection.
-fn check_rules(c: &Collection) -> ApiResult<()> {
-    let field = |n: &str| c.filter_kind(n);
-    let ctx = Ctx {
-        field: &field,
-        auth: None,
-        now: String::new(),
-        today_start: String::new(),
-        today_end: String::new(),
-    };
+/// A rule must parse and name only fields of the collection (and of the
+/// collections its relations and `@collection` reach).
+fn check_rules(conn: &Connection, c: &Collection) -> ApiResult<()> {
     for (key, rule) in [
         ("listRule", &c.rules.list),
         ("viewRule", &c.rules.view),
@@ -150,11 +244,8 @@ fn check_rules(c: &Collection) -> ApiResult<()> {
         ("updateRule", &c.rules.update),
         ("deleteRule", &c.rules.delete),
     ] {
-        if let Some(r) = rule
-            && let Some(e) = filter::parse(r).map_err(|e| field_err(key, e.to_string()))?
-        {
-            filter::compile(&e, &ctx, &mut Sql::default())
-                .map_err(|e| field_err(key, e.to_string()))?;
+        if let Some(r) = rule {
+            records::check_rule(conn, c, r).map_err(|e| field_err(key, e.to_string()))?;
         }
     }
     Ok(())
@@ -231,16 +322,23 @@ pub async fn create(
                 "Only base and auth collections are supported yet.",
             ));
         }
-        let fields = parse_fields(body.get("fields"), &[])?;
-        let rules = parse_rules(&body, Rules::default())?;
-        let c = Collection::build(name, kind, fields, rules);
-        check_rules(&c)?;
         let tx = conn.transaction()?;
         if schema::find_collection(&tx, name).is_ok() {
             return Err(field_err("name", "The collection name must be unique."));
         }
-        c.create_table(&tx)?;
+        // The collection exists (empty) first, so a relation may point at it.
+        let mut c = Collection::build(name, kind, vec![], parse_rules(&body, Rules::default())?);
         c.insert_meta(&tx)?;
+        let user = parse_fields(&tx, body.get("fields"), &c.fields)?;
+        let tail = c.fields.split_off(c.fields.len() - 2);
+        c.fields.extend(user);
+        c.fields.extend(tail);
+        c.create_table(&tx)?;
+        check_rules(&tx, &c)?;
+        if let Some(want) = parse_indexes(&body, &c)? {
+            apply_indexes(&tx, &mut c, want)?;
+        }
+        c.update_meta(&tx)?;
         tx.commit()?;
         Ok(Json(c.to_json()))
     })
@@ -268,9 +366,9 @@ pub async fn update(
                 "Renaming collections is not supported yet.",
             ));
         }
-        let added = parse_fields(body.get("fields"), &c.fields)?;
         c.rules = parse_rules(&body, c.rules.clone())?;
         let tx = conn.transaction()?;
+        let added = parse_fields(&tx, body.get("fields"), &c.fields)?;
         for f in &added {
             tx.execute_batch(&format!(
                 "ALTER TABLE {} ADD COLUMN {}",
@@ -289,7 +387,10 @@ pub async fn update(
         c.fields.extend(added);
         c.fields.extend(tail);
         c.updated = schema::now();
-        check_rules(&c)?;
+        check_rules(&tx, &c)?;
+        if let Some(want) = parse_indexes(&body, &c)? {
+            apply_indexes(&tx, &mut c, want)?;
+        }
         c.update_meta(&tx)?;
         tx.commit()?;
         Ok(Json(c.to_json()))
@@ -310,6 +411,15 @@ pub async fn delete(
             return Err(ApiError::bad_request(
                 "System collections cannot be deleted.",
             ));
+        }
+        if let Some((oc, f)) = relations::referencing(conn, &c)?
+            .into_iter()
+            .find(|(oc, _)| oc.id != c.id)
+        {
+            return Err(ApiError::bad_request(format!(
+                "The collection is referenced by the relation field `{}.{}`; remove that field's collection first.",
+                oc.name, f.name
+            )));
         }
         let tx = conn.transaction()?;
         tx.execute_batch(&format!("DROP TABLE {}", filter::quote_ident(&c.name)))?;

@@ -56,12 +56,31 @@ pub enum Operand {
     Num(f64),
     Bool(bool),
     Null,
-    /// A bare identifier: a field of the collection.
-    Field(String),
-    /// `@request.auth.<name>`.
-    Auth(String),
+    /// A field of the record, or a path through relations (`author.name`).
+    Field(String, Option<Modifier>),
+    /// `@request.<path>`: `auth.id`, `body.title`, `query.x`, `headers.x`,
+    /// `method`, `context` (`data.` is the older name of `body.`).
+    Request(String, Option<Modifier>),
+    /// `@collection.<name>[:alias].<path>`: a row of another collection.
+    Collection {
+        name: String,
+        alias: String,
+        path: String,
+        modifier: Option<Modifier>,
+    },
     /// `@now`, `@todayStart`, `@todayEnd`.
     Macro(String),
+}
+
+/// The `:modifier` suffixes PocketBase allows on names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modifier {
+    /// `@request.body.x:isset`: whether the client sent `x`.
+    IsSet,
+    /// Number of items of a multi-valued field or a submitted array.
+    Length,
+    /// Lower-cased value.
+    Lower,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -297,15 +316,7 @@ impl Parser {
                 "true" => Operand::Bool(true),
                 "false" => Operand::Bool(false),
                 "null" => Operand::Null,
-                _ => {
-                    if let Some(f) = id.strip_prefix("@request.auth.") {
-                        Operand::Auth(f.to_string())
-                    } else if id.starts_with('@') {
-                        Operand::Macro(id)
-                    } else {
-                        Operand::Field(id)
-                    }
-                }
+                _ => name_operand(&id)?,
             },
             Some(t) => return Err(FilterError::Unexpected(format!("{t:?}"), at)),
             None => return Err(FilterError::Unexpected("end of filter".into(), at)),
@@ -313,20 +324,101 @@ impl Parser {
     }
 }
 
-/// What a field is, as far as comparisons care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Scalar,
-    /// A json column: the `?` operators look inside arrays.
-    Json,
+/// `name:modifier` split; a name without a colon has no modifier.
+fn split_modifier(id: &str) -> Result<(&str, Option<Modifier>), FilterError> {
+    let Some((name, m)) = id.split_once(':') else {
+        return Ok((id, None));
+    };
+    let m = match m {
+        "isset" => Modifier::IsSet,
+        "length" => Modifier::Length,
+        "lower" => Modifier::Lower,
+        _ => return Err(FilterError::Unsupported(id.to_string())),
+    };
+    Ok((name, Some(m)))
+}
+
+/// An identifier: a field path, `@request.*`, `@collection.*` or a macro,
+/// with an optional `:modifier`.
+fn name_operand(id: &str) -> Result<Operand, FilterError> {
+    let unsupported = || FilterError::Unsupported(id.to_string());
+    let bad_path = |p: &str| p.is_empty() || p.split('.').any(str::is_empty);
+    if let Some(rest) = id.strip_prefix("@collection.") {
+        // `@collection.name[:alias].path[:modifier]`
+        let (coll, path) = rest.split_once('.').ok_or_else(unsupported)?;
+        let (path, modifier) = split_modifier(path)?;
+        let (name, alias) = coll.split_once(':').unwrap_or((coll, coll));
+        let ident =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident(name) || !ident(alias) || bad_path(path) || modifier == Some(Modifier::IsSet) {
+            return Err(unsupported());
+        }
+        return Ok(Operand::Collection {
+            name: name.into(),
+            alias: alias.into(),
+            path: path.into(),
+            modifier,
+        });
+    }
+    let (name, modifier) = split_modifier(id)?;
+    if let Some(rest) = name.strip_prefix("@request.") {
+        let rest = match rest.strip_prefix("data.") {
+            Some(field) => format!("body.{field}"),
+            None => rest.to_string(),
+        };
+        let known = ["auth.", "body.", "query.", "headers."]
+            .iter()
+            .any(|p| rest.starts_with(p))
+            || matches!(rest.as_str(), "method" | "context");
+        if !known || bad_path(&rest) {
+            return Err(unsupported());
+        }
+        if modifier == Some(Modifier::IsSet) && !rest.starts_with("body.") {
+            return Err(unsupported());
+        }
+        return Ok(Operand::Request(rest, modifier));
+    }
+    if name.starts_with('@') {
+        return match (name, modifier) {
+            ("@now" | "@todayStart" | "@todayEnd", None) => Ok(Operand::Macro(name.into())),
+            _ => Err(unsupported()),
+        };
+    }
+    if bad_path(name) || modifier == Some(Modifier::IsSet) {
+        return Err(FilterError::UnknownField(id.to_string()));
+    }
+    Ok(Operand::Field(name.into(), modifier))
+}
+
+/// What a name stands for in SQL. The text is made only of quoted schema
+/// names, never of user input, and binds no parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// One value per record.
+    One(String),
+    /// A json field: the `?` operators look inside its array.
+    Json(String),
+    /// Several values (a multiple select or relation field, or a path
+    /// through one): a subquery whose rows have one column, `v`.
+    Many(String),
+}
+
+/// The schema, as the compiler sees it.
+pub trait Names {
+    /// A field of the filtered record, or a path through relation fields.
+    fn field(&self, path: &str) -> Option<Resolved>;
+    /// The quoted table of the collection called `name`, if there is one.
+    fn table(&self, name: &str) -> Option<String>;
+    /// A field path of collection `name` joined under the SQL alias `alias`.
+    fn joined(&self, name: &str, alias: &str, path: &str) -> Option<Resolved>;
 }
 
 /// What the compiler needs from the request: the schema, the caller, the clock.
 pub struct Ctx<'a> {
-    /// `Some(kind)` if the collection has this field.
-    pub field: &'a dyn Fn(&str) -> Option<Kind>,
-    /// `@request.auth.<name>` of the caller; `None` for a guest.
-    pub auth: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub names: &'a dyn Names,
+    /// `@request.*`: `{auth, body, query, headers, method, context}`, with
+    /// `auth` null for a guest.
+    pub request: &'a serde_json::Value,
     /// `@now` as PocketBase's date string.
     pub now: String,
     pub today_start: String,
@@ -340,17 +432,86 @@ pub struct Sql {
     pub params: Vec<SqlValue>,
 }
 
+impl Sql {
+    fn param(v: SqlValue) -> Sql {
+        Sql {
+            text: "?".into(),
+            params: vec![v],
+        }
+    }
+    fn raw(text: impl Into<String>) -> Sql {
+        Sql {
+            text: text.into(),
+            params: vec![],
+        }
+    }
+}
+
+/// The SQL alias an `@collection.<name>[:alias]` join gets.
+pub fn join_alias(alias: &str) -> String {
+    quote_ident(&format!("__col_{alias}"))
+}
+
+/// Compile `e` into `out`. `@collection` references become one LEFT JOIN
+/// per alias around the whole expression, so every term that names the same
+/// alias talks about the same row (PocketBase's semantics).
 pub fn compile(e: &Expr, ctx: &Ctx, out: &mut Sql) -> Result<(), FilterError> {
+    let mut joins: Vec<(&str, &str)> = Vec::new();
+    collect_joins(e, &mut joins)?;
+    if joins.is_empty() {
+        return expr_sql(e, ctx, out);
+    }
+    out.text.push_str("EXISTS (SELECT 1 FROM (SELECT 1)");
+    for (name, alias) in &joins {
+        let table = ctx
+            .names
+            .table(name)
+            .ok_or_else(|| FilterError::UnknownField(format!("@collection.{name}")))?;
+        out.text
+            .push_str(&format!(" LEFT JOIN {table} AS {} ON 1", join_alias(alias)));
+    }
+    out.text.push_str(" WHERE ");
+    expr_sql(e, ctx, out)?;
+    out.text.push(')');
+    Ok(())
+}
+
+fn collect_joins<'e>(e: &'e Expr, out: &mut Vec<(&'e str, &'e str)>) -> Result<(), FilterError> {
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            collect_joins(a, out)?;
+            collect_joins(b, out)
+        }
+        Expr::Cmp { left, right, .. } => {
+            for o in [left, right] {
+                if let Operand::Collection { name, alias, .. } = o {
+                    match out.iter().find(|(_, a)| a == alias) {
+                        Some((n, _)) if n != name => {
+                            return Err(FilterError::Unsupported(format!(
+                                "alias `{alias}` used for two collections"
+                            )));
+                        }
+                        Some(_) => {}
+                        None => out.push((name, alias)),
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn expr_sql(e: &Expr, ctx: &Ctx, out: &mut Sql) -> Result<(), FilterError> {
     match e {
         Expr::And(a, b) | Expr::Or(a, b) => {
             out.text.push('(');
-            compile(a, ctx, out)?;
+            expr_sql(a, ctx, out)?;
             out.text.push_str(if matches!(e, Expr::And(..)) {
                 " AND "
             } else {
                 " OR "
             });
-            compile(b, ctx, out)?;
+            expr_sql(b, ctx, out)?;
             out.text.push(')');
         }
         Expr::Cmp {
@@ -359,53 +520,90 @@ pub fn compile(e: &Expr, ctx: &Ctx, out: &mut Sql) -> Result<(), FilterError> {
             any,
             right,
         } => {
-            let json_left = matches!(left, Operand::Field(f) if (ctx.field)(f) == Some(Kind::Json));
-            if *any && json_left {
-                // Any element of the array (a scalar counts as a one-element array).
-                let Operand::Field(f) = left else {
-                    unreachable!("json_left implies a field")
-                };
-                let col = quote_ident(f);
-                out.text.push_str(&format!(
-                    "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({col}) AND json_type({col}) = 'array' THEN {col} ELSE json_array({col}) END) AS __je WHERE "
+            let like = matches!(op, Op::Like | Op::NotLike);
+            let mut l = side(left, ctx, false)?;
+            let mut r = side(right, ctx, like)?;
+            let mut op = *op;
+            // A multi-valued name on the right: compare from its side.
+            if matches!(l, Side::One(_)) && !matches!(r, Side::One(_)) {
+                op = op.mirrored().ok_or_else(|| {
+                    FilterError::Unsupported("`~` with a multi-valued field on the right".into())
+                })?;
+                std::mem::swap(&mut l, &mut r);
+            }
+            let Side::One(r) = r else {
+                return Err(FilterError::Unsupported(
+                    "a comparison of two multi-valued names".into(),
                 ));
-                cmp(out, ctx, "__je.value", *op, right)?;
-                out.text.push(')');
-            } else {
-                let l = operand_sql(left, ctx, out)?;
-                cmp(out, ctx, &l, *op, right)?;
+            };
+            let null = matches!(right, Operand::Null) || matches!(left, Operand::Null);
+            match l {
+                Side::One(l) => {
+                    out.text.push_str(&cmp(&l.text, op, &r.text, null));
+                    out.params.extend(l.params);
+                    out.params.extend(r.params);
+                }
+                Side::Json(col) if *any => {
+                    // Any element (a scalar counts as a one-element array).
+                    out.text.push_str(&format!(
+                        "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({col}) AND json_type({col}) = 'array' THEN {col} WHEN json_valid({col}) THEN json_array(json_extract({col}, '$')) ELSE json_array({col}) END) AS __je WHERE {})",
+                        cmp("__je.value", op, &r.text, null)
+                    ));
+                    out.params.extend(r.params);
+                }
+                Side::Json(col) => {
+                    out.text.push_str(&cmp(&col, op, &r.text, null));
+                    out.params.extend(r.params);
+                }
+                Side::Many(sub) => {
+                    // No values count as one null, so `tags = null` holds
+                    // for a record without tags.
+                    let set = format!(
+                        "SELECT v FROM ({sub}) UNION ALL SELECT NULL WHERE NOT EXISTS ({sub})"
+                    );
+                    let c = cmp("__m.v", op, &r.text, null);
+                    out.text.push_str(&if *any {
+                        format!("EXISTS (SELECT 1 FROM ({set}) AS __m WHERE {c})")
+                    } else {
+                        format!(
+                            "NOT EXISTS (SELECT 1 FROM ({set}) AS __m WHERE NOT COALESCE({c}, 0))"
+                        )
+                    });
+                    out.params.extend(r.params);
+                }
             }
         }
     }
     Ok(())
 }
 
-/// `left op right`, where `left` is already SQL (a column or a `?`).
-fn cmp(out: &mut Sql, ctx: &Ctx, left: &str, op: Op, right: &Operand) -> Result<(), FilterError> {
-    if matches!(op, Op::Like | Op::NotLike) {
-        let r = match right {
-            // `~ 'abc'` means "contains": wrap in % unless the user placed one.
-            Operand::Str(s) if !s.contains('%') => {
-                out.params.push(SqlValue::Text(format!("%{s}%")));
-                "?".to_string()
-            }
-            other => operand_sql(other, ctx, out)?,
-        };
-        let not = if op == Op::NotLike { "NOT " } else { "" };
-        out.text.push_str(&format!("({left} {not}LIKE {r})"));
-        return Ok(());
+impl Op {
+    /// The operator with its sides swapped (`a < b` is `b > a`).
+    fn mirrored(self) -> Option<Op> {
+        Some(match self {
+            Op::Eq | Op::Neq => self,
+            Op::Gt => Op::Lt,
+            Op::Gte => Op::Lte,
+            Op::Lt => Op::Gt,
+            Op::Lte => Op::Gte,
+            Op::Like | Op::NotLike => return None,
+        })
     }
-    // PocketBase treats null and "" alike for comparisons with null.
-    if matches!(right, Operand::Null) && matches!(op, Op::Eq | Op::Neq) {
-        let s = if op == Op::Eq {
-            format!("({left} IS NULL OR {left} = '')")
+}
+
+/// `left op right` for two single values. `right` appears once, so a
+/// parameter in it binds once.
+fn cmp(left: &str, op: Op, right: &str, null: bool) -> String {
+    // PocketBase treats null and "" alike in comparisons with null.
+    if null && matches!(op, Op::Eq | Op::Neq) {
+        let (l, r) = if right == "NULL" {
+            (left, "''")
         } else {
-            format!("({left} IS NOT NULL AND {left} != '')")
+            (right, "''")
         };
-        out.text.push_str(&s);
-        return Ok(());
+        let sym = if op == Op::Eq { "=" } else { "!=" };
+        return format!("(COALESCE({l}, '') {sym} {r})");
     }
-    let r = operand_sql(right, ctx, out)?;
     let sym = match op {
         Op::Eq => "IS",
         Op::Neq => "IS NOT",
@@ -413,29 +611,68 @@ fn cmp(out: &mut Sql, ctx: &Ctx, left: &str, op: Op, right: &Operand) -> Result<
         Op::Gte => ">=",
         Op::Lt => "<",
         Op::Lte => "<=",
-        Op::Like | Op::NotLike => unreachable!("handled above"),
+        Op::Like => "LIKE",
+        Op::NotLike => "NOT LIKE",
     };
-    out.text.push_str(&format!("({left} {sym} {r})"));
-    Ok(())
+    format!("({left} {sym} {right})")
 }
 
-fn operand_sql(o: &Operand, ctx: &Ctx, out: &mut Sql) -> Result<String, FilterError> {
-    let v = match o {
-        Operand::Field(f) => {
-            if (ctx.field)(f).is_none() {
-                return Err(FilterError::UnknownField(f.clone()));
-            }
-            return Ok(quote_ident(f));
+/// One side of a comparison.
+enum Side {
+    One(Sql),
+    Json(String),
+    Many(String),
+}
+
+fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
+    let text = |s: &str| {
+        // `~ 'abc'` means "contains": wrap in % unless the user placed one.
+        if like && !s.contains('%') {
+            SqlValue::Text(format!("%{s}%"))
+        } else {
+            SqlValue::Text(s.to_string())
         }
-        Operand::Null => return Ok("NULL".into()),
-        Operand::Str(s) => SqlValue::Text(s.clone()),
+    };
+    let v = match o {
+        Operand::Field(path, m) => {
+            let r = ctx
+                .names
+                .field(path)
+                .ok_or_else(|| FilterError::UnknownField(path.clone()))?;
+            return modify(r, *m, path);
+        }
+        Operand::Collection {
+            name,
+            alias,
+            path,
+            modifier,
+        } => {
+            let r = ctx
+                .names
+                .joined(name, &join_alias(alias), path)
+                .ok_or_else(|| FilterError::UnknownField(format!("@collection.{name}.{path}")))?;
+            return modify(r, *modifier, path);
+        }
+        Operand::Null => return Ok(Side::One(Sql::raw("NULL"))),
+        Operand::Str(s) => text(s),
         Operand::Num(n) => num_value(*n),
         Operand::Bool(b) => SqlValue::Integer(*b as i64),
-        Operand::Auth(name) => match ctx.auth.and_then(|a| a.get(name)) {
-            Some(v) => json_to_sql(v),
-            // A guest's (or an unknown) auth field is "", as in PocketBase.
-            None => SqlValue::Text(String::new()),
-        },
+        Operand::Request(path, m) => {
+            let found = path.split('.').try_fold(ctx.request, |v, key| v.get(key));
+            match (m, found) {
+                (Some(Modifier::IsSet), f) => SqlValue::Integer(f.is_some() as i64),
+                (Some(Modifier::Length), f) => {
+                    SqlValue::Integer(f.and_then(|v| v.as_array()).map_or(0, Vec::len) as i64)
+                }
+                (Some(Modifier::Lower), Some(serde_json::Value::String(s))) => {
+                    text(&s.to_lowercase())
+                }
+                (_, Some(serde_json::Value::String(s))) => text(s),
+                (_, Some(v)) if !v.is_null() => json_to_sql(v),
+                // A guest's, or a missing, value is "", as in PocketBase.
+                (_, _) => SqlValue::Text(String::new()),
+            }
+        }
         Operand::Macro(m) => match m.as_str() {
             "@now" => SqlValue::Text(ctx.now.clone()),
             "@todayStart" => SqlValue::Text(ctx.today_start.clone()),
@@ -443,8 +680,28 @@ fn operand_sql(o: &Operand, ctx: &Ctx, out: &mut Sql) -> Result<String, FilterEr
             other => return Err(FilterError::Unsupported(other.to_string())),
         },
     };
-    out.params.push(v);
-    Ok("?".into())
+    Ok(Side::One(Sql::param(v)))
+}
+
+/// Apply a `:modifier` to a resolved name.
+fn modify(r: Resolved, m: Option<Modifier>, path: &str) -> Result<Side, FilterError> {
+    let bad = || FilterError::Unsupported(format!("modifier on `{path}`"));
+    Ok(match (r, m) {
+        (Resolved::One(s), None) => Side::One(Sql::raw(s)),
+        (Resolved::Json(s), None) => Side::Json(s),
+        (Resolved::Many(s), None) => Side::Many(s),
+        (Resolved::One(s), Some(Modifier::Lower)) => Side::One(Sql::raw(format!("LOWER({s})"))),
+        (Resolved::Many(s), Some(Modifier::Lower)) => {
+            Side::Many(format!("SELECT LOWER(v) AS v FROM ({s})"))
+        }
+        (Resolved::Many(s), Some(Modifier::Length)) => {
+            Side::One(Sql::raw(format!("(SELECT COUNT(*) FROM ({s}))")))
+        }
+        (Resolved::Json(s), Some(Modifier::Length)) => Side::One(Sql::raw(format!(
+            "(CASE WHEN json_valid({s}) AND json_type({s}) = 'array' THEN json_array_length({s}) ELSE 0 END)"
+        ))),
+        _ => return Err(bad()),
+    })
 }
 
 fn num_value(n: f64) -> SqlValue {
@@ -473,21 +730,48 @@ pub fn quote_ident(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
+    use serde_json::json;
 
-    fn fields(f: &str) -> Option<Kind> {
-        match f {
-            "id" | "title" | "n" | "done" | "created" => Some(Kind::Scalar),
-            "tags" => Some(Kind::Json),
-            _ => None,
+    /// A `posts` table with a json field, a multiple field and a relation
+    /// to `users`, and a `members` table for `@collection`.
+    struct Schema;
+    impl Names for Schema {
+        fn field(&self, path: &str) -> Option<Resolved> {
+            let col = |c: &str| format!("\"posts\".\"{c}\"");
+            Some(match path {
+                "id" | "title" | "n" | "done" | "created" | "team" | "author" => {
+                    Resolved::One(col(path))
+                }
+                "tags" => Resolved::Json(col(path)),
+                "cats" => {
+                    Resolved::Many(format!("SELECT value AS v FROM json_each({})", col("cats")))
+                }
+                "author.name" => Resolved::One(format!(
+                    "(SELECT a1.\"name\" FROM \"users\" AS a1 WHERE a1.id = {})",
+                    col("author")
+                )),
+                _ => return None,
+            })
+        }
+        fn table(&self, name: &str) -> Option<String> {
+            (name == "members").then(|| "\"members\"".into())
+        }
+        fn joined(&self, name: &str, alias: &str, path: &str) -> Option<Resolved> {
+            (name == "members" && matches!(path, "user" | "team"))
+                .then(|| Resolved::One(format!("{alias}.\"{path}\"")))
         }
     }
 
-    fn sql(s: &str) -> Result<Sql, FilterError> {
-        let mut auth = serde_json::Map::new();
-        auth.insert("id".into(), "u1".into());
+    fn request(auth: serde_json::Value) -> serde_json::Value {
+        json!({"auth": auth, "body": {"title": "T", "tags": ["a", "b"]},
+               "query": {"q": "x"}, "headers": {}, "method": "GET", "context": "default"})
+    }
+
+    fn sql_with(s: &str, req: &serde_json::Value) -> Result<Sql, FilterError> {
         let ctx = Ctx {
-            field: &fields,
-            auth: Some(&auth),
+            names: &Schema,
+            request: req,
             now: "NOW".into(),
             today_start: "TS".into(),
             today_end: "TE".into(),
@@ -497,12 +781,44 @@ mod tests {
         Ok(out)
     }
 
+    fn sql(s: &str) -> Result<Sql, FilterError> {
+        sql_with(s, &request(json!({"id": "u1"})))
+    }
+
+    /// Ids of the posts `filter` selects, run for real in SQLite.
+    fn run(filter: &str, auth: serde_json::Value) -> Vec<String> {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            r#"CREATE TABLE posts (id, title, n, done, created, team, tags, cats, author);
+               CREATE TABLE users (id, name);
+               CREATE TABLE members (user, team);
+               INSERT INTO users VALUES ('u1', 'Ann'), ('u2', 'Bob');
+               INSERT INTO members VALUES ('u1', 't1'), ('u2', 't2');
+               INSERT INTO posts VALUES
+                 ('p1', 'alpha', 1, 1, '2024', 't1', '["x","y"]', '["a","b"]', 'u1'),
+                 ('p2', 'beta',  2, 0, '2025', 't2', '"x"',       '["a"]',     'u2'),
+                 ('p3', '',      3, 0, '2026', 't1', NULL,        '[]',        '');"#,
+        )
+        .unwrap();
+        let w = sql_with(filter, &request(auth)).unwrap();
+        let mut stmt = db
+            .prepare(&format!(
+                "SELECT id FROM posts WHERE {} ORDER BY id",
+                w.text
+            ))
+            .unwrap();
+        stmt.query_map(rusqlite::params_from_iter(w.params.iter()), |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
     #[test]
     fn operators_and_precedence() {
         let s = sql("title = 'a' || n > 2 && (done = true || n <= -1.5)").unwrap();
         assert_eq!(
             s.text,
-            "((\"title\" IS ?) OR ((\"n\" > ?) AND ((\"done\" IS ?) OR (\"n\" <= ?))))"
+            r#"(("posts"."title" IS ?) OR (("posts"."n" > ?) AND (("posts"."done" IS ?) OR ("posts"."n" <= ?))))"#
         );
         assert_eq!(
             s.params,
@@ -513,49 +829,106 @@ mod tests {
                 SqlValue::Real(-1.5)
             ]
         );
+        assert_eq!(run("title = 'alpha' || n > 2", json!(null)), ["p1", "p3"]);
     }
 
     #[test]
     fn like_wraps_and_values_are_parameters() {
         let s = sql(r#"title ~ "x\" OR 1=1 --" && title !~ 'a%'"#).unwrap();
-        assert_eq!(s.text, "((\"title\" LIKE ?) AND (\"title\" NOT LIKE ?))");
+        assert_eq!(
+            s.text,
+            r#"(("posts"."title" LIKE ?) AND ("posts"."title" NOT LIKE ?))"#
+        );
         assert_eq!(s.params[0], SqlValue::Text("%x\" OR 1=1 --%".into()));
         assert_eq!(s.params[1], SqlValue::Text("a%".into()));
+        assert_eq!(run("title ~ 'et'", json!(null)), ["p2"]);
     }
 
     #[test]
-    fn macros_auth_null_and_any_of() {
-        let s =
-            sql("id = @request.auth.id && created < @now && title != null && tags ?= 'x'").unwrap();
-        assert!(s.text.contains("json_each"), "{}", s.text);
-        assert!(s.text.contains("IS NOT NULL AND"), "{}", s.text);
-        assert_eq!(
-            s.params,
-            vec![
-                SqlValue::Text("u1".into()),
-                SqlValue::Text("NOW".into()),
-                SqlValue::Text("x".into())
-            ]
-        );
-        // Guests have an empty auth id.
-        let ctx = Ctx {
-            field: &fields,
-            auth: None,
-            now: String::new(),
-            today_start: String::new(),
-            today_end: String::new(),
-        };
-        let mut out = Sql::default();
-        compile(
-            &parse("@request.auth.id != ''").unwrap().unwrap(),
-            &ctx,
-            &mut out,
+    fn null_compares_like_empty_and_binds_once() {
+        assert_eq!(run("title = null", json!(null)), ["p3"]);
+        assert_eq!(run("title != null", json!(null)), ["p1", "p2"]);
+        // A parameter on the left of a null comparison binds exactly once.
+        assert_eq!(run("@request.auth.id = null", json!(null)).len(), 3);
+        assert!(run("@request.auth.id = null", json!({"id": "u1"})).is_empty());
+    }
+
+    #[test]
+    fn request_body_query_and_modifiers() {
+        let req = request(json!({"id": "u1"}));
+        let s = sql_with(
+            "@request.body.title = 'T' && @request.body.tags:length = 2 && @request.body.nope:isset = false && @request.query.q = 'x' && @request.method = 'GET'",
+            &req,
         )
         .unwrap();
+        assert!(!s.text.contains("body"), "{}", s.text);
         assert_eq!(
-            out.params,
-            vec![SqlValue::Text("".into()), SqlValue::Text("".into())]
+            run("@request.data.title:isset = true && n = 1", json!(null)),
+            ["p1"]
         );
+        assert_eq!(
+            run("@request.body.title:lower = 't' && n = 2", json!(null)),
+            ["p2"]
+        );
+        assert_eq!(
+            run("@request.body.nope:isset = true", json!(null)),
+            Vec::<String>::new()
+        );
+        assert!(matches!(
+            sql("@request.query.q:isset = true"),
+            Err(FilterError::Unsupported(_))
+        ));
+        assert!(matches!(
+            sql("title:each = 1"),
+            Err(FilterError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn auth_and_relation_paths() {
+        assert_eq!(
+            run("author = @request.auth.id", json!({"id": "u2"})),
+            ["p2"]
+        );
+        assert_eq!(run("author.name = 'Ann'", json!(null)), ["p1"]);
+        // Guests have an empty auth id.
+        assert_eq!(
+            run("@request.auth.id != ''", json!(null)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn any_of_and_all_of() {
+        // A json field: `?=` looks inside arrays; a scalar is a one-element array.
+        assert_eq!(run("tags ?= 'x'", json!(null)), ["p1", "p2"]);
+        // A multiple field: `?=` is any, `=` is every; no values act as null.
+        assert_eq!(run("cats ?= 'b'", json!(null)), ["p1"]);
+        assert_eq!(run("cats = 'a'", json!(null)), ["p2"]);
+        assert_eq!(run("cats = null", json!(null)), ["p3"]);
+        assert_eq!(run("cats:length >= 1", json!(null)), ["p1", "p2"]);
+        // The multi-valued name may stand on the right.
+        assert_eq!(run("'b' ?= cats", json!(null)), ["p1"]);
+        assert!(matches!(
+            sql("'b' ~ cats"),
+            Err(FilterError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn collection_joins_share_one_row_per_alias() {
+        // u1 is a member of t1 only: same row for both terms.
+        let rule = "@collection.members.user = @request.auth.id && @collection.members.team = team";
+        assert_eq!(run(rule, json!({"id": "u1"})), ["p1", "p3"]);
+        assert_eq!(run(rule, json!({"id": "u2"})), ["p2"]);
+        assert!(run(rule, json!(null)).is_empty());
+        // Two aliases are two independent rows.
+        let two = "@collection.members:a.user = 'u1' && @collection.members:b.team = team";
+        assert_eq!(run(two, json!(null)), ["p1", "p2", "p3"]);
+        assert!(matches!(
+            sql("@collection.nope.user = 1"),
+            Err(FilterError::UnknownField(_))
+        ));
     }
 
     #[test]
@@ -586,8 +959,12 @@ mod tests {
             Err(FilterError::UnknownField(_))
         ));
         assert!(matches!(
-            sql("@collection.x = 1"),
+            sql("@request.secret = 1"),
             Err(FilterError::Unsupported(_))
+        ));
+        assert!(matches!(
+            sql("title.. = 1"),
+            Err(FilterError::UnknownField(_))
         ));
         assert_eq!(parse("  ").unwrap(), None);
     }

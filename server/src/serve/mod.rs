@@ -4,6 +4,9 @@
 //! - [`tenants`]: the registry (lazy load, LRU/idle eviction, lifecycle);
 //! - [`records`], [`collections`], [`auth`]: the PocketBase API subset;
 //! - [`filter`]: the filter language, parsed and compiled to bound SQL;
+//!   [`names`] says what its names are in a tenant's schema;
+//! - [`relations`]: select and relation fields, `expand`, delete cascades;
+//! - [`indexes`]: collection indexes, parsed rather than run as given;
 //! - [`errors`]: the one mapping to HTTP status and PocketBase's error shape;
 //! - [`admin`]: the operator API under `/_strata/api/`; [`client`] is its CLI;
 //! - `/metrics` is rendered by [`metrics`].
@@ -18,8 +21,11 @@ pub mod client;
 pub mod collections;
 pub mod errors;
 pub mod filter;
+pub mod indexes;
 pub mod metrics;
+pub mod names;
 pub mod records;
+pub mod relations;
 pub mod schema;
 pub mod tenants;
 

@@ -5,8 +5,10 @@
 use super::TenantReq;
 use super::auth::{self, Auth};
 use super::errors::{ApiError, ApiResult};
-use super::filter::{self, Ctx, Sql, quote_ident};
-use super::schema::{self, Collection, FieldType};
+use super::filter::{self, Ctx, Resolved, Sql, quote_ident};
+use super::names::RecordNames;
+use super::relations;
+use super::schema::{self, Collection, Field, FieldType};
 use super::tenants::on_data;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query};
@@ -110,7 +112,17 @@ fn select_cols(c: &Collection) -> String {
         .join(", ")
 }
 
-fn read_value(kind: FieldType, v: SqlValue) -> Value {
+fn read_value(f: &Field, v: SqlValue) -> Value {
+    let kind = f.kind;
+    if f.multiple() {
+        // A json array of strings; anything else reads as no values.
+        return match v {
+            SqlValue::Text(t) => {
+                serde_json::from_str::<Vec<String>>(&t).map_or(json!([]), |v| json!(v))
+            }
+            _ => json!([]),
+        };
+    }
     match (kind, v) {
         (FieldType::Bool, SqlValue::Integer(i)) => Value::Bool(i != 0),
         (FieldType::Bool, SqlValue::Text(t)) => Value::Bool(t == "true" || t == "1"),
@@ -138,7 +150,7 @@ fn row_to_record(c: &Collection, r: &rusqlite::Row) -> rusqlite::Result<Map<Stri
     m.insert("collectionId".into(), c.id.clone().into());
     m.insert("collectionName".into(), c.name.clone().into());
     for (i, f) in c.fields.iter().enumerate() {
-        m.insert(f.name.clone(), read_value(f.kind, r.get::<_, SqlValue>(i)?));
+        m.insert(f.name.clone(), read_value(f, r.get::<_, SqlValue>(i)?));
     }
     Ok(m)
 }
@@ -186,28 +198,65 @@ pub fn public(
     Value::Object(rec)
 }
 
-fn ctx<'a>(
-    c: &'a Collection,
-    who: Option<&'a Auth>,
-    field: &'a dyn Fn(&str) -> Option<filter::Kind>,
-) -> Ctx<'a> {
+/// `@request.*` as rules and filters see it. Header names are lower-case
+/// with `-` as `_`, as in PocketBase.
+pub fn request_info(
+    method: &str,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+    body: &Map<String, Value>,
+    who: Option<&Auth>,
+) -> Value {
+    let headers: Map<String, Value> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            let v = v.to_str().ok()?;
+            Some((k.as_str().to_ascii_lowercase().replace('-', "_"), v.into()))
+        })
+        .collect();
+    json!({
+        "auth": who.map(|a| Value::Object(a.record.clone())),
+        "body": body,
+        "query": query,
+        "headers": headers,
+        "method": method,
+        "context": "default",
+    })
+}
+
+/// Compile `filter` for records of `c` into `out` (appended with AND).
+fn and_filter(
+    conn: &Connection,
+    c: &Collection,
+    filter: &str,
+    request: &Value,
+    out: &mut Sql,
+) -> ApiResult<()> {
+    let Some(expr) = filter::parse(filter)? else {
+        return Ok(());
+    };
+    let names = RecordNames::new(conn, c);
     let (today_start, today_end) = schema::today_bounds();
-    let _ = c;
-    Ctx {
-        field,
-        auth: who.map(|a| &a.record),
+    let ctx = Ctx {
+        names: &names,
+        request,
         now: schema::now(),
         today_start,
         today_end,
-    }
+    };
+    out.text.push_str(" AND ");
+    filter::compile(&expr, &ctx, out)?;
+    Ok(())
 }
 
-/// The SQL condition a rule adds for this caller: `Ok(None)` = no condition.
+/// The SQL condition a rule adds for this caller (appended with AND).
 /// `null` rules are for superusers only (403 for anyone else).
 fn rule_sql(
+    conn: &Connection,
     c: &Collection,
     rule: &Option<String>,
     who: Option<&Auth>,
+    request: &Value,
     out: &mut Sql,
 ) -> ApiResult<()> {
     if who.is_some_and(Auth::is_superuser) {
@@ -216,17 +265,17 @@ fn rule_sql(
     let Some(rule) = rule else {
         return Err(ApiError::forbidden());
     };
-    let Some(expr) = filter::parse(rule)? else {
-        return Ok(());
-    };
-    let field = |n: &str| c.filter_kind(n);
-    let ctx = ctx(c, who, &field);
-    out.text.push_str(" AND ");
-    filter::compile(&expr, &ctx, out)?;
-    Ok(())
+    and_filter(conn, c, rule, request, out)
 }
 
-fn sort_sql(c: &Collection, sort: &str) -> ApiResult<String> {
+/// Check that a rule compiles against the collection (on collection save).
+pub fn check_rule(conn: &Connection, c: &Collection, rule: &str) -> ApiResult<()> {
+    let request = request_info("GET", &HeaderMap::new(), &HashMap::new(), &Map::new(), None);
+    and_filter(conn, c, rule, &request, &mut Sql::default())
+}
+
+fn sort_sql(conn: &Connection, c: &Collection, sort: &str) -> ApiResult<String> {
+    let names = RecordNames::new(conn, c);
     let mut parts = Vec::new();
     for s in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if s == "@random" {
@@ -237,12 +286,14 @@ fn sort_sql(c: &Collection, sort: &str) -> ApiResult<String> {
             Some(n) => (n, "DESC"),
             None => (s.strip_prefix('+').unwrap_or(s), "ASC"),
         };
-        if c.filter_kind(name).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "Invalid sort parameter: unknown field `{name}`."
-            )));
+        match filter::Names::field(&names, name) {
+            Some(Resolved::One(sql) | Resolved::Json(sql)) => parts.push(format!("{sql} {dir}")),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid sort parameter: unknown or multi-valued field `{name}`."
+                )));
+            }
         }
-        parts.push(format!("{} {dir}", quote_ident(name)));
     }
     // rowid keeps pages stable when sort keys tie.
     parts.push("rowid ASC".into());
@@ -266,9 +317,13 @@ fn pick_fields(v: Value, fields: Option<&str>) -> Value {
     if want.is_empty() || want.contains(&"*") {
         return v;
     }
+    // `expand.author.name` keeps the whole `expand` object.
+    let keep = |k: &str| {
+        want.contains(&k) || (k == "expand" && want.iter().any(|w| w.starts_with("expand.")))
+    };
     Value::Object(
         m.iter()
-            .filter(|(k, _)| want.contains(&k.as_str()))
+            .filter(|(k, _)| keep(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     )
@@ -283,6 +338,89 @@ fn int_param(q: &HashMap<String, String>, name: &str, default: i64) -> ApiResult
     }
 }
 
+/// What a handler knows of its call: the caller and `@request.*`.
+struct Call {
+    who: Option<Auth>,
+    request: Value,
+}
+
+impl Call {
+    fn new(
+        t: &super::tenants::Tenant,
+        conn: &Connection,
+        method: &str,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Call> {
+        let who = auth::resolve(t, conn, headers)?;
+        let request = request_info(method, headers, query, body, who.as_ref());
+        Ok(Call { who, request })
+    }
+}
+
+/// Records as a client sees them: expanded as `expand` asks, then without
+/// hidden fields, then cut to `fields`.
+fn respond(
+    conn: &Connection,
+    c: &Collection,
+    mut recs: Vec<Map<String, Value>>,
+    call: &Call,
+    q: &HashMap<String, String>,
+) -> ApiResult<Vec<Value>> {
+    if let Some(spec) = q.get("expand").filter(|s| !s.trim().is_empty()) {
+        let fetch = |conn: &Connection, c: &Collection, ids: &[String]| {
+            let mut w = Sql {
+                text: format!("id IN ({})", vec!["?"; ids.len()].join(", ")),
+                params: ids.iter().map(|i| SqlValue::Text(i.clone())).collect(),
+            };
+            // Related records show only where their view rule lets the caller.
+            match rule_sql(
+                conn,
+                c,
+                &c.rules.view,
+                call.who.as_ref(),
+                &call.request,
+                &mut w,
+            ) {
+                Ok(()) => select(conn, c, &w, ""),
+                Err(e) if e.status() == StatusCode::FORBIDDEN => Ok(vec![]),
+                Err(e) => Err(e),
+            }
+        };
+        let show = |c: &Collection, r| public(c, r, call.who.as_ref(), false);
+        relations::expand(conn, c, &mut recs, spec, &fetch, &show)?;
+    }
+    Ok(recs
+        .into_iter()
+        .map(|r| {
+            pick_fields(
+                public(c, r, call.who.as_ref(), false),
+                q.get("fields").map(String::as_str),
+            )
+        })
+        .collect())
+}
+
+/// `SELECT` the records of `c` matching `w`, with `tail` (ORDER/LIMIT) after.
+fn select(
+    conn: &Connection,
+    c: &Collection,
+    w: &Sql,
+    tail: &str,
+) -> ApiResult<Vec<Map<String, Value>>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {} FROM {} WHERE {}{tail}",
+        select_cols(c),
+        quote_ident(&c.name),
+        w.text
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+        row_to_record(c, r)
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub async fn list(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
@@ -295,48 +433,46 @@ pub async fn list(
     let skip_total = matches!(q.get("skipTotal").map(String::as_str), Some("1" | "true"));
     on_data(req, move |t, conn| {
         let c = schema::find_collection(conn, &name)?;
-        let who = auth::resolve(t, conn, &headers)?;
+        let call = Call::new(t, conn, "GET", &headers, &q, &Map::new())?;
         let mut w = Sql {
             text: "1".into(),
             params: vec![],
         };
-        rule_sql(&c, &c.rules.list, who.as_ref(), &mut w)?;
-        if let Some(expr) = filter::parse(q.get("filter").map_or("", String::as_str))? {
-            let field = |n: &str| c.filter_kind(n);
-            let ctx = ctx(&c, who.as_ref(), &field);
-            w.text.push_str(" AND ");
-            filter::compile(&expr, &ctx, &mut w)?;
-        }
-        let order = sort_sql(&c, q.get("sort").map_or("", String::as_str))?;
-        let table = quote_ident(&c.name);
+        rule_sql(
+            conn,
+            &c,
+            &c.rules.list,
+            call.who.as_ref(),
+            &call.request,
+            &mut w,
+        )?;
+        and_filter(
+            conn,
+            &c,
+            q.get("filter").map_or("", String::as_str),
+            &call.request,
+            &mut w,
+        )?;
+        let order = sort_sql(conn, &c, q.get("sort").map_or("", String::as_str))?;
         let (total, pages) = if skip_total {
             (-1, -1)
         } else {
             let n: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE {}", w.text),
+                &format!(
+                    "SELECT COUNT(*) FROM {} WHERE {}",
+                    quote_ident(&c.name),
+                    w.text
+                ),
                 rusqlite::params_from_iter(w.params.iter()),
                 |r| r.get(0),
             )?;
             (n, (n + per_page - 1) / per_page)
         };
-        let mut params = w.params.clone();
-        params.push(SqlValue::Integer(per_page));
-        params.push(SqlValue::Integer((page - 1).saturating_mul(per_page)));
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {} FROM {table} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
-            select_cols(&c),
-            w.text
-        ))?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter()), |r| {
-            row_to_record(&c, r)
-        })?;
-        let mut items = Vec::new();
-        for r in rows {
-            items.push(pick_fields(
-                public(&c, r?, who.as_ref(), false),
-                q.get("fields").map(String::as_str),
-            ));
-        }
+        w.params.push(SqlValue::Integer(per_page));
+        w.params
+            .push(SqlValue::Integer((page - 1).saturating_mul(per_page)));
+        let recs = select(conn, &c, &w, &format!(" ORDER BY {order} LIMIT ? OFFSET ?"))?;
+        let items = respond(conn, &c, recs, &call, &q)?;
         Ok(Json(json!({
             "page": page,
             "perPage": per_page,
@@ -353,26 +489,29 @@ fn find_allowed(
     conn: &Connection,
     c: &Collection,
     rule: &Option<String>,
-    who: Option<&Auth>,
+    call: &Call,
     id: &str,
 ) -> ApiResult<Map<String, Value>> {
     let mut w = Sql {
         text: "id = ?".into(),
         params: vec![SqlValue::Text(id.into())],
     };
-    rule_sql(c, rule, who, &mut w)?;
-    conn.query_row(
-        &format!(
-            "SELECT {} FROM {} WHERE {}",
-            select_cols(c),
-            quote_ident(&c.name),
-            w.text
-        ),
-        rusqlite::params_from_iter(w.params.iter()),
-        |r| row_to_record(c, r),
-    )
-    .optional()?
-    .ok_or_else(ApiError::not_found)
+    rule_sql(conn, c, rule, call.who.as_ref(), &call.request, &mut w)?;
+    select(conn, c, &w, "")?
+        .pop()
+        .ok_or_else(ApiError::not_found)
+}
+
+/// One record as the response body.
+fn respond_one(
+    conn: &Connection,
+    c: &Collection,
+    rec: Map<String, Value>,
+    call: &Call,
+    q: &HashMap<String, String>,
+) -> ApiResult<Json<Value>> {
+    let mut v = respond(conn, c, vec![rec], call, q)?;
+    Ok(Json(v.pop().unwrap_or(Value::Null)))
 }
 
 pub async fn view(
@@ -385,19 +524,21 @@ pub async fn view(
     let id = p.get("id").cloned().unwrap_or_default();
     on_data(req, move |t, conn| {
         let c = schema::find_collection(conn, &name)?;
-        let who = auth::resolve(t, conn, &headers)?;
-        let rec = find_allowed(conn, &c, &c.rules.view, who.as_ref(), &id)?;
-        Ok(Json(pick_fields(
-            public(&c, rec, who.as_ref(), false),
-            q.get("fields").map(String::as_str),
-        )))
+        let call = Call::new(t, conn, "GET", &headers, &q, &Map::new())?;
+        let rec = find_allowed(conn, &c, &c.rules.view, &call, &id)?;
+        respond_one(conn, &c, rec, &call, &q)
     })
     .await
+}
+
+fn invalid(msg: &str) -> Value {
+    json!({"code": "validation_invalid_value", "message": msg})
 }
 
 /// Validate and convert submitted values to columns. `create` also checks
 /// required fields and fills defaults.
 fn write_values(
+    conn: &Connection,
     c: &Collection,
     body: &Map<String, Value>,
     create: bool,
@@ -419,6 +560,13 @@ fn write_values(
             continue;
         };
         let value = match (f.kind, v) {
+            (FieldType::Select | FieldType::Relation, v) => match relations::choices(conn, f, v) {
+                Ok(value) => value,
+                Err(e) => {
+                    errors.insert(f.name.clone(), e);
+                    continue;
+                }
+            },
             (FieldType::Text | FieldType::Date, Value::String(s)) => SqlValue::Text(s.clone()),
             (FieldType::Text, Value::Number(n)) => SqlValue::Text(n.to_string()),
             (FieldType::Text | FieldType::Date | FieldType::Email, Value::Null) => {
@@ -466,16 +614,13 @@ fn write_values(
                 continue;
             }
             _ => {
-                errors.insert(
-                    f.name.clone(),
-                    err("validation_invalid_value", "Invalid value."),
-                );
+                errors.insert(f.name.clone(), invalid("Invalid value."));
                 continue;
             }
         };
         let blank = match &value {
             SqlValue::Null => true,
-            SqlValue::Text(s) => s.is_empty(),
+            SqlValue::Text(s) => s.is_empty() || (f.multiple() && s == "[]"),
             SqlValue::Integer(i) => *i == 0,
             SqlValue::Real(r) => *r == 0.0,
             SqlValue::Blob(b) => b.is_empty(),
@@ -496,75 +641,100 @@ fn write_values(
         );
     }
     if !errors.is_empty() {
-        let msg = if create {
-            "Failed to create record."
-        } else {
-            "Failed to update record."
-        };
-        return Err(ApiError::validation(msg, Value::Object(errors)));
+        return Err(ApiError::validation(failed(create), Value::Object(errors)));
     }
     Ok(out)
+}
+
+fn failed(create: bool) -> &'static str {
+    if create {
+        "Failed to create record."
+    } else {
+        "Failed to update record."
+    }
+}
+
+/// A write that broke a unique index: which fields, in PocketBase's shape.
+fn not_unique(e: rusqlite::Error, create: bool) -> ApiError {
+    if e.sqlite_error_code() != Some(rusqlite::ErrorCode::ConstraintViolation) {
+        return e.into();
+    }
+    // SQLite names the columns: "UNIQUE constraint failed: posts.slug, posts.x".
+    let msg = e.to_string();
+    let cols = msg.split_once("failed: ").map_or("", |(_, c)| c);
+    let mut errors = Map::new();
+    for col in cols.split(',').filter_map(|c| c.trim().rsplit('.').next()) {
+        errors.insert(
+            col.to_string(),
+            json!({"code": "validation_not_unique", "message": "Value must be unique."}),
+        );
+    }
+    if errors.is_empty() {
+        errors.insert(
+            "id".into(),
+            json!({"code": "validation_not_unique", "message": "Value must be unique."}),
+        );
+    }
+    ApiError::validation(failed(create), Value::Object(errors))
 }
 
 pub async fn create(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let name = collection_name(&p);
     let body = record_body(&headers, body)?;
     on_data(req, move |t, conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let who = auth::resolve(t, conn, &headers)?;
-            if who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
-                return Err(ApiError::forbidden());
+        let c = schema::find_collection(conn, &name)?;
+        let call = Call::new(t, conn, "POST", &headers, &q, &body)?;
+        if call.who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
+            return Err(ApiError::forbidden());
+        }
+        let id = match body.get("id") {
+            None => schema::new_id(),
+            Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Failed to create record.",
+                    json!({"id": {"code": "validation_invalid_id", "message": "Must be 15 characters of a-z and 0-9."}}),
+                ));
             }
-            let id = match body.get("id") {
-                None => schema::new_id(),
-                Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
-                Some(_) => {
-                    return Err(ApiError::validation(
-                        "Failed to create record.",
-                        json!({"id": {"code": "validation_invalid_id", "message": "Must be 15 characters of a-z and 0-9."}}),
-                    ));
-                }
-            };
-            let mut cols = write_values(&c, &body, true)?;
-            let t = schema::now();
-            cols.push(("id".into(), SqlValue::Text(id.clone())));
-            cols.push(("created".into(), SqlValue::Text(t.clone())));
-            cols.push(("updated".into(), SqlValue::Text(t)));
-            if c.is_auth() {
-                cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
+        };
+        let mut cols = write_values(conn, &c, &body, true)?;
+        let t = schema::now();
+        cols.push(("id".into(), SqlValue::Text(id.clone())));
+        cols.push(("created".into(), SqlValue::Text(t.clone())));
+        cols.push(("updated".into(), SqlValue::Text(t)));
+        if c.is_auth() {
+            cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
+        }
+        let tx = conn.transaction()?;
+        let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        tx.execute(
+            &format!(
+                "INSERT INTO {} ({}) VALUES ({marks})",
+                quote_ident(&c.name),
+                names.join(", ")
+            ),
+            rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)),
+        )
+        .map_err(|e| not_unique(e, true))?;
+        // The create rule is checked against the new row inside the
+        // transaction; a row the rule rejects is rolled back.
+        let rec = match find_allowed(&tx, &c, &c.rules.create, &call, &id) {
+            Ok(r) => r,
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                return Err(ApiError::bad_request("Failed to create record."));
             }
-            let tx = conn.transaction()?;
-            let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
-            let marks = vec!["?"; cols.len()].join(", ");
-            let inserted = tx.execute(
-                &format!("INSERT INTO {} ({}) VALUES ({marks})", quote_ident(&c.name), names.join(", ")),
-                rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)),
-            );
-            if let Err(e) = inserted {
-                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) {
-                    return Err(ApiError::validation(
-                        "Failed to create record.",
-                        json!({"id": {"code": "validation_not_unique", "message": "Value must be unique."}}),
-                    ));
-                }
-                return Err(e.into());
-            }
-            // The create rule is checked against the new row inside the
-            // transaction; a row the rule rejects is rolled back.
-            let rec = match find_allowed(&tx, &c, &c.rules.create, who.as_ref(), &id) {
-                Ok(r) => r,
-                Err(e) if e.status() == StatusCode::NOT_FOUND => {
-                    return Err(ApiError::bad_request("Failed to create record."));
-                }
-                Err(e) => return Err(e),
-            };
-            tx.commit()?;
-            Ok(Json(public(&c, rec, who.as_ref(), false)))
+            Err(e) => return Err(e),
+        };
+        let out = respond_one(&tx, &c, rec, &call, &q)?;
+        tx.commit()?;
+        Ok(out)
     })
     .await
 }
@@ -572,6 +742,7 @@ pub async fn create(
 pub async fn update(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
@@ -580,9 +751,9 @@ pub async fn update(
     let body = record_body(&headers, body)?;
     on_data(req, move |t, conn| {
         let c = schema::find_collection(conn, &name)?;
-        let who = auth::resolve(t, conn, &headers)?;
-        find_allowed(conn, &c, &c.rules.update, who.as_ref(), &id)?;
-        let mut cols = write_values(&c, &body, false)?;
+        let call = Call::new(t, conn, "PATCH", &headers, &q, &body)?;
+        find_allowed(conn, &c, &c.rules.update, &call, &id)?;
+        let mut cols = write_values(conn, &c, &body, false)?;
         cols.push(("updated".into(), SqlValue::Text(schema::now())));
         let sets: Vec<String> = cols
             .iter()
@@ -597,9 +768,10 @@ pub async fn update(
                 sets.join(", ")
             ),
             rusqlite::params_from_iter(params.iter()),
-        )?;
+        )
+        .map_err(|e| not_unique(e, false))?;
         let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
-        Ok(Json(public(&c, rec, who.as_ref(), false)))
+        respond_one(conn, &c, rec, &call, &q)
     })
     .await
 }
@@ -607,18 +779,20 @@ pub async fn update(
 pub async fn delete(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
     on_data(req, move |t, conn| {
         let c = schema::find_collection(conn, &name)?;
-        let who = auth::resolve(t, conn, &headers)?;
-        find_allowed(conn, &c, &c.rules.delete, who.as_ref(), &id)?;
-        conn.execute(
-            &format!("DELETE FROM {} WHERE id = ?1", quote_ident(&c.name)),
-            [&id],
-        )?;
+        let call = Call::new(t, conn, "DELETE", &headers, &q, &Map::new())?;
+        find_allowed(conn, &c, &c.rules.delete, &call, &id)?;
+        // References to the record go in the same transaction: cascaded,
+        // cleared, or the delete is refused.
+        let tx = conn.transaction()?;
+        relations::delete_with_references(&tx, &c, &id)?;
+        tx.commit()?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await

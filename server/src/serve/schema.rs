@@ -3,7 +3,6 @@
 //! as `YYYY-MM-DD HH:MM:SS.mmmZ` strings; and `_logs` in `auxiliary.db`.
 
 use super::errors::{ApiError, ApiResult};
-use super::filter::Kind;
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -103,6 +102,10 @@ pub enum FieldType {
     Email,
     Password,
     Autodate,
+    /// One or more of a fixed list of values.
+    Select,
+    /// Ids of records of another collection.
+    Relation,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,9 +127,37 @@ pub struct Field {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub primary_key: bool,
+    /// `select`: the allowed values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// `select` and `relation`: above 1 the field holds a json array.
+    #[serde(default, rename = "maxSelect", skip_serializing_if = "is_zero")]
+    pub max_select: u32,
+    /// `relation`: the id of the collection it points to.
+    #[serde(
+        default,
+        rename = "collectionId",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub collection_id: String,
+    /// `relation`: delete this record when the record it points to is deleted.
+    #[serde(
+        default,
+        rename = "cascadeDelete",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub cascade_delete: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Field {
+    /// A select or relation field that holds several values (a json array).
+    pub fn multiple(&self) -> bool {
+        matches!(self.kind, FieldType::Select | FieldType::Relation) && self.max_select > 1
+    }
     fn new(name: &str, kind: FieldType) -> Field {
         Field {
             id: format!("{}{}", kind_tag(kind), name),
@@ -136,11 +167,16 @@ impl Field {
             system: true,
             hidden: false,
             primary_key: false,
+            values: vec![],
+            max_select: 0,
+            collection_id: String::new(),
+            cascade_delete: false,
         }
     }
     /// The column definition (CREATE TABLE / ALTER TABLE ADD COLUMN).
     pub fn column(&self) -> String {
         let ty = match self.kind {
+            _ if self.multiple() => "JSON DEFAULT '[]' NOT NULL",
             FieldType::Number => "NUMERIC DEFAULT 0 NOT NULL",
             FieldType::Bool => "BOOLEAN DEFAULT FALSE NOT NULL",
             FieldType::Json => "JSON DEFAULT NULL",
@@ -160,6 +196,8 @@ fn kind_tag(k: FieldType) -> &'static str {
         FieldType::Email => "email",
         FieldType::Password => "password",
         FieldType::Autodate => "autodate",
+        FieldType::Select => "select",
+        FieldType::Relation => "relation",
     }
 }
 
@@ -200,14 +238,10 @@ impl Collection {
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }
-    /// For the filter compiler: which names are comparable columns.
-    pub fn filter_kind(&self, name: &str) -> Option<Kind> {
-        match self.field(name) {
-            Some(f) if f.kind == FieldType::Password || f.hidden => None,
-            Some(f) if f.kind == FieldType::Json => Some(Kind::Json),
-            Some(_) => Some(Kind::Scalar),
-            None => None,
-        }
+    /// A field a filter or sort may name: not a password, not hidden.
+    pub fn visible_field(&self, name: &str) -> Option<&Field> {
+        self.field(name)
+            .filter(|f| f.kind != FieldType::Password && !f.hidden)
     }
     pub fn to_json(&self) -> Value {
         json!({
@@ -327,7 +361,7 @@ impl Collection {
 
     pub fn update_meta(&self, conn: &Connection) -> rusqlite::Result<()> {
         conn.execute(
-            "UPDATE _collections SET fields = ?2, listRule = ?3, viewRule = ?4, createRule = ?5, updateRule = ?6, deleteRule = ?7, updated = ?8 WHERE id = ?1",
+            "UPDATE _collections SET fields = ?2, listRule = ?3, viewRule = ?4, createRule = ?5, updateRule = ?6, deleteRule = ?7, updated = ?8, indexes = ?9 WHERE id = ?1",
             params![
                 self.id,
                 serde_json::to_string(&self.fields).unwrap_or_else(|_| "[]".into()),
@@ -336,7 +370,8 @@ impl Collection {
                 self.rules.create,
                 self.rules.update,
                 self.rules.delete,
-                self.updated
+                self.updated,
+                serde_json::to_string(&self.indexes).unwrap_or_else(|_| "[]".into())
             ],
         )?;
         Ok(())

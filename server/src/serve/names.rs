@@ -1,0 +1,137 @@
+//! What the names in a filter, rule or sort stand for in one tenant's
+//! `data.db`: fields of the record, paths through relation fields
+//! (`author.team.name`) as correlated subqueries, and `@collection` joins.
+//! Every piece of SQL here is made of quoted schema names only.
+
+use super::filter::{Names, Resolved, quote_ident};
+use super::schema::{self, Collection, Field, FieldType};
+use rusqlite::Connection;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+/// PocketBase's limit on relation hops in one path.
+const MAX_HOPS: usize = 6;
+
+pub struct RecordNames<'a> {
+    conn: &'a Connection,
+    c: &'a Collection,
+    /// Collections looked up so far, by id and by name.
+    seen: RefCell<HashMap<String, Option<Collection>>>,
+    /// Makes subquery aliases unique within one statement.
+    next: Cell<usize>,
+}
+
+impl<'a> RecordNames<'a> {
+    pub fn new(conn: &'a Connection, c: &'a Collection) -> RecordNames<'a> {
+        RecordNames {
+            conn,
+            c,
+            seen: RefCell::default(),
+            next: Cell::new(0),
+        }
+    }
+
+    fn collection(&self, id_or_name: &str) -> Option<Collection> {
+        if id_or_name == self.c.id || id_or_name == self.c.name {
+            return Some(self.c.clone());
+        }
+        self.seen
+            .borrow_mut()
+            .entry(id_or_name.to_string())
+            .or_insert_with(|| schema::find_collection(self.conn, id_or_name).ok())
+            .clone()
+    }
+
+    fn alias(&self) -> String {
+        let n = self.next.get() + 1;
+        self.next.set(n);
+        format!("__p{n}")
+    }
+
+    /// `path` of a row of `c` whose SQL alias is `root`.
+    fn path(&self, c: &Collection, root: &str, path: &str) -> Option<Resolved> {
+        let parts: Vec<&str> = path.split('.').collect();
+        let (last, hops) = parts.split_last()?;
+        if hops.is_empty() {
+            return Some(column(c.visible_field(last)?, root));
+        }
+        if hops.len() > MAX_HOPS {
+            return None;
+        }
+        // FROM/JOIN through each relation; the first hop correlates with `root`.
+        let (mut from, mut cond, mut many) = (String::new(), String::new(), false);
+        let (mut cur_c, mut cur) = (c.clone(), root.to_string());
+        for (i, hop) in hops.iter().enumerate() {
+            let f = cur_c.visible_field(hop)?;
+            if f.kind != FieldType::Relation {
+                return None;
+            }
+            let target = self.collection(&f.collection_id)?;
+            let (a, t) = (self.alias(), quote_ident(&target.name));
+            let col = format!("{cur}.{}", quote_ident(hop));
+            if f.multiple() {
+                many = true;
+                let je = self.alias();
+                let src = format!(
+                    "json_each(CASE WHEN json_valid({col}) THEN {col} ELSE '[]' END) AS {je} JOIN {t} AS {a} ON {a}.id = {je}.value"
+                );
+                from = if i == 0 {
+                    src
+                } else {
+                    format!("{from} JOIN {src}")
+                };
+            } else if i == 0 {
+                from = format!("{t} AS {a}");
+                cond = format!(" WHERE {a}.id = {col}");
+            } else {
+                from = format!("{from} JOIN {t} AS {a} ON {a}.id = {col}");
+            }
+            (cur_c, cur) = (target, a);
+        }
+        let f = cur_c.visible_field(last)?;
+        let value = match column(f, &cur) {
+            Resolved::Many(_) => {
+                many = true;
+                let je = self.alias();
+                let col = format!("{cur}.{}", quote_ident(last));
+                from = format!(
+                    "{from} JOIN json_each(CASE WHEN json_valid({col}) THEN {col} ELSE '[]' END) AS {je}"
+                );
+                format!("{je}.value")
+            }
+            Resolved::One(v) | Resolved::Json(v) => v,
+        };
+        let sub = format!("SELECT {value} AS v FROM {from}{cond}");
+        Some(if many {
+            Resolved::Many(sub)
+        } else {
+            Resolved::One(format!("({sub} LIMIT 1)"))
+        })
+    }
+}
+
+/// A field of the row `root` (an SQL alias or table).
+fn column(f: &Field, root: &str) -> Resolved {
+    let col = format!("{root}.{}", quote_ident(&f.name));
+    if f.multiple() {
+        Resolved::Many(format!(
+            "SELECT value AS v FROM json_each(CASE WHEN json_valid({col}) THEN {col} ELSE '[]' END)"
+        ))
+    } else if f.kind == FieldType::Json {
+        Resolved::Json(col)
+    } else {
+        Resolved::One(col)
+    }
+}
+
+impl Names for RecordNames<'_> {
+    fn field(&self, path: &str) -> Option<Resolved> {
+        self.path(self.c, &quote_ident(&self.c.name), path)
+    }
+    fn table(&self, name: &str) -> Option<String> {
+        self.collection(name).map(|c| quote_ident(&c.name))
+    }
+    fn joined(&self, name: &str, alias: &str, path: &str) -> Option<Resolved> {
+        self.path(&self.collection(name)?, alias, path)
+    }
+}
