@@ -17,10 +17,11 @@ pub struct Response {
 }
 
 impl Response {
+    /// A header by name, ignoring case as HTTP does.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 }

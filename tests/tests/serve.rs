@@ -1371,51 +1371,95 @@ fn idle_tenants_are_evicted_and_come_back() -> Result<()> {
 
 /// `kill -9` while clients write with sync durability: a fresh node with an
 /// empty data dir on the same bucket has every acknowledged record.
+/// Writers hammer a tenant, the server is killed with `kill -9`, and a fresh
+/// node with an empty data dir serves the tenant from the bucket. In `sync`
+/// mode every acknowledged write is there; in `async` mode every write up to
+/// the replicated watermark the server reported (`Strata-Replicated`).
 #[test]
 fn kill_9_loses_no_acknowledged_sync_write() -> Result<()> {
+    kill_9_then_a_fresh_node("sync")
+}
+
+#[test]
+fn kill_9_keeps_every_write_up_to_the_reported_async_watermark() -> Result<()> {
+    kill_9_then_a_fresh_node("async")
+}
+
+/// One acknowledged write: its record id and the txid it committed as.
+struct Ack {
+    id: String,
+    txid: u64,
+}
+
+fn kill_9_then_a_fresh_node(mode: &str) -> Result<()> {
+    let sync = mode == "sync";
     for b in Backend::all()? {
         let dir = tempfile::tempdir()?;
-        let name = b.name();
-        let env = [("STRATA_DURABILITY", "sync"), ("STRATA_LEASE_TTL", "2s")];
+        let name = format!("{} {mode}", b.name());
+        let env = [("STRATA_DURABILITY", mode), ("STRATA_LEASE_TTL", "2s")];
         let mut s = Server::start_with(&b, &dir.path().join("node1"), &[], &env)?;
         s.create_tenant("t1", None)?;
         let token = s.superuser_token("t1")?;
         posts_collection(&s, "t1", &token)?;
-        let acked = std::sync::Mutex::new(Vec::<String>::new());
+        let acked = std::sync::Mutex::new(Vec::<Ack>::new());
+        // The highest watermark any answer reported.
+        let watermark = std::sync::atomic::AtomicU64::new(0);
         let stop = std::sync::atomic::AtomicBool::new(false);
+        let header = |r: &Response, h: &str| -> Result<u64> {
+            r.header(h)
+                .with_context(|| format!("no {h} header: {r:?}"))?
+                .parse::<u64>()
+                .with_context(|| format!("{h}: {r:?}"))
+        };
         std::thread::scope(|scope| -> Result<()> {
+            let mut writers = Vec::new();
             for w in 0..3 {
-                let (acked, stop, addr) = (&acked, &stop, s.addr.clone());
-                scope.spawn(move || {
+                let (acked, stop, watermark, addr) = (&acked, &stop, &watermark, s.addr.clone());
+                writers.push(scope.spawn(move || -> Result<()> {
                     for i in 0.. {
                         if stop.load(std::sync::atomic::Ordering::Relaxed) {
                             break;
                         }
                         let body = json!({"title": format!("w{w}-{i}"), "n": i}).to_string();
-                        match http::request(
+                        let Ok(r) = http::request(
                             &addr,
                             "POST",
                             "/t/t1/api/collections/posts/records",
                             &[],
                             Some(&body),
-                        ) {
-                            Ok(r) if r.status == 200 => {
-                                if let Some(id) = r.body["id"].as_str() {
-                                    acked
-                                        .lock()
-                                        .unwrap_or_else(|e| e.into_inner())
-                                        .push(id.to_string());
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(_) => break,
+                        ) else {
+                            break; // the server is gone
+                        };
+                        if r.status != 200 {
+                            continue;
                         }
+                        let (txid, replicated) = (header(&r, "Strata-Txid")?, header(&r, "Strata-Replicated")?);
+                        ensure!(
+                            !sync || replicated >= txid,
+                            "sync write acknowledged at txid {txid} before the bucket had it ({replicated})"
+                        );
+                        watermark.fetch_max(replicated, std::sync::atomic::Ordering::SeqCst);
+                        let id = r.body["id"].as_str().context("id")?.to_string();
+                        acked
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(Ack { id, txid });
                     }
-                });
+                    Ok(())
+                }));
             }
-            // Kill once some writes are acknowledged (polled, not slept).
+            // Kill once the watermark covers a good number of writes (polled).
             let deadline = Instant::now() + Duration::from_secs(60);
-            while acked.lock().unwrap_or_else(|e| e.into_inner()).len() < 30 {
+            loop {
+                let covered = {
+                    let w = watermark.load(std::sync::atomic::Ordering::SeqCst);
+                    let acked = acked.lock().unwrap_or_else(|e| e.into_inner());
+                    acked.iter().filter(|a| a.txid <= w).count()
+                };
+                // A writer that stopped early has an error to report.
+                if covered >= 30 || writers.iter().any(|w| w.is_finished()) {
+                    break;
+                }
                 ensure!(
                     Instant::now() < deadline,
                     "{name}: writes do not progress: {}",
@@ -1426,9 +1470,13 @@ fn kill_9_loses_no_acknowledged_sync_write() -> Result<()> {
             s.child.kill()?;
             s.child.wait()?;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for w in writers {
+                w.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+            }
             Ok(())
         })?;
         let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+        let watermark = watermark.into_inner();
 
         // A fresh node; the dead node's lease expires after 2 s (503 until then).
         let s2 = Server::start_with(&b, &dir.path().join("node2"), &[], &env)?;
@@ -1464,12 +1512,26 @@ fn kill_9_loses_no_acknowledged_sync_write() -> Result<()> {
                 break;
             }
         }
-        let missing: Vec<&String> = acked.iter().filter(|id| !found.contains(*id)).collect();
+        // sync: every acknowledged write; async: every one the watermark covers.
+        let promised: Vec<&Ack> = acked
+            .iter()
+            .filter(|a| sync || a.txid <= watermark)
+            .collect();
+        let missing: Vec<&str> = promised
+            .iter()
+            .filter(|a| !found.contains(&a.id))
+            .map(|a| a.id.as_str())
+            .collect();
         ensure!(
             missing.is_empty(),
-            "{name}: {} of {} acknowledged writes lost: {missing:?}",
+            "{name}: {} of {} promised writes lost (watermark {watermark}): {missing:?}",
             missing.len(),
-            acked.len()
+            promised.len()
+        );
+        ensure!(
+            promised.len() >= 30,
+            "{name}: only {} writes checked",
+            promised.len()
         );
     }
     Ok(())

@@ -338,5 +338,10 @@ async fn cors(req: Request, next: Next) -> Response {
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),
     );
+    // Browser apps may read where their write stands (see records.rs).
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Strata-Txid, Strata-Replicated"),
+    );
     resp
 }

@@ -678,13 +678,40 @@ fn not_unique(e: rusqlite::Error, create: bool) -> ApiError {
     ApiError::validation(failed(create), Value::Object(errors))
 }
 
+/// A write's answer, with where it stands in `data.db`'s history:
+/// `Strata-Txid` is the transaction it committed as, `Strata-Replicated` the
+/// replicated watermark when it returned. Everything up to the watermark is
+/// in the bucket and survives the loss of this node.
+/// The write has committed by now, so failing to read the watermark only
+/// leaves the headers out.
+fn with_watermark(conn: &Connection, body: Json<Value>) -> ApiResult<Response> {
+    let mut resp = body.into_response();
+    for (header, pragma) in [
+        (TXID_HEADER, "strata_committed"),
+        (REPLICATED_HEADER, "strata_replicated"),
+    ] {
+        match conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, String>(0)) {
+            Ok(v) => {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
+                    resp.headers_mut().insert(header, v);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, pragma, "watermark not readable"),
+        }
+    }
+    Ok(resp)
+}
+
+pub const TXID_HEADER: &str = "strata-txid";
+pub const REPLICATED_HEADER: &str = "strata-replicated";
+
 pub async fn create(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let name = collection_name(&p);
     let body = record_body(&headers, body)?;
     on_data(req, move |t, conn| {
@@ -734,7 +761,7 @@ pub async fn create(
         };
         let out = respond_one(&tx, &c, rec, &call, &q)?;
         tx.commit()?;
-        Ok(out)
+        with_watermark(conn, out)
     })
     .await
 }
@@ -745,7 +772,7 @@ pub async fn update(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
     let body = record_body(&headers, body)?;
@@ -771,7 +798,8 @@ pub async fn update(
         )
         .map_err(|e| not_unique(e, false))?;
         let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
-        respond_one(conn, &c, rec, &call, &q)
+        let out = respond_one(conn, &c, rec, &call, &q)?;
+        with_watermark(conn, out)
     })
     .await
 }
@@ -793,7 +821,11 @@ pub async fn delete(
         let tx = conn.transaction()?;
         relations::delete_with_references(&tx, &c, &id)?;
         tx.commit()?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+        let mut resp = with_watermark(conn, Json(Value::Null))?;
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        *resp.body_mut() = axum::body::Body::empty();
+        resp.headers_mut().remove(axum::http::header::CONTENT_TYPE);
+        Ok(resp)
     })
     .await
 }
