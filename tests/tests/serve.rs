@@ -1077,9 +1077,22 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
             )?;
             ensure!(r.status == 200, "{name}: {r:?}");
         }
+        // Per-tenant replication series while loaded (after the first upload)...
+        let series = r#"strata_replicated_txid{db="t1/data.db"}"#;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !s.req("GET", "/metrics", &[], None)?.text.contains(series) {
+            ensure!(Instant::now() < deadline, "{name}: no {series} in /metrics");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // Explicit eviction, then the next request loads the tenant again.
         let r = s.admin("POST", "/_strata/api/tenants/t1/evict", None)?;
         ensure!(r.body["evicted"] == true, "{name}: {r:?}");
+        // ...and none once it is closed.
+        let m = s.req("GET", "/metrics", &[], None)?.text;
+        ensure!(
+            !m.contains(series) && m.contains("strata_serve_tenant_evictions_total 1"),
+            "{name}: /metrics after evict: {m}"
+        );
         let r = s.api(
             "t1",
             "GET",

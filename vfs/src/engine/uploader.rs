@@ -35,6 +35,11 @@ pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
         last_batch: (0, Duration::ZERO),
     };
     up.run();
+    // A closed database has no lag to report: drop its series, so a node that
+    // loads and evicts thousands of tenants exports only the open ones.
+    let db = up.core.keys.label();
+    let _ = METRICS.replicated_txid.remove_label_values(&[&db]);
+    let _ = METRICS.lag_ms.remove_label_values(&[&db]);
 }
 
 /// Take over the database: bump the epoch and take the lease with one
