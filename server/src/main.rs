@@ -31,6 +31,10 @@ struct Cli {
     /// Log filter (tracing syntax), e.g. `info` or `strata_vfs=debug`.
     #[arg(long, env = "STRATA_LOG", default_value = "warn", global = true)]
     log: String,
+    /// Log lines as text for people, or one JSON object per line for a log
+    /// pipeline (`json`).
+    #[arg(long, env = "STRATA_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
+    log_format: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -152,10 +156,14 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     if let Err(e) = run(cli.cmd) {
         eprintln!("error: {e:#}");
         // One exit code per error kind, so scripts can tell them apart.

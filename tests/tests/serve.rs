@@ -1318,7 +1318,7 @@ fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
         let r: Value = serde_json::from_slice(&out.stdout)?;
         let key = r["key"].as_str().context("key")?;
         ensure!(
-            key.starts_with("tenants/t1/backups/") && key.ends_with(".zip"),
+            key.starts_with("backups/t1/backup-") && key.ends_with(".zip"),
             "{name}: {key}"
         );
         let zip = dir.join("backup.zip");
@@ -1413,8 +1413,62 @@ fn idle_tenants_are_evicted_and_come_back() -> Result<()> {
     Ok(())
 }
 
-/// `kill -9` while clients write with sync durability: a fresh node with an
-/// empty data dir on the same bucket has every acknowledged record.
+/// `--drop-local-on-evict`: an evicted tenant whose commits are all in the
+/// bucket leaves no files on the node, and comes back lazily from the bucket.
+#[test]
+fn evict_can_drop_the_local_copy() -> Result<()> {
+    on_each_backend(
+        &["--drop-local-on-evict", "--log-format", "json"],
+        |_b, s, dir, name| {
+            s.create_tenant("thin", None)?;
+            let token = s.superuser_token("thin")?;
+            posts_collection(s, "thin", &token)?;
+            for i in 0..10 {
+                let r = s.api(
+                    "thin",
+                    "POST",
+                    "/api/collections/posts/records",
+                    None,
+                    Some(json!({"title": format!("p{i}"), "n": i})),
+                )?;
+                ensure!(r.status == 200, "{name}: {r:?}");
+            }
+            let local = dir.join("node").join("thin");
+            ensure!(
+                local.join("data.db").exists(),
+                "{name}: no local copy while loaded"
+            );
+            let r = s.admin("POST", "/_strata/api/tenants/thin/evict", None)?;
+            ensure!(r.body["evicted"] == true, "{name}: {r:?}");
+            ensure!(
+                !local.exists(),
+                "{name}: local files kept: {:?}",
+                std::fs::read_dir(&local).map(|d| d.count())
+            );
+            ensure!(
+                count_posts(s, "thin")? == 10,
+                "{name}: reload from the bucket"
+            );
+            // Structured logs: one JSON object per line, with the tenant as a field.
+            let log = s.log_text();
+            let lines: Vec<Value> = log
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("{name}: a log line is not JSON: {log}"))?;
+            ensure!(
+                lines
+                    .iter()
+                    .any(|l| l["fields"]["message"] == "local copy dropped"
+                        && l["fields"]["tenant"] == "thin"),
+                "{name}: {log}"
+            );
+            Ok(())
+        },
+    )
+}
+
 /// Writers hammer a tenant, the server is killed with `kill -9`, and a fresh
 /// node with an empty data dir serves the tenant from the bucket. In `sync`
 /// mode every acknowledged write is there; in `async` mode every write up to

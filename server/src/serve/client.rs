@@ -48,7 +48,7 @@ pub enum TenantCmd {
         time: Option<String>,
     },
     /// Export both databases (latest state in the bucket) as a zip to
-    /// tenants/<id>/backups/<time>.zip in the bucket.
+    /// backups/<id>/backup-<time>.zip in the bucket.
     Export { id: String },
     /// Soft-delete a tenant: gone from the API now, data kept for the grace period.
     Delete { id: String },

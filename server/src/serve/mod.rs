@@ -73,6 +73,11 @@ pub struct Args {
     /// Request log rows kept per tenant in auxiliary.db `_logs`.
     #[arg(long, default_value_t = 10_000)]
     log_cap: u64,
+    /// After an eviction, delete the tenant's local files if every commit is
+    /// in the bucket (saves disk on nodes with many tenants; the next load is
+    /// lazy from the bucket).
+    #[arg(long)]
+    drop_local_on_evict: bool,
     /// How long a deleted tenant's data is kept; then it is purged from the
     /// bucket (checked at most once a minute).
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
@@ -113,6 +118,7 @@ pub fn run(args: Args) -> Result<()> {
         drain_timeout: args.drain_timeout,
         log_cap: args.log_cap,
         delete_grace: args.delete_grace,
+        drop_local_on_evict: args.drop_local_on_evict,
     };
     let admin_token = std::env::var("STRATA_ADMIN_TOKEN")
         .ok()

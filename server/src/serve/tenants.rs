@@ -45,6 +45,8 @@ pub struct Config {
     pub log_cap: u64,
     /// How long a deleted tenant stays restorable.
     pub delete_grace: Duration,
+    /// Delete an evicted tenant's local files once all of it is in the bucket.
+    pub drop_local_on_evict: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -348,7 +350,17 @@ impl Registry {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let closing = t.clone();
-        let result = blocking(move || closing.close()).await;
+        let reg = self.clone();
+        // Still marked evicting here, so no load of this tenant can start
+        // while its files go.
+        let result = blocking(move || {
+            closing.close()?;
+            if reg.cfg.drop_local_on_evict {
+                reg.drop_local(&closing.id)?;
+            }
+            Ok(())
+        })
+        .await;
         {
             let mut map = self.map.lock();
             map.remove(id);
@@ -357,6 +369,29 @@ impl Registry {
         self.metrics.evictions.inc();
         tracing::info!(tenant = %id, "evicted");
         result.map(|()| true)
+    }
+
+    /// Remove a closed tenant's local directory if the bucket has every
+    /// commit of both databases; otherwise keep it (it uploads at the next
+    /// open). Blocking.
+    fn drop_local(&self, id: &str) -> ApiResult<()> {
+        let dir = self.cfg.data_dir.join(id);
+        for db in [DATA_DB, AUX_DB] {
+            let keys = DbKeys::new(id, db)?;
+            let st = strata_vfs::engine::status::local_status(
+                &dir.join(db),
+                self.store.as_ref(),
+                &keys,
+            )?;
+            if st.unreplicated() > 0 {
+                tracing::warn!(tenant = %id, db, unreplicated = st.unreplicated(), "local copy kept: not all of it is in the bucket");
+                return Ok(());
+            }
+        }
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("remove {}: {e}", dir.display())))?;
+        tracing::info!(tenant = %id, "local copy dropped");
+        Ok(())
     }
 
     /// Evict every tenant (shutdown).
@@ -567,7 +602,8 @@ impl Registry {
     }
 
     /// Export both databases at their latest state in the bucket as a zip
-    /// to `tenants/<id>/backups/<time>.zip`; returns the key and size. Blocking.
+    /// to `backups/<id>/backup-<time>.zip` (the seed layout: outside the
+    /// tenant's prefix, so a purge keeps it); returns the key and size. Blocking.
     pub fn export(&self, id: &str) -> ApiResult<(String, usize)> {
         self.read_meta(id)?;
         // A loaded tenant's last commits go to the bucket first.
@@ -605,7 +641,7 @@ impl Registry {
             .filter(char::is_ascii_digit)
             .take(14)
             .collect();
-        let key = format!("tenants/{id}/backups/{stamp}.zip");
+        let key = format!("backups/{id}/backup-{stamp}.zip");
         let size = zip.len();
         self.store.put(&key, zip.into())?;
         Ok((key, size))
