@@ -131,6 +131,10 @@ fn s3_list_paginates() {
             s.spawn(move || {
                 for i in (t..n).step_by(5) {
                     store.put(&format!("k/{i:05}"), Vec::new().into()).unwrap();
+                    // Also past a page of common prefixes (delimiter LIST).
+                    store
+                        .put(&format!("d/{i:05}/x"), Vec::new().into())
+                        .unwrap();
                 }
             });
         }
@@ -139,4 +143,7 @@ fn s3_list_paginates() {
     assert_eq!(list.len(), n);
     assert!(list.windows(2).all(|w| w[0].key < w[1].key));
     assert_eq!(list[0].key, "k/00000");
+    let dirs = store.list_dirs("d/").unwrap();
+    assert_eq!(dirs.len(), n);
+    assert_eq!((dirs[0].as_str(), dirs[n - 1].as_str()), ("00000", "01004"));
 }

@@ -295,6 +295,32 @@ fn list(store: &dyn ObjectStore, base: &str) {
         "list(\"\") sorted"
     );
     assert!(everything.iter().any(|m| m.key == format!("{p}b/e/f")));
+
+    // One level of "directories", as S3's delimiter listing gives them.
+    let dirs = |d: &str| {
+        store
+            .list_dirs(d)
+            .unwrap_or_else(|e| panic!("list_dirs {d}: {e}"))
+    };
+    assert_eq!(dirs(&p), ["b"], "list_dirs: only names with keys below");
+    assert_eq!(dirs(&format!("{p}b/")), ["e"], "list_dirs nested");
+    assert!(dirs(&format!("{p}b/e/f/")).is_empty(), "list_dirs of a key");
+    assert!(
+        dirs(&format!("{base}nothing/")).is_empty(),
+        "list_dirs missing"
+    );
+    assert!(
+        dirs("").iter().any(|d| format!("{d}/") == base),
+        "list_dirs of the top has our base"
+    );
+    // After the only key under a directory goes, so does the directory.
+    store.delete(&format!("{p}b/e/f")).unwrap();
+    assert!(dirs(&format!("{p}b/")).is_empty(), "list_dirs after delete");
+    assert_eq!(
+        kind_of(store.list_dirs(&format!("{p}b"))),
+        ErrorKind::Invalid,
+        "list_dirs wants a trailing slash"
+    );
 }
 
 fn delete(store: &dyn ObjectStore, base: &str) {

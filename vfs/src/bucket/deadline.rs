@@ -130,6 +130,10 @@ impl ObjectStore for DeadlineStore {
         let p = prefix.to_owned();
         self.call(format!("list {prefix}"), move |s| s.list(&p))
     }
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        let d = dir.to_owned();
+        self.call(format!("list {dir}"), move |s| s.list_dirs(&d))
+    }
     fn delete(&self, key: &str) -> Result<()> {
         let k = key.to_owned();
         self.call(format!("delete {key}"), move |s| s.delete(&k))

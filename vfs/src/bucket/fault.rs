@@ -278,6 +278,10 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.call(Op::List, prefix, |s| s.list(prefix))
     }
 
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        self.call(Op::List, dir, |s| s.list_dirs(dir))
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         self.call(Op::Delete, key, |s| s.delete(key))
     }

@@ -49,6 +49,34 @@ pub(crate) fn check_key(key: &str) -> Result<()> {
 
 /// A list prefix follows the key rules, except that it may be empty, end in
 /// `/`, and its last segment may be partial (`tenants/ac`).
+/// A directory for `list_dirs`: empty (the top) or a prefix ending in `/`.
+pub(crate) fn check_dir(dir: &str) -> Result<()> {
+    if !dir.is_empty() && !dir.ends_with('/') {
+        return Err(Error::invalid(format!(
+            "bad directory {dir:?}: it must end with '/'"
+        )));
+    }
+    check_prefix(dir)
+}
+
+/// Whether a directory holds at least one object (stops at the first).
+fn has_object(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with(RESERVED) {
+            return false;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => has_object(&e.path()),
+            Ok(_) => true,
+            Err(_) => false,
+        }
+    })
+}
+
 pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
     if prefix.is_empty() {
         return Ok(());
@@ -486,6 +514,31 @@ impl ObjectStore for LocalStore {
         let mut out = Vec::new();
         self.list_dir(&self.root, "", prefix, &mut out)?;
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        check_dir(dir)?;
+        let path = self.root.join(dir.trim_end_matches('/'));
+        let entries = match fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e) if is_not_found(&e) => return Ok(vec![]),
+            Err(e) => return Err(Error::io(format!("list {dir}: read directory"), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // Deletes leave empty directories behind; S3 has no such thing.
+            if !name.starts_with(RESERVED)
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+                && has_object(&entry.path())
+            {
+                out.push(name);
+            }
+        }
+        out.sort();
         Ok(out)
     }
 

@@ -158,6 +158,11 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
         self.inner.list(prefix)
     }
 
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        count(&self.c.list, "list");
+        self.inner.list_dirs(dir)
+    }
+
     fn delete(&self, key: &str) -> Result<()> {
         count(&self.c.delete, "delete");
         self.inner.delete(key)

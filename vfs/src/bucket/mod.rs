@@ -73,6 +73,24 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// All objects whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
+    /// The names one level below `dir` (which ends in `/`, or is empty for
+    /// the top) that have objects under them, sorted: S3's common prefixes
+    /// with delimiter `/`. Listing the tenants of a bucket this way costs one
+    /// request per thousand tenants, not one per thousand objects.
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        local::check_dir(dir)?;
+        let mut out: Vec<String> = self
+            .list(dir)?
+            .into_iter()
+            .filter_map(|o| {
+                let (name, _) = o.key.strip_prefix(dir)?.split_once('/')?;
+                Some(name.to_string())
+            })
+            .collect();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Delete; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
 
@@ -101,6 +119,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         (**self).list(prefix)
+    }
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        (**self).list_dirs(dir)
     }
     fn delete(&self, key: &str) -> Result<()> {
         (**self).delete(key)

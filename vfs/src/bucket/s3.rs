@@ -12,7 +12,7 @@
 //! attempt was applied but whose response was lost answers `Conflict` (the
 //! caller re-reads and decides, as with any lost response).
 
-use super::local::{check_key, check_prefix, clamp_range};
+use super::local::{check_dir, check_key, check_prefix, clamp_range};
 use super::{ETag, Object, ObjectMeta, ObjectStore};
 use crate::error::{Error, ErrorKind, Result};
 use aws_sdk_s3::Client;
@@ -517,6 +517,57 @@ impl ObjectStore for S3Store {
         // S3 sorts by UTF-8 bytes already; sorting again is cheap insurance
         // for S3-compatible servers.
         out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
+        check_dir(dir)?;
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let full_prefix = format!("{strip}{dir}");
+        tracing::debug!(op = "list_dirs", bucket = %self.bucket, prefix = %full_prefix, "s3 request");
+        let mut out = Vec::new();
+        self.run(async {
+            let mut token: Option<String> = None;
+            loop {
+                let mut req = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&full_prefix)
+                    .delimiter("/");
+                if let Some(t) = token.take() {
+                    req = req.continuation_token(t);
+                }
+                let resp = req.send().await.map_err(|e| map_sdk_err("list", dir, e))?;
+                for p in resp.common_prefixes() {
+                    if let Some(name) = p
+                        .prefix()
+                        .and_then(|k| k.strip_prefix(&full_prefix))
+                        .and_then(|k| k.strip_suffix('/'))
+                        .filter(|n| !n.is_empty())
+                    {
+                        out.push(name.to_string());
+                    }
+                }
+                if resp.is_truncated() != Some(true) {
+                    return Ok::<_, Error>(());
+                }
+                match resp.next_continuation_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => {
+                        return Err(Error::unavailable(format!(
+                            "list {dir}: truncated S3 listing without a continuation token"
+                        )));
+                    }
+                }
+            }
+        })?;
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -1,49 +1,41 @@
 //! What a bucket holds: its tenants, and the databases of a tenant, read
-//! from LISTs of the key layout (`format::keys`).
-//!
-//! The bucket trait has no delimiter listing, so each call lists every key
-//! under the prefix (`tenants/` for [`tenants`], `tenants/<t>/db/` for
-//! [`databases`]); callers cache the answer.
+//! from delimiter LISTs of the key layout (`format::keys`): one request per
+//! thousand tenants, never a walk over every segment.
 
 use crate::bucket::ObjectStore;
 use crate::error::{Result, ResultExt};
 use crate::format::keys::{self, TENANTS_PREFIX};
-use std::collections::BTreeSet;
 
 /// Every tenant with at least one object, sorted.
 pub fn tenants(store: &dyn ObjectStore) -> Result<Vec<String>> {
-    let mut out = BTreeSet::new();
-    for o in store.list(TENANTS_PREFIX).ctx("list tenants")? {
-        if let Some((t, _)) = o
-            .key
-            .strip_prefix(TENANTS_PREFIX)
-            .and_then(|r| r.split_once('/'))
-            && keys::validate_tenant(t).is_ok()
-        {
-            out.insert(t.to_owned());
-        }
-    }
-    Ok(out.into_iter().collect())
+    let mut out = store.list_dirs(TENANTS_PREFIX).ctx("list tenants")?;
+    out.retain(|t| keys::validate_tenant(t).is_ok());
+    Ok(out)
 }
 
 /// The databases of a tenant (those with a manifest), sorted.
 pub fn databases(store: &dyn ObjectStore, tenant: &str) -> Result<Vec<String>> {
     let prefix = keys::dbs_prefix(tenant)?;
-    let mut out = BTreeSet::new();
-    for o in store
-        .list(&prefix)
+    let mut out = Vec::new();
+    for db in store
+        .list_dirs(&prefix)
         .ctx(format!("list databases of {tenant}"))?
     {
-        if let Some(db) = o
-            .key
-            .strip_prefix(prefix.as_str())
-            .and_then(|r| r.strip_suffix("/manifest.json"))
-            && keys::validate_db_name(db).is_ok()
+        if keys::validate_db_name(&db).is_err() {
+            continue;
+        }
+        // A LIST whose prefix is the manifest's key: one small request.
+        let manifest = format!("{prefix}{db}/manifest.json");
+        if store
+            .list(&manifest)
+            .ctx(format!("list databases of {tenant}"))?
+            .iter()
+            .any(|o| o.key == manifest)
         {
-            out.insert(db.to_owned());
+            out.push(db);
         }
     }
-    Ok(out.into_iter().collect())
+    Ok(out)
 }
 
 #[cfg(test)]
