@@ -930,6 +930,28 @@ fn relations_expand_indexes_and_request_rules() -> Result<()> {
             list(None, "sort=-author.name")?["totalItems"] == 1,
             "{name}: sort by path"
         );
+        // A client's filter cannot probe what the API hides: emails of auth
+        // records, or collections it may not list (members: superusers only).
+        for probe in ["author.email ~ 'alice'", "@collection.members.user != ''"] {
+            let f = encode(probe);
+            let path = format!("/api/collections/posts/records?filter={f}");
+            let r = s.api("shop", "GET", &path, Some(&ta), None)?;
+            ensure!(r.status == 400, "{name}: {probe}: {r:?}");
+            let r = s.api("shop", "GET", &path, Some(&su), None)?;
+            ensure!(r.status == 200, "{name}: superuser {probe}: {r:?}");
+        }
+        let f = encode("email = 'alice@shop.test'");
+        let r = s.api(
+            "shop",
+            "GET",
+            &format!("/api/collections/users/records?filter={f}"),
+            None,
+            None,
+        )?;
+        ensure!(
+            r.status == 400,
+            "{name}: guest filters users by email: {r:?}"
+        );
 
         // Expand: the related records, without what their viewer may not see.
         let r = s.api(

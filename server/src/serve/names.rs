@@ -2,6 +2,11 @@
 //! `data.db`: fields of the record, paths through relation fields
 //! (`author.team.name`) as correlated subqueries, and `@collection` joins.
 //! Every piece of SQL here is made of quoted schema names only.
+//!
+//! A client's own `filter` and `sort` (not a superuser's, not a rule) are
+//! [`Scope::Client`]: they may only reach collections anyone may list
+//! (`listRule` `""`), and never an auth record's `email`, so a filter cannot
+//! be used to probe what the API would not show.
 
 use super::filter::{Names, Resolved, quote_ident};
 use super::schema::{self, Collection, Field, FieldType};
@@ -12,9 +17,19 @@ use std::collections::HashMap;
 /// PocketBase's limit on relation hops in one path.
 const MAX_HOPS: usize = 6;
 
+/// Who wrote the expression being compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// An API rule (written by a superuser) or a superuser's filter.
+    Trusted,
+    /// A filter or sort sent by a guest or an auth record.
+    Client,
+}
+
 pub struct RecordNames<'a> {
     conn: &'a Connection,
     c: &'a Collection,
+    scope: Scope,
     /// Collections looked up so far, by id and by name.
     seen: RefCell<HashMap<String, Option<Collection>>>,
     /// Makes subquery aliases unique within one statement.
@@ -22,10 +37,11 @@ pub struct RecordNames<'a> {
 }
 
 impl<'a> RecordNames<'a> {
-    pub fn new(conn: &'a Connection, c: &'a Collection) -> RecordNames<'a> {
+    pub fn new(conn: &'a Connection, c: &'a Collection, scope: Scope) -> RecordNames<'a> {
         RecordNames {
             conn,
             c,
+            scope,
             seen: RefCell::default(),
             next: Cell::new(0),
         }
@@ -42,6 +58,18 @@ impl<'a> RecordNames<'a> {
             .clone()
     }
 
+    /// A collection an expression may join (a relation hop, `@collection`).
+    fn reachable(&self, id_or_name: &str) -> Option<Collection> {
+        self.collection(id_or_name)
+            .filter(|c| self.scope == Scope::Trusted || c.rules.list.as_deref() == Some(""))
+    }
+
+    /// A field an expression may name.
+    fn named<'c>(&self, c: &'c Collection, name: &str) -> Option<&'c Field> {
+        c.visible_field(name)
+            .filter(|f| self.scope == Scope::Trusted || !(c.is_auth() && f.name == "email"))
+    }
+
     fn alias(&self) -> String {
         let n = self.next.get() + 1;
         self.next.set(n);
@@ -53,7 +81,7 @@ impl<'a> RecordNames<'a> {
         let parts: Vec<&str> = path.split('.').collect();
         let (last, hops) = parts.split_last()?;
         if hops.is_empty() {
-            return Some(column(c.visible_field(last)?, root));
+            return Some(column(self.named(c, last)?, root));
         }
         if hops.len() > MAX_HOPS {
             return None;
@@ -62,11 +90,11 @@ impl<'a> RecordNames<'a> {
         let (mut from, mut cond, mut many) = (String::new(), String::new(), false);
         let (mut cur_c, mut cur) = (c.clone(), root.to_string());
         for (i, hop) in hops.iter().enumerate() {
-            let f = cur_c.visible_field(hop)?;
+            let f = self.named(&cur_c, hop)?;
             if f.kind != FieldType::Relation {
                 return None;
             }
-            let target = self.collection(&f.collection_id)?;
+            let target = self.reachable(&f.collection_id)?;
             let (a, t) = (self.alias(), quote_ident(&target.name));
             let col = format!("{cur}.{}", quote_ident(hop));
             if f.multiple() {
@@ -88,7 +116,7 @@ impl<'a> RecordNames<'a> {
             }
             (cur_c, cur) = (target, a);
         }
-        let f = cur_c.visible_field(last)?;
+        let f = self.named(&cur_c, last)?;
         let value = match column(f, &cur) {
             Resolved::Many(_) => {
                 many = true;
@@ -129,9 +157,9 @@ impl Names for RecordNames<'_> {
         self.path(self.c, &quote_ident(&self.c.name), path)
     }
     fn table(&self, name: &str) -> Option<String> {
-        self.collection(name).map(|c| quote_ident(&c.name))
+        self.reachable(name).map(|c| quote_ident(&c.name))
     }
     fn joined(&self, name: &str, alias: &str, path: &str) -> Option<Resolved> {
-        self.path(&self.collection(name)?, alias, path)
+        self.path(&self.reachable(name)?, alias, path)
     }
 }

@@ -6,7 +6,7 @@ use super::TenantReq;
 use super::auth::{self, Auth};
 use super::errors::{ApiError, ApiResult};
 use super::filter::{self, Ctx, Resolved, Sql, quote_ident};
-use super::names::RecordNames;
+use super::names::{RecordNames, Scope};
 use super::relations;
 use super::schema::{self, Collection, Field, FieldType};
 use super::tenants::on_data;
@@ -229,13 +229,14 @@ fn and_filter(
     conn: &Connection,
     c: &Collection,
     filter: &str,
+    scope: Scope,
     request: &Value,
     out: &mut Sql,
 ) -> ApiResult<()> {
     let Some(expr) = filter::parse(filter)? else {
         return Ok(());
     };
-    let names = RecordNames::new(conn, c);
+    let names = RecordNames::new(conn, c, scope);
     let (today_start, today_end) = schema::today_bounds();
     let ctx = Ctx {
         names: &names,
@@ -265,17 +266,26 @@ fn rule_sql(
     let Some(rule) = rule else {
         return Err(ApiError::forbidden());
     };
-    and_filter(conn, c, rule, request, out)
+    and_filter(conn, c, rule, Scope::Trusted, request, out)
 }
 
 /// Check that a rule compiles against the collection (on collection save).
 pub fn check_rule(conn: &Connection, c: &Collection, rule: &str) -> ApiResult<()> {
     let request = request_info("GET", &HeaderMap::new(), &HashMap::new(), &Map::new(), None);
-    and_filter(conn, c, rule, &request, &mut Sql::default())
+    and_filter(conn, c, rule, Scope::Trusted, &request, &mut Sql::default())
 }
 
-fn sort_sql(conn: &Connection, c: &Collection, sort: &str) -> ApiResult<String> {
-    let names = RecordNames::new(conn, c);
+/// How far a caller's own filter and sort may reach (see `names`).
+fn client_scope(who: Option<&Auth>) -> Scope {
+    if who.is_some_and(Auth::is_superuser) {
+        Scope::Trusted
+    } else {
+        Scope::Client
+    }
+}
+
+fn sort_sql(conn: &Connection, c: &Collection, sort: &str, scope: Scope) -> ApiResult<String> {
+    let names = RecordNames::new(conn, c, scope);
     let mut parts = Vec::new();
     for s in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if s == "@random" {
@@ -446,14 +456,16 @@ pub async fn list(
             &call.request,
             &mut w,
         )?;
+        let scope = client_scope(call.who.as_ref());
         and_filter(
             conn,
             &c,
             q.get("filter").map_or("", String::as_str),
+            scope,
             &call.request,
             &mut w,
         )?;
-        let order = sort_sql(conn, &c, q.get("sort").map_or("", String::as_str))?;
+        let order = sort_sql(conn, &c, q.get("sort").map_or("", String::as_str), scope)?;
         let (total, pages) = if skip_total {
             (-1, -1)
         } else {
