@@ -37,8 +37,7 @@ pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result
     s.write_all(head.as_bytes())?;
     // A server that refuses the body early may close before it is all sent.
     let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).context("read response")?;
+    let raw = read_response(&mut s)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -59,6 +58,29 @@ pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result
         body: serde_json::from_str(body).unwrap_or(Value::Null),
         text: body.to_string(),
     })
+}
+
+/// Until the server closes, or until `Content-Length` bytes of body have
+/// arrived: some servers (chromedriver) keep the connection open anyway.
+fn read_response(s: &mut TcpStream) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|n| raw.len() >= end + 4 + n) {
+                return Ok(raw);
+            }
+        }
+        match s.read(&mut buf).context("read response")? {
+            0 => return Ok(raw),
+            n => raw.extend_from_slice(&buf[..n]),
+        }
+    }
 }
 
 /// A request with optional extra headers (`"Name: value"`) and a body.

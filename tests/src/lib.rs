@@ -1,12 +1,16 @@
 //! Test harness: real processes and real servers on loopback.
 //!
 //! - [`s3server`]: a moto S3 server on a free loopback port.
+//! - [`serve`]: `strata serve` as a child process, and HTTP helpers for it.
+//! - [`webdriver`]: headless Chromium driven through chromedriver.
 //! - [`Backend`]: the same test body runs against a local-directory bucket
 //!   and the S3 server; child processes get the bucket's URL and `AWS_*` env.
 //! - helpers to find the built binaries and compare database contents.
 
 pub mod http;
 pub mod s3server;
+pub mod serve;
+pub mod webdriver;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};

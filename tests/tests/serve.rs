@@ -1,165 +1,16 @@
 //! `strata serve` driven over HTTP as a client would: the real binary as a
 //! child process, against a local bucket and the loopback S3 server.
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use strata_tests::http::{self, Response, encode};
+use strata_tests::serve::{
+    ADMIN, SU_EMAIL, SU_PASSWORD, Server, add_post, count_posts, posts_around_a_restore_point,
+    posts_collection,
+};
 use strata_tests::{Backend, workspace_bin};
-
-const ADMIN: &str = "test-admin-token";
-const SU_EMAIL: &str = "root@acme.test";
-const SU_PASSWORD: &str = "correct horse";
-
-struct Server {
-    child: Child,
-    addr: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn start(b: &Backend, data_dir: &Path, extra: &[&str]) -> Result<Server> {
-        Self::start_with(b, data_dir, extra, &[])
-    }
-
-    /// With extra environment, e.g. the VFS's `STRATA_DURABILITY`.
-    fn start_with(
-        b: &Backend,
-        data_dir: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Result<Server> {
-        let log = data_dir.with_extension("log");
-        let mut child = b
-            .command(&workspace_bin("strata")?)
-            .envs(env.iter().copied())
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--bucket",
-                &b.url(),
-                "--data-dir",
-            ])
-            .arg(data_dir)
-            .args(extra)
-            .env("STRATA_ADMIN_TOKEN", ADMIN)
-            .env("STRATA_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("start strata serve")?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().context("stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let Some(addr) = line
-            .trim()
-            .strip_prefix("strata serve: listening on http://")
-        else {
-            let _ = child.kill();
-            bail!(
-                "server did not start ({line:?}): {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        Ok(Server {
-            addr: addr.to_string(),
-            child,
-            log,
-        })
-    }
-
-    fn req(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[String],
-        body: Option<&str>,
-    ) -> Result<Response> {
-        http::request(&self.addr, method, path, headers, body)
-    }
-
-    fn admin(&self, method: &str, path: &str, body: Option<Value>) -> Result<Response> {
-        let b = body.map(|v| v.to_string());
-        self.req(
-            method,
-            path,
-            &[format!("Authorization: Bearer {ADMIN}")],
-            b.as_deref(),
-        )
-    }
-
-    /// A tenant API call with an optional auth token.
-    fn api(
-        &self,
-        tenant: &str,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Response> {
-        let h: Vec<String> = token
-            .map(|t| format!("Authorization: {t}"))
-            .into_iter()
-            .collect();
-        let b = body.map(|v| v.to_string());
-        self.req(method, &format!("/t/{tenant}{path}"), &h, b.as_deref())
-    }
-
-    fn create_tenant(&self, id: &str, domain: Option<&str>) -> Result<()> {
-        let r = self.admin(
-            "POST",
-            "/_strata/api/tenants",
-            Some(json!({"id": id, "domain": domain, "superuser": {"email": SU_EMAIL, "password": SU_PASSWORD}})),
-        )?;
-        ensure!(r.status == 201, "create {id}: {r:?}");
-        Ok(())
-    }
-
-    fn superuser_token(&self, tenant: &str) -> Result<String> {
-        let r = self.api(
-            tenant,
-            "POST",
-            "/api/collections/_superusers/auth-with-password",
-            None,
-            Some(json!({"identity": SU_EMAIL, "password": SU_PASSWORD})),
-        )?;
-        ensure!(r.status == 200, "auth: {r:?}");
-        Ok(r.body["token"].as_str().context("token")?.to_string())
-    }
-
-    /// SIGTERM, then wait (polling) for the exit.
-    fn terminate(&mut self) -> Result<ExitStatus> {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(s) = self.child.try_wait()? {
-                return Ok(s);
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "server did not exit after SIGTERM: {}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn strata_cli(b: &Backend, server: &Server, args: &[&str]) -> Result<std::process::Output> {
     Ok(b.command(&workspace_bin("strata")?)
@@ -167,34 +18,6 @@ fn strata_cli(b: &Backend, server: &Server, args: &[&str]) -> Result<std::proces
         .args(args)
         .env("STRATA_ADMIN_TOKEN", ADMIN)
         .output()?)
-}
-
-fn posts_collection(s: &Server, tenant: &str, token: &str) -> Result<()> {
-    let r = s.api(
-        tenant,
-        "POST",
-        "/api/collections",
-        Some(token),
-        Some(json!({
-            "name": "posts",
-            "type": "base",
-            "fields": [
-                {"name": "title", "type": "text", "required": true},
-                {"name": "n", "type": "number"},
-                {"name": "done", "type": "bool"},
-                {"name": "tags", "type": "json"},
-                {"name": "owner", "type": "text"},
-            ],
-            "listRule": "", "viewRule": "", "createRule": "",
-            "updateRule": "@request.auth.id != '' && owner = @request.auth.id", "deleteRule": null,
-        })),
-    )?;
-    ensure!(r.status == 200, "create collection: {r:?}");
-    ensure!(
-        r.body["listRule"] == "" && r.body["deleteRule"].is_null(),
-        "{r:?}"
-    );
-    Ok(())
 }
 
 /// Run `body` against a fresh server on each backend (local, then S3).
@@ -1121,14 +944,7 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
         let token = s.superuser_token("t1")?;
         posts_collection(&s, "t1", &token)?;
         for i in 0..20 {
-            let r = s.api(
-                "t1",
-                "POST",
-                "/api/collections/posts/records",
-                None,
-                Some(json!({"title": format!("p{i}"), "n": i})),
-            )?;
-            ensure!(r.status == 200, "{name}: {r:?}");
+            add_post(&s, "t1", i).context(name.to_string())?;
         }
         // Per-tenant replication series while loaded (after the first upload)...
         let series = r#"strata_replicated_txid{db="t1/data.db"}"#;
@@ -1189,14 +1005,7 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
 
         // Write more, then SIGTERM: exit 0 and everything in the bucket.
         for i in 20..25 {
-            let r = s.api(
-                "t1",
-                "POST",
-                "/api/collections/posts/records",
-                None,
-                Some(json!({"title": format!("p{i}"), "n": i})),
-            )?;
-            ensure!(r.status == 200, "{name}: {r:?}");
+            add_post(&s, "t1", i).context(name.to_string())?;
         }
         let status = s.terminate()?;
         ensure!(
@@ -1244,47 +1053,13 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
     Ok(())
 }
 
-fn count_posts(s: &Server, tenant: &str) -> Result<i64> {
-    let r = s.api(
-        tenant,
-        "GET",
-        "/api/collections/posts/records?perPage=1",
-        None,
-        None,
-    )?;
-    ensure!(r.status == 200, "count {tenant}: {r:?}");
-    r.body["totalItems"].as_i64().context("totalItems")
-}
-
 #[test]
 fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
     on_each_backend(&[], |b, s, dir, name| {
         s.create_tenant("t1", None)?;
         let token = s.superuser_token("t1")?;
         posts_collection(s, "t1", &token)?;
-        let add = |i: i64| -> Result<()> {
-            let r = s.api(
-                "t1",
-                "POST",
-                "/api/collections/posts/records",
-                None,
-                Some(json!({"title": format!("p{i}"), "n": i})),
-            )?;
-            ensure!(r.status == 200, "{name}: {r:?}");
-            Ok(())
-        };
-        for i in 0..3 {
-            add(i)?;
-        }
-        // The restore point: the head once these three are in the bucket.
-        s.admin("POST", "/_strata/api/tenants/t1/evict", None)?;
-        let shown = s.admin("GET", "/_strata/api/tenants/t1", None)?;
-        let point = shown.body["replication"]["data.db"]["bucketHead"]
-            .as_u64()
-            .with_context(|| format!("{shown:?}"))?;
-        for i in 3..5 {
-            add(i)?;
-        }
+        let point = posts_around_a_restore_point(s, "t1").context(name.to_string())?;
         ensure!(count_posts(s, "t1")? == 5, "{name}");
 
         let out = strata_cli(b, s, &["restore", "t1", "--txid", &point.to_string()])?;

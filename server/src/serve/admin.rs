@@ -1,20 +1,29 @@
 //! The platform admin API under `/_strata/api/`, for the operator rather
 //! than a tenant's users. Every request needs `Authorization: Bearer
 //! $STRATA_ADMIN_TOKEN`; without a configured token the API is closed.
+//!
+//! The list stays as cheap as listing the tenants' metadata: per tenant it
+//! adds only this node's view (file sizes, and the in-process replication
+//! state of loaded tenants). What needs the bucket per tenant (the lag
+//! against the bucket's head, the restore points) is in `show` and
+//! `history`, fetched for one tenant on demand.
 
 use super::App;
 use super::errors::{ApiError, ApiResult};
 use super::records::body_json;
-use super::tenants::{Metadata, blocking, check_tenant_id};
+use super::tenants::{DATA_DB, Metadata, blocking, check_tenant_id};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use strata_vfs::engine::history;
 use strata_vfs::engine::restore::Target;
+use strata_vfs::format::keys::DbKeys;
 use strata_vfs::{Millis, TxId};
 
 pub fn router(app: App) -> Router<App> {
@@ -22,6 +31,7 @@ pub fn router(app: App) -> Router<App> {
         .route("/tenants", get(list).post(create))
         .route("/tenants/{id}", get(show).delete(delete))
         .route("/tenants/{id}/evict", post(evict))
+        .route("/tenants/{id}/history", get(history))
         .route("/tenants/{id}/restore", post(restore))
         .route("/tenants/{id}/fork", post(fork))
         .route("/tenants/{id}/export", post(export))
@@ -96,27 +106,104 @@ async fn create(
     Ok((StatusCode::CREATED, Json(describe(&app, &meta))).into_response())
 }
 
+/// `describe` plus `localBytes` on this node and `replication`. Blocking.
+fn describe_local(app: &App, m: &Metadata, replication: Value) -> Value {
+    let mut v = describe(app, m);
+    v["localBytes"] = json!(app.registry.local_bytes(&m.id));
+    v["replication"] = replication;
+    v
+}
+
 async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
-    let reg = app.registry.clone();
-    let all = blocking(move || reg.list()).await?;
-    let items: Vec<Value> = all.iter().map(|m| describe(&app, m)).collect();
-    Ok(Json(
-        json!({"items": items, "loaded": app.registry.loaded_count()}),
-    ))
+    blocking(move || {
+        let all = app.registry.list()?;
+        // Counted before the items: eviction only removes, so a tenant
+        // evicted meanwhile shows as evicted in the items as well.
+        let loaded = app.registry.loaded_count();
+        // Loaded tenants' replication as their replicas here know it.
+        let items: Vec<Value> = all
+            .iter()
+            .map(|m| {
+                let live = app.registry.live_status(&m.id).unwrap_or(Value::Null);
+                describe_local(&app, m, live)
+            })
+            .collect();
+        Ok(Json(json!({"items": items, "loaded": loaded})))
+    })
+    .await
 }
 
 async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     check_tenant_id(&id)?;
-    let reg = app.registry.clone();
-    let (meta, lag) = blocking(move || {
-        let (meta, _) = reg.read_meta(&id)?;
-        let lag = reg.lag(&id)?;
-        Ok((meta, lag))
+    blocking(move || {
+        let (meta, _) = app.registry.read_meta(&id)?;
+        // Against the bucket's head, and also for a tenant not loaded here.
+        let lag = app.registry.lag(&id)?;
+        Ok(Json(describe_local(&app, &meta, lag)))
     })
-    .await?;
-    let mut v = describe(&app, &meta);
-    v["replication"] = lag;
-    Ok(Json(v))
+    .await
+}
+
+/// Most restore points one `history` answer lists.
+const MAX_POINTS: usize = 500;
+
+/// The newest restore points of a tenant's `data.db` (the database that
+/// `restore` restores), newest first: each snapshot and each segment end,
+/// where the commit time is known; `more` says whether older ones were left
+/// out. Any txid from `oldest` to the head can be restored, listed or not.
+/// `?limit=N` (default 20, at most 500).
+async fn history(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    check_tenant_id(&id)?;
+    let limit = match q.get("limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_POINTS).contains(n))
+            .ok_or_else(|| ApiError::bad_request(format!("limit must be 1 to {MAX_POINTS}.")))?,
+    };
+    let reg = app.registry.clone();
+    blocking(move || {
+        reg.read_meta(&id)?;
+        let h = history::load(reg.store.as_ref(), &DbKeys::new(&id, DATA_DB)?, None)?;
+        let mut points: Vec<_> = h
+            .snapshots
+            .iter()
+            .map(|s| (s.txid, s.commit, "snapshot"))
+            .chain(
+                h.segments
+                    .iter()
+                    .map(|s| (s.last, s.last_commit, "segment")),
+            )
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.0));
+        points.dedup_by_key(|p| p.0);
+        // Checked lazily: one check walks the segment list.
+        let mut points: Vec<_> = points
+            .into_iter()
+            .filter(|(txid, ..)| h.plan_for(*txid).is_ok())
+            .take(limit + 1)
+            .collect();
+        let more = points.len() > limit;
+        points.truncate(limit);
+        let m = &h.manifest;
+        Ok(Json(json!({
+            "id": id,
+            "db": DATA_DB,
+            "head": {"txid": m.head.0, "time": m.head_commit.rfc3339()},
+            "oldest": h.oldest().map(|t| t.0),
+            "bytes": u64::from(m.db_pages) * u64::from(m.page_size),
+            "more": more,
+            "points": points.iter().map(|(txid, t, kind)| json!({
+                "txid": txid.0, "time": t.rfc3339(), "kind": kind,
+            })).collect::<Vec<_>>(),
+        })))
+    })
+    .await
 }
 
 async fn evict(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -9,6 +9,7 @@
 //! - [`indexes`]: collection indexes, parsed rather than run as given;
 //! - [`errors`]: the one mapping to HTTP status and PocketBase's error shape;
 //! - [`admin`]: the operator API under `/_strata/api/`; [`client`] is its CLI;
+//! - [`dashboard`]: the operator's page at `/_strata/`, over the admin API;
 //! - `/metrics` is rendered by [`metrics`].
 //!
 //! Seams for later: file fields (`storage/`), realtime and JS hooks
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod backup;
 pub mod client;
 pub mod collections;
+pub mod dashboard;
 pub mod errors;
 pub mod filter;
 pub mod indexes;
@@ -244,6 +246,8 @@ pub fn router(app: App, max_body: usize) -> Router {
     Router::new()
         .nest("/t/{tenant}", by_path)
         .nest("/_strata/api", admin::router(app.clone()))
+        .route("/_strata/", get(dashboard::page))
+        .route("/_strata", get(dashboard::redirect))
         .route("/metrics", get(render_metrics))
         .merge(by_host)
         .fallback(|| async { ApiError::not_found() })

@@ -702,6 +702,49 @@ impl Registry {
         Ok(out)
     }
 
+    /// Replication state of a loaded tenant's databases as its replicas in
+    /// this process know it (`PRAGMA strata_status`): no bucket request, so
+    /// a list of every tenant can carry it. `None` if it is not loaded or
+    /// is being evicted (its close holds the connections while it flushes).
+    /// Blocking.
+    pub fn live_status(&self, id: &str) -> Option<serde_json::Value> {
+        let t = self.map.lock().get(id).cloned()?;
+        if t.evicting.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut out = serde_json::Map::new();
+        for (db, slot) in [(DATA_DB, &t.data), (AUX_DB, &t.aux)] {
+            // A long request holds the connection: say so rather than wait.
+            let v = match slot.try_lock_for(Duration::from_millis(50)) {
+                Some(g) => match g.as_ref().map(replica_status) {
+                    Some(Ok(v)) => v,
+                    Some(Err(e)) => serde_json::json!({"error": e.to_string()}),
+                    None => serde_json::json!({"error": "unloading"}),
+                },
+                None => serde_json::json!({"error": "busy"}),
+            };
+            out.insert(db.into(), v);
+        }
+        Some(out.into())
+    }
+
+    /// Bytes of the tenant's two databases and their WALs on this node's
+    /// disk (file lengths: a lazily opened copy is sparse, so this is the
+    /// databases' size, not what was downloaded). `None`: no local copy.
+    /// Blocking.
+    pub fn local_bytes(&self, id: &str) -> Option<u64> {
+        let dir = self.cfg.data_dir.join(id);
+        let len = |name: &str| std::fs::metadata(dir.join(name)).ok().map(|m| m.len());
+        len(DATA_DB)?;
+        Some(
+            [DATA_DB, AUX_DB]
+                .iter()
+                .flat_map(|db| [len(db), len(&format!("{db}-wal"))])
+                .map(|n| n.unwrap_or(0))
+                .sum(),
+        )
+    }
+
     /// Replication state of a tenant's databases on this node. Blocking.
     pub fn lag(&self, id: &str) -> ApiResult<serde_json::Value> {
         let mut out = serde_json::Map::new();
@@ -724,6 +767,25 @@ impl Registry {
         }
         Ok(out.into())
     }
+}
+
+/// `PRAGMA strata_status` of an open connection as JSON.
+fn replica_status(c: &Connection) -> ApiResult<serde_json::Value> {
+    let line: String = c.query_row("PRAGMA strata_status", [], |r| r.get(0))?;
+    // `committed=1 replicated=1 lag_ms=0 ...`; the numbers come first.
+    let num = |key: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let (committed, replicated) = (num("committed"), num("replicated"));
+    Ok(serde_json::json!({
+        "committed": committed,
+        "replicated": replicated,
+        "unreplicated": committed.saturating_sub(replicated),
+        "lagMs": num("lag_ms"),
+    }))
 }
 
 /// 409 if `key` exists.
