@@ -672,31 +672,58 @@ impl Registry {
                     self.store.delete(&o.key)?;
                 }
             }
-            self.store.delete(&last)?;
+            // Local files before the metadata: once it is gone, nothing
+            // would find them again.
             let local = self.cfg.data_dir.join(&meta.id);
             if let Err(e) = std::fs::remove_dir_all(&local)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
-                tracing::warn!(tenant = %meta.id, error = %e, "purged from the bucket; local files remain");
+                tracing::warn!(tenant = %meta.id, error = %e, "purging: local files remain");
             }
+            self.store.delete(&last)?;
             tracing::info!(tenant = %meta.id, "deleted tenant purged after its grace period");
             purged.push(meta.id);
         }
         Ok(purged)
     }
 
-    /// Every tenant's metadata (deleted ones included). Blocking.
+    /// Every tenant's metadata (deleted ones included): one delimiter LIST
+    /// per thousand tenants, then their `metadata.json` files fetched 16 at
+    /// a time. Blocking.
     pub fn list(&self) -> ApiResult<Vec<Metadata>> {
+        const FETCHERS: usize = 16;
+        let ids = strata_vfs::engine::catalog::tenants(self.store.as_ref())?;
+        let chunk = ids.len().div_ceil(FETCHERS).max(1);
+        let parts: Vec<ApiResult<Vec<Metadata>>> = std::thread::scope(|s| {
+            let workers: Vec<_> = ids
+                .chunks(chunk)
+                .map(|ids| {
+                    s.spawn(move || {
+                        let mut out = Vec::new();
+                        for id in ids {
+                            match read_meta(&self.store, id) {
+                                Ok((m, _)) => out.push(m),
+                                // Databases without a tenant (imported by hand),
+                                // or a name the server would not accept as an id.
+                                Err(e) if e.status().is_client_error() => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Ok(out)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join()
+                        .unwrap_or_else(|_| Err(ApiError::internal("listing tenants failed")))
+                })
+                .collect()
+        });
         let mut out = Vec::new();
-        for o in self.store.list(strata_vfs::format::keys::TENANTS_PREFIX)? {
-            if let Some(id) = o
-                .key
-                .strip_prefix("tenants/")
-                .and_then(|k| k.strip_suffix("/metadata.json"))
-                && !id.contains('/')
-            {
-                out.push(read_meta(&self.store, id)?.0);
-            }
+        for p in parts {
+            out.extend(p?);
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
