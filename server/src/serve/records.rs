@@ -312,17 +312,15 @@ pub async fn list(
         let (total, pages) = if skip_total {
             (-1, -1)
         } else {
-            let n: i64 = conn.query_row(
-                &format!("SELECT COUNT(*) FROM {table} WHERE {}", w.text),
-                rusqlite::params_from_iter(w.params.iter()),
-                |r| r.get(0),
-            )?;
+            let n: i64 = conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM {table} WHERE {}", w.text))?
+                .query_row(rusqlite::params_from_iter(w.params.iter()), |r| r.get(0))?;
             (n, (n + per_page - 1) / per_page)
         };
         let mut params = w.params.clone();
         params.push(SqlValue::Integer(per_page));
         params.push(SqlValue::Integer((page - 1).saturating_mul(per_page)));
-        let mut stmt = conn.prepare(&format!(
+        let mut stmt = conn.prepare_cached(&format!(
             "SELECT {} FROM {table} WHERE {} ORDER BY {order} LIMIT ? OFFSET ?",
             select_cols(&c),
             w.text
@@ -361,16 +359,15 @@ fn find_allowed(
         params: vec![SqlValue::Text(id.into())],
     };
     rule_sql(c, rule, who, &mut w)?;
-    conn.query_row(
-        &format!(
-            "SELECT {} FROM {} WHERE {}",
-            select_cols(c),
-            quote_ident(&c.name),
-            w.text
-        ),
-        rusqlite::params_from_iter(w.params.iter()),
-        |r| row_to_record(c, r),
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM {} WHERE {}",
+        select_cols(c),
+        quote_ident(&c.name),
+        w.text
+    ))?
+    .query_row(rusqlite::params_from_iter(w.params.iter()), |r| {
+        row_to_record(c, r)
+    })
     .optional()?
     .ok_or_else(ApiError::not_found)
 }
@@ -541,10 +538,9 @@ pub async fn create(
             let tx = conn.transaction()?;
             let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
             let marks = vec!["?"; cols.len()].join(", ");
-            let inserted = tx.execute(
-                &format!("INSERT INTO {} ({}) VALUES ({marks})", quote_ident(&c.name), names.join(", ")),
-                rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)),
-            );
+            let inserted = tx
+                .prepare_cached(&format!("INSERT INTO {} ({}) VALUES ({marks})", quote_ident(&c.name), names.join(", ")))?
+                .execute(rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)));
             if let Err(e) = inserted {
                 if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) {
                     return Err(ApiError::validation(

@@ -121,10 +121,10 @@ impl Tenant {
         let n = self.logs_written.fetch_add(1, Ordering::Relaxed);
         self.with_aux(|c| {
             let t = schema::now();
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO _logs (id, level, message, data, created, updated) VALUES (?1, 0, ?2, ?3, ?4, ?4)",
-                rusqlite::params![schema::new_id(), data["url"].as_str().unwrap_or(""), data.to_string(), t],
-            )?;
+            )?
+            .execute(rusqlite::params![schema::new_id(), data["url"].as_str().unwrap_or(""), data.to_string(), t])?;
             // Trimming costs a scan, so only every 100 rows.
             if n.is_multiple_of(100) {
                 c.execute(
