@@ -525,6 +525,7 @@ impl Registry {
         check_tenant_id(id)?;
         check_tenant_id(new)?;
         self.read_meta(id)?;
+        self.flush_loaded(id)?;
         ensure_absent(&self.store, &meta_key(new), || {
             format!("tenant {new} already exists")
         })?;
@@ -566,11 +567,9 @@ impl Registry {
         Ok(meta)
     }
 
-    /// Export both databases at their latest state in the bucket as a zip
-    /// to `tenants/<id>/backups/<time>.zip`; returns the key and size. Blocking.
-    pub fn export(&self, id: &str) -> ApiResult<(String, usize)> {
-        self.read_meta(id)?;
-        // A loaded tenant's last commits go to the bucket first.
+    /// A loaded tenant's last commits go to the bucket, which fork and
+    /// export read (else they would miss up to a sync interval). Blocking.
+    fn flush_loaded(&self, id: &str) -> ApiResult<()> {
         let loaded = self.map.lock().get(id).cloned();
         if let Some(t) = loaded {
             let flush = |c: &mut Connection| {
@@ -579,6 +578,14 @@ impl Registry {
             t.with_data(flush)?;
             t.with_aux(flush)?;
         }
+        Ok(())
+    }
+
+    /// Export both databases at their latest state in the bucket as a zip
+    /// to `tenants/<id>/backups/<time>.zip`; returns the key and size. Blocking.
+    pub fn export(&self, id: &str) -> ApiResult<(String, usize)> {
+        self.read_meta(id)?;
+        self.flush_loaded(id)?;
         let dir = self.cfg.data_dir.join(id);
         let mut entries = Vec::new();
         for db in [DATA_DB, AUX_DB] {
