@@ -1,7 +1,9 @@
 //! `strata bench`: strata against plain SQLite, in one run, on this machine.
 //! Results are ratios against the baseline measured in the same run.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
@@ -34,6 +36,13 @@ pub struct Args {
     /// Size of the mount benchmark's database.
     #[arg(long, default_value_t = 256)]
     mount_mib: u64,
+    /// Only the server benchmark: `strata serve` over HTTP (getOne, list,
+    /// create, evicted tenants, many tenants), against PocketBase's
+    /// published figures.
+    #[arg(long, conflicts_with = "mount")]
+    serve: bool,
+    #[command(flatten)]
+    serve_opts: crate::bench_serve::Opts,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +82,11 @@ pub fn run(a: Args) -> Result<()> {
     let dir = tempfile_dir()?;
     if a.mount {
         let r = crate::bench_mount::run(&dir, a.mount_mib);
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
+    if a.serve {
+        let r = crate::bench_serve::run(&dir, a.bucket.as_deref(), &a.serve_opts);
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
@@ -444,6 +458,38 @@ fn requests() -> std::collections::HashMap<&'static str, u64> {
             )
         })
         .collect()
+}
+
+/// Start this binary as a child (`strata mount`, `strata serve`) and wait
+/// for its first line on stdout, which must start with `ready`.
+pub(crate) fn start_self(
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+    stderr: Stdio,
+    ready: &str,
+) -> Result<(Child, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()?;
+    let mut line = String::new();
+    let out = child.stdout.take().context("child stdout")?;
+    BufReader::new(out).read_line(&mut line)?;
+    if !line.starts_with(ready) {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{args:?} did not come up: {line:?}");
+    }
+    Ok((child, line))
+}
+
+/// SIGTERM, as Ctrl-C would, then wait for the child to exit.
+pub(crate) fn stop_self(child: &mut Child) -> Result<std::process::ExitStatus> {
+    // SAFETY: signalling our own child process by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    Ok(child.wait()?)
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

@@ -6,13 +6,13 @@
 //! page comes from the bucket), a second pass, random 4 KiB reads, and
 //! random point queries through SQLite.
 
-use crate::bench::per_second;
-use anyhow::{Context, Result, bail};
+use crate::bench::{per_second, start_self, stop_self};
+use anyhow::{Result, bail};
 use rand::Rng;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const MIB: f64 = 1048576.0;
@@ -37,22 +37,15 @@ pub fn run(dir: &Path, mib: u64) -> Result<()> {
 
     let mp = dir.join("mnt");
     std::fs::create_dir_all(&mp)?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["mount", &bucket])
-        .arg(&mp)
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    if !line.starts_with("mounted") {
-        let _ = child.kill();
-        bail!("strata mount did not come up: {line:?}");
-    }
+    let (mut child, _) = start_self(
+        &["mount".as_ref(), bucket.as_ref(), mp.as_os_str()],
+        &[],
+        Stdio::inherit(),
+        "mounted",
+    )?;
     let result = measure(&local, &mp.join("bench/data.db"), rows)
         .and_then(|()| measure_past(&local, &mp.join("bench/@txid/1/data.db")));
-    // SAFETY: signalling our own child, as Ctrl-C would.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait()?;
+    stop_self(&mut child)?;
     result
 }
 

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_mount;
+mod bench_serve;
 mod demo;
 mod mount;
 mod serve;

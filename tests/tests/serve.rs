@@ -1134,6 +1134,15 @@ fn restore_is_undoable_and_fork_is_separate() -> Result<()> {
             strata_tests::integrity(&unzipped.join("auxiliary.db"))? == "ok",
             "{name}"
         );
+        // Fork at the latest state right after a write: the write is in it
+        // (the loaded source is flushed first).
+        add_post(s, "t1", 5)?;
+        let out = strata_cli(b, s, &["fork", "t1", "t1-now"])?;
+        ensure!(out.status.success(), "{name}: fork latest: {out:?}");
+        ensure!(
+            count_posts(s, "t1-now")? == 6,
+            "{name}: fork of the latest state"
+        );
         let out = strata_cli(b, s, &["fork", "t1", "t1-copy"])?;
         ensure!(
             out.status.code() == Some(5),

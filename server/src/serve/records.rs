@@ -419,7 +419,8 @@ fn select(
     w: &Sql,
     tail: &str,
 ) -> ApiResult<Vec<Map<String, Value>>> {
-    let mut stmt = conn.prepare(&format!(
+    // Cached: the same few shapes serve every request of a collection.
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {} FROM {} WHERE {}{tail}",
         select_cols(c),
         quote_ident(&c.name),
@@ -469,15 +470,13 @@ pub async fn list(
         let (total, pages) = if skip_total {
             (-1, -1)
         } else {
-            let n: i64 = conn.query_row(
-                &format!(
+            let n: i64 = conn
+                .prepare_cached(&format!(
                     "SELECT COUNT(*) FROM {} WHERE {}",
                     quote_ident(&c.name),
                     w.text
-                ),
-                rusqlite::params_from_iter(w.params.iter()),
-                |r| r.get(0),
-            )?;
+                ))?
+                .query_row(rusqlite::params_from_iter(w.params.iter()), |r| r.get(0))?;
             (n, (n + per_page - 1) / per_page)
         };
         w.params.push(SqlValue::Integer(per_page));
@@ -753,14 +752,12 @@ pub async fn create(
         let tx = conn.transaction()?;
         let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
         let marks = vec!["?"; cols.len()].join(", ");
-        tx.execute(
-            &format!(
-                "INSERT INTO {} ({}) VALUES ({marks})",
-                quote_ident(&c.name),
-                names.join(", ")
-            ),
-            rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)),
-        )
+        tx.prepare_cached(&format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            quote_ident(&c.name),
+            names.join(", ")
+        ))?
+        .execute(rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)))
         .map_err(|e| not_unique(e, true))?;
         // The create rule is checked against the new row inside the
         // transaction; a row the rule rejects is rolled back.

@@ -405,11 +405,11 @@ fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
 
 /// A collection by id or name; 404 if there is none.
 pub fn find_collection(conn: &Connection, id_or_name: &str) -> ApiResult<Collection> {
-    conn.query_row(
-        &format!("SELECT {COLLECTION_COLS} FROM _collections WHERE id = ?1 OR name = ?1"),
-        [id_or_name],
-        row_to_collection,
-    )
+    // Cached: every request looks its collection up.
+    conn.prepare_cached(&format!(
+        "SELECT {COLLECTION_COLS} FROM _collections WHERE id = ?1 OR name = ?1"
+    ))?
+    .query_row([id_or_name], row_to_collection)
     .optional()?
     .ok_or_else(ApiError::not_found)
 }
