@@ -7,7 +7,8 @@
 //! Parts (`--serve-only`):
 //! - `api`: a tenant with a base collection of `--serve-records` records
 //!   (inserted through the API), then getOne, list (`perPage=20`) and create,
-//!   each for `--serve-duration` after `--serve-warmup`;
+//!   each for `--serve-duration` after `--serve-warmup` (after `evicted`, so
+//!   that its forks hold just the inserted records);
 //! - `sync`: create again on a server whose databases use `durability=sync`
 //!   (server-wide through `STRATA_DURABILITY`: there is no per-tenant mode);
 //! - `evicted`: `--serve-evicted` forks of that tenant, each written to and
@@ -127,11 +128,12 @@ async fn run_parts(dir: &Path, bucket: Option<&str>, o: &Opts, table: &mut Table
     if only(ServePart::Api) || only(ServePart::Evicted) {
         let s = Server::start(dir, "api", &bucket_for("api"), &[], &[])?;
         seed(&s, "bench", o.serve_records, o.serve_concurrency, table).await?;
-        if only(ServePart::Api) {
-            async_create = Some(api(&s, o, table).await?);
-        }
+        // Evicted first: the forks then hold exactly the seeded records.
         if only(ServePart::Evicted) {
             evicted(&s, o, table).await?;
+        }
+        if only(ServePart::Api) {
+            async_create = Some(api(&s, o, table).await?);
         }
         s.report_memory("api server", table);
         s.stop()?;
@@ -215,13 +217,9 @@ async fn seed(s: &Server, id: &str, records: u64, conc: usize, table: &mut Table
     }
     let pb = bar(records, "insert");
     let path = records_path(id);
-    let r = load(
-        s.addr,
-        conc,
-        Until::Count(records),
-        Some(pb.clone()),
-        move |i| Req::post(&path, &post(Some(&record_id(i)), i)),
-    )
+    let r = load(s, conc, Until::Count(records), Some(pb.clone()), move |i| {
+        Req::post(&path, &post(Some(&record_id(i)), i))
+    })
     .await?;
     pb.finish_and_clear();
     r.check("insert")?;
@@ -314,7 +312,7 @@ async fn evicted(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
     {
         let ids = ids.clone();
         let r = load(
-            s.addr,
+            s,
             o.serve_concurrency.min(4),
             Until::Count(n),
             Some(pb.clone()),
@@ -366,6 +364,9 @@ async fn evicted(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
             .with_context(|| format!("remove {id}'s local files"))?;
     }
     let cold = one_by_one(s, &ids, get_one).await?;
+    for id in &ids {
+        c.evict(id).await?;
+    }
     println!(
         "getOne, sequential, on a loaded tenant: {}",
         loaded.summary()
@@ -438,7 +439,7 @@ async fn tenants(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
         })
     };
     let pb = bar(n, "create tenants");
-    let r = load(s.addr, conc, Until::Count(n), Some(pb.clone()), move |i| {
+    let r = load(s, conc, Until::Count(n), Some(pb.clone()), move |i| {
         Req::post(
             "/_strata/api/tenants",
             &json!({"id": id(i), "superuser": {"email": SUPERUSER.0, "password": SUPERUSER.1}}),
@@ -456,7 +457,7 @@ async fn tenants(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
     );
     let rss_created = s.status_kib("VmRSS");
     let pb = bar(n, "touch tenants");
-    let r = load(s.addr, conc, Until::Count(n), Some(pb.clone()), move |i| {
+    let r = load(s, conc, Until::Count(n), Some(pb.clone()), move |i| {
         Req::get(format!("/t/{}/api/health", id(i)))
     })
     .await?;
@@ -512,7 +513,7 @@ async fn measure(
     let warm = {
         let make = make.clone();
         load(
-            s.addr,
+            s,
             o.serve_concurrency,
             Until::Time(o.serve_warmup.into()),
             None,
@@ -521,9 +522,8 @@ async fn measure(
         .await?
     };
     warm.check(name)?;
-    let cpu = (cpu_secs(s.pid()), cpu_secs(std::process::id()));
-    let mut r = load(
-        s.addr,
+    let r = load(
+        s,
         o.serve_concurrency,
         Until::Time(o.serve_duration.into()),
         None,
@@ -531,11 +531,6 @@ async fn measure(
     )
     .await?;
     r.check(name)?;
-    let secs = r.elapsed.as_secs_f64();
-    r.cores = Some((
-        (cpu_secs(s.pid()) - cpu.0) / secs,
-        (cpu_secs(std::process::id()) - cpu.1) / secs,
-    ));
     println!("{name}: {}", r.summary());
     Ok(r)
 }
@@ -684,16 +679,17 @@ impl Server {
     }
 
     fn report_memory(&self, what: &str, table: &mut Table) {
-        let hwm = self.status_kib("VmHWM");
+        let (hwm, rss) = (self.status_kib("VmHWM"), self.status_kib("VmRSS"));
+        let files = open_fds(self.pid());
         println!(
-            "{what}: peak RSS {} MiB, open files {}",
+            "{what}: peak RSS {} MiB, RSS now {} MiB, open files {files}",
             hwm >> 10,
-            open_fds(self.pid())
+            rss >> 10
         );
         table.row(
-            &format!("{what}: peak RSS"),
-            format!("{} MiB", hwm >> 10),
-            format!("open files {}", open_fds(self.pid())),
+            &format!("{what}: memory"),
+            format!("peak RSS {} MiB, now {} MiB", hwm >> 10, rss >> 10),
+            format!("open files {files}"),
         );
     }
 
@@ -899,7 +895,7 @@ impl Latencies {
 /// `conc` connections, each sending `make(i)` (a shared sequence number)
 /// and waiting for the answer, until `until`.
 async fn load(
-    addr: SocketAddr,
+    s: &Server,
     conc: usize,
     until: Until,
     pb: Option<ProgressBar>,
@@ -907,6 +903,7 @@ async fn load(
 ) -> Result<Run> {
     let make = Arc::new(make);
     let next = Arc::new(AtomicU64::new(0));
+    let cpu = (cpu_secs(s.pid()), cpu_secs(std::process::id()));
     let start = Instant::now();
     let (deadline, count) = match until {
         Until::Time(d) => (Some(start + d), u64::MAX),
@@ -914,7 +911,7 @@ async fn load(
     };
     let mut workers = Vec::new();
     for _ in 0..conc.max(1) {
-        let mut c = Conn::open(addr).await?;
+        let mut c = s.conn().await?;
         let (make, next, pb) = (make.clone(), next.clone(), pb.clone());
         workers.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut first_error) = (Vec::new(), 0u64, None);
@@ -961,5 +958,10 @@ async fn load(
     }
     run.elapsed = start.elapsed();
     run.lat = Latencies::new(all);
+    let secs = run.elapsed.as_secs_f64();
+    run.cores = Some((
+        (cpu_secs(s.pid()) - cpu.0) / secs,
+        (cpu_secs(std::process::id()) - cpu.1) / secs,
+    ));
     Ok(run)
 }
