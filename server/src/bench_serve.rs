@@ -865,7 +865,10 @@ impl Run {
     }
     fn summary(&self) -> String {
         let cpu = self.cores.map_or(String::new(), |(s, c)| {
-            format!("; CPU: server {s:.2} cores, load generator {c:.2}")
+            format!(
+                "; CPU: server {s:.2} cores ({:.0} us/request), load generator {c:.2}",
+                s * 1e6 / self.rate()
+            )
         });
         format!("{:.0} req/s, {}{cpu}", self.rate(), self.lat.summary())
     }
