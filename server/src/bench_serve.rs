@@ -215,13 +215,9 @@ async fn seed(s: &Server, id: &str, records: u64, conc: usize, table: &mut Table
     }
     let pb = bar(records, "insert");
     let path = records_path(id);
-    let r = load(
-        s.addr,
-        conc,
-        Until::Count(records),
-        Some(pb.clone()),
-        move |i| Req::post(&path, &post(Some(&record_id(i)), i)),
-    )
+    let r = load(s, conc, Until::Count(records), Some(pb.clone()), move |i| {
+        Req::post(&path, &post(Some(&record_id(i)), i))
+    })
     .await?;
     pb.finish_and_clear();
     r.check("insert")?;
@@ -314,7 +310,7 @@ async fn evicted(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
     {
         let ids = ids.clone();
         let r = load(
-            s.addr,
+            s,
             o.serve_concurrency.min(4),
             Until::Count(n),
             Some(pb.clone()),
@@ -438,7 +434,7 @@ async fn tenants(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
         })
     };
     let pb = bar(n, "create tenants");
-    let r = load(s.addr, conc, Until::Count(n), Some(pb.clone()), move |i| {
+    let r = load(s, conc, Until::Count(n), Some(pb.clone()), move |i| {
         Req::post(
             "/_strata/api/tenants",
             &json!({"id": id(i), "superuser": {"email": SUPERUSER.0, "password": SUPERUSER.1}}),
@@ -456,7 +452,7 @@ async fn tenants(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
     );
     let rss_created = s.status_kib("VmRSS");
     let pb = bar(n, "touch tenants");
-    let r = load(s.addr, conc, Until::Count(n), Some(pb.clone()), move |i| {
+    let r = load(s, conc, Until::Count(n), Some(pb.clone()), move |i| {
         Req::get(format!("/t/{}/api/health", id(i)))
     })
     .await?;
@@ -512,7 +508,7 @@ async fn measure(
     let warm = {
         let make = make.clone();
         load(
-            s.addr,
+            s,
             o.serve_concurrency,
             Until::Time(o.serve_warmup.into()),
             None,
@@ -521,9 +517,8 @@ async fn measure(
         .await?
     };
     warm.check(name)?;
-    let cpu = (cpu_secs(s.pid()), cpu_secs(std::process::id()));
-    let mut r = load(
-        s.addr,
+    let r = load(
+        s,
         o.serve_concurrency,
         Until::Time(o.serve_duration.into()),
         None,
@@ -531,11 +526,6 @@ async fn measure(
     )
     .await?;
     r.check(name)?;
-    let secs = r.elapsed.as_secs_f64();
-    r.cores = Some((
-        (cpu_secs(s.pid()) - cpu.0) / secs,
-        (cpu_secs(std::process::id()) - cpu.1) / secs,
-    ));
     println!("{name}: {}", r.summary());
     Ok(r)
 }
@@ -899,7 +889,7 @@ impl Latencies {
 /// `conc` connections, each sending `make(i)` (a shared sequence number)
 /// and waiting for the answer, until `until`.
 async fn load(
-    addr: SocketAddr,
+    s: &Server,
     conc: usize,
     until: Until,
     pb: Option<ProgressBar>,
@@ -907,6 +897,7 @@ async fn load(
 ) -> Result<Run> {
     let make = Arc::new(make);
     let next = Arc::new(AtomicU64::new(0));
+    let cpu = (cpu_secs(s.pid()), cpu_secs(std::process::id()));
     let start = Instant::now();
     let (deadline, count) = match until {
         Until::Time(d) => (Some(start + d), u64::MAX),
@@ -914,7 +905,7 @@ async fn load(
     };
     let mut workers = Vec::new();
     for _ in 0..conc.max(1) {
-        let mut c = Conn::open(addr).await?;
+        let mut c = s.conn().await?;
         let (make, next, pb) = (make.clone(), next.clone(), pb.clone());
         workers.push(tokio::spawn(async move {
             let (mut lat, mut errors, mut first_error) = (Vec::new(), 0u64, None);
@@ -961,5 +952,10 @@ async fn load(
     }
     run.elapsed = start.elapsed();
     run.lat = Latencies::new(all);
+    let secs = run.elapsed.as_secs_f64();
+    run.cores = Some((
+        (cpu_secs(s.pid()) - cpu.0) / secs,
+        (cpu_secs(std::process::id()) - cpu.1) / secs,
+    ));
     Ok(run)
 }
