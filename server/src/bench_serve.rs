@@ -7,7 +7,8 @@
 //! Parts (`--serve-only`):
 //! - `api`: a tenant with a base collection of `--serve-records` records
 //!   (inserted through the API), then getOne, list (`perPage=20`) and create,
-//!   each for `--serve-duration` after `--serve-warmup`;
+//!   each for `--serve-duration` after `--serve-warmup` (after `evicted`, so
+//!   that its forks hold just the inserted records);
 //! - `sync`: create again on a server whose databases use `durability=sync`
 //!   (server-wide through `STRATA_DURABILITY`: there is no per-tenant mode);
 //! - `evicted`: `--serve-evicted` forks of that tenant, each written to and
@@ -127,11 +128,12 @@ async fn run_parts(dir: &Path, bucket: Option<&str>, o: &Opts, table: &mut Table
     if only(ServePart::Api) || only(ServePart::Evicted) {
         let s = Server::start(dir, "api", &bucket_for("api"), &[], &[])?;
         seed(&s, "bench", o.serve_records, o.serve_concurrency, table).await?;
-        if only(ServePart::Api) {
-            async_create = Some(api(&s, o, table).await?);
-        }
+        // Evicted first: the forks then hold exactly the seeded records.
         if only(ServePart::Evicted) {
             evicted(&s, o, table).await?;
+        }
+        if only(ServePart::Api) {
+            async_create = Some(api(&s, o, table).await?);
         }
         s.report_memory("api server", table);
         s.stop()?;
@@ -362,6 +364,9 @@ async fn evicted(s: &Server, o: &Opts, table: &mut Table) -> Result<()> {
             .with_context(|| format!("remove {id}'s local files"))?;
     }
     let cold = one_by_one(s, &ids, get_one).await?;
+    for id in &ids {
+        c.evict(id).await?;
+    }
     println!(
         "getOne, sequential, on a loaded tenant: {}",
         loaded.summary()
@@ -674,16 +679,17 @@ impl Server {
     }
 
     fn report_memory(&self, what: &str, table: &mut Table) {
-        let hwm = self.status_kib("VmHWM");
+        let (hwm, rss) = (self.status_kib("VmHWM"), self.status_kib("VmRSS"));
+        let files = open_fds(self.pid());
         println!(
-            "{what}: peak RSS {} MiB, open files {}",
+            "{what}: peak RSS {} MiB, RSS now {} MiB, open files {files}",
             hwm >> 10,
-            open_fds(self.pid())
+            rss >> 10
         );
         table.row(
-            &format!("{what}: peak RSS"),
-            format!("{} MiB", hwm >> 10),
-            format!("open files {}", open_fds(self.pid())),
+            &format!("{what}: memory"),
+            format!("peak RSS {} MiB, now {} MiB", hwm >> 10, rss >> 10),
+            format!("open files {files}"),
         );
     }
 
