@@ -374,6 +374,59 @@ fn chain(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+impl S3Store {
+    /// `<prefix>/` when the store lives under a prefix of its bucket.
+    fn key_prefix(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        }
+    }
+
+    /// Every page of a ListObjectsV2 of `prefix` (relative to the store),
+    /// with an optional delimiter, handed to `page` in order.
+    fn list_pages(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        mut page: impl FnMut(&aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) + Send,
+    ) -> Result<()> {
+        let full_prefix = format!("{}{prefix}", self.key_prefix());
+        tracing::debug!(op = "list", bucket = %self.bucket, prefix = %full_prefix, ?delimiter, "s3 request");
+        self.run(async {
+            let mut token: Option<String> = None;
+            loop {
+                let mut req = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(&full_prefix)
+                    .set_delimiter(delimiter.map(str::to_string));
+                if let Some(t) = token.take() {
+                    req = req.continuation_token(t);
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_err("list", prefix, e))?;
+                page(&resp);
+                if resp.is_truncated() != Some(true) {
+                    return Ok::<_, Error>(());
+                }
+                match resp.next_continuation_token() {
+                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                    _ => {
+                        return Err(Error::unavailable(format!(
+                            "list {prefix}: truncated S3 listing without a continuation token"
+                        )));
+                    }
+                }
+            }
+        })
+    }
+}
+
 impl ObjectStore for S3Store {
     fn get(&self, key: &str) -> Result<Object> {
         check_key(key)?;
@@ -466,51 +519,18 @@ impl ObjectStore for S3Store {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         check_prefix(prefix)?;
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
-        let full_prefix = format!("{strip}{prefix}");
-        tracing::debug!(op = "list", bucket = %self.bucket, prefix = %full_prefix, "s3 request");
+        let strip = self.key_prefix();
         let mut out = Vec::new();
-        self.run(async {
-            let mut token: Option<String> = None;
-            loop {
-                let mut req = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .prefix(&full_prefix);
-                if let Some(t) = token.take() {
-                    req = req.continuation_token(t);
-                }
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| map_sdk_err("list", prefix, e))?;
-                for obj in resp.contents() {
-                    let Some(key) = obj.key().and_then(|k| k.strip_prefix(&strip)) else {
-                        continue;
-                    };
-                    if !key.starts_with(prefix) {
-                        continue;
-                    }
+        self.list_pages(prefix, None, |page| {
+            for obj in page.contents() {
+                let Some(key) = obj.key().and_then(|k| k.strip_prefix(&strip)) else {
+                    continue;
+                };
+                if key.starts_with(prefix) {
                     out.push(ObjectMeta {
                         key: key.to_string(),
                         size: obj.size().unwrap_or(0).max(0) as u64,
                     });
-                }
-                if resp.is_truncated() != Some(true) {
-                    return Ok::<_, Error>(());
-                }
-                match resp.next_continuation_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => {
-                        return Err(Error::unavailable(format!(
-                            "list {prefix}: truncated S3 listing without a continuation token"
-                        )));
-                    }
                 }
             }
         })?;
@@ -522,47 +542,17 @@ impl ObjectStore for S3Store {
 
     fn list_dirs(&self, dir: &str) -> Result<Vec<String>> {
         check_dir(dir)?;
-        let strip = if self.prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.prefix)
-        };
-        let full_prefix = format!("{strip}{dir}");
-        tracing::debug!(op = "list_dirs", bucket = %self.bucket, prefix = %full_prefix, "s3 request");
+        let full_prefix = format!("{}{dir}", self.key_prefix());
         let mut out = Vec::new();
-        self.run(async {
-            let mut token: Option<String> = None;
-            loop {
-                let mut req = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .prefix(&full_prefix)
-                    .delimiter("/");
-                if let Some(t) = token.take() {
-                    req = req.continuation_token(t);
-                }
-                let resp = req.send().await.map_err(|e| map_sdk_err("list", dir, e))?;
-                for p in resp.common_prefixes() {
-                    if let Some(name) = p
-                        .prefix()
-                        .and_then(|k| k.strip_prefix(&full_prefix))
-                        .and_then(|k| k.strip_suffix('/'))
-                        .filter(|n| !n.is_empty())
-                    {
-                        out.push(name.to_string());
-                    }
-                }
-                if resp.is_truncated() != Some(true) {
-                    return Ok::<_, Error>(());
-                }
-                match resp.next_continuation_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => {
-                        return Err(Error::unavailable(format!(
-                            "list {dir}: truncated S3 listing without a continuation token"
-                        )));
-                    }
+        self.list_pages(dir, Some("/"), |page| {
+            for p in page.common_prefixes() {
+                if let Some(name) = p
+                    .prefix()
+                    .and_then(|k| k.strip_prefix(&full_prefix))
+                    .and_then(|k| k.strip_suffix('/'))
+                    .filter(|n| !n.is_empty())
+                {
+                    out.push(name.to_string());
                 }
             }
         })?;
