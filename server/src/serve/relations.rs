@@ -165,19 +165,15 @@ fn expand_tree(
             })
             .collect();
         for rec in recs.iter_mut() {
-            let related: Vec<Value> = ids_of(rec, name)
+            let mut related: Vec<Value> = ids_of(rec, name)
                 .iter()
                 .filter_map(|id| by_id.get(id).cloned())
                 .collect();
-            let value = match (f.multiple(), related.into_iter().next()) {
-                (_, None) => continue,
-                (false, Some(one)) => one,
-                (true, Some(_)) => Value::Array(
-                    ids_of(rec, name)
-                        .iter()
-                        .filter_map(|id| by_id.get(id).cloned())
-                        .collect(),
-                ),
+            // Nothing the caller may see: no key, as PocketBase does.
+            let value = match (f.multiple(), related.is_empty()) {
+                (_, true) => continue,
+                (true, false) => Value::Array(related),
+                (false, false) => related.swap_remove(0),
             };
             let slot = rec
                 .entry("expand")
