@@ -28,6 +28,9 @@ impl std::str::FromStr for Durability {
     }
 }
 
+/// Bytes per part of a split snapshot, unless configured.
+pub const DEFAULT_SNAPSHOT_PART: u64 = 8 << 20;
+
 /// Replication settings for one database.
 #[derive(Clone)]
 pub struct ReplicaConfig {
@@ -46,6 +49,9 @@ pub struct ReplicaConfig {
     /// bytes (and at least `snapshot_min_bytes`), or after `snapshot_interval`.
     pub snapshot_interval: Duration,
     pub snapshot_min_bytes: u64,
+    /// A snapshot larger than this is split into parts of this size
+    /// (`docs/format.md` §2.8): bounded uploads, memory and ranged reads.
+    pub snapshot_part_bytes: u64,
     /// Keep every restore point this far back.
     pub retention: Duration,
     /// How long a commit in `sync` mode, or a close, waits for the bucket.
@@ -73,6 +79,7 @@ impl ReplicaConfig {
             max_spool: 1 << 30,
             snapshot_interval: Duration::from_secs(24 * 3600),
             snapshot_min_bytes: 64 << 20,
+            snapshot_part_bytes: DEFAULT_SNAPSHOT_PART,
             retention: Duration::from_secs(7 * 24 * 3600),
             sync_timeout: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),

@@ -229,6 +229,20 @@ pub fn apply_retention(
         .as_ref()
         .map_or(base.txid, |s| s.txid.min(base.txid));
     let mut deleted = 0;
+    // Parts of split snapshots before the base, with or without their
+    // snapshot object (an upload that stopped midway leaves parts only):
+    // deleted before the snapshot objects, so no index outlives its parts
+    // for longer than this loop.
+    let parts = keys.parts_prefix();
+    for name in store.list_dirs(&parts).ctx("list parts")? {
+        let dir = format!("{parts}{name}/");
+        if keys.parse_parts_dir(&dir).is_some_and(|t| t < protected) {
+            for o in store.list(&dir).ctx("list parts")? {
+                store.delete(&o.key).ctx("retention")?;
+                deleted += 1;
+            }
+        }
+    }
     for s in h.snapshots.iter().filter(|s| s.txid < protected) {
         // The hot pages first: never a sidecar without its snapshot.
         match store.delete(&keys.hot_pages(s.txid, s.commit)) {

@@ -40,6 +40,16 @@ pub fn db_geometry(file: &File) -> Result<(u32, u32)> {
 /// Import `src` (a consistent, quiescent file: the CLI passes a backup copy)
 /// as a new database. Fails with `Conflict` if the bucket already has one.
 pub fn import(store: &Store, keys: &DbKeys, src: &Path) -> Result<(DbId, TxId, u64)> {
+    import_with(store, keys, src, super::config::DEFAULT_SNAPSHOT_PART)
+}
+
+/// [`import`] with snapshot parts of `part_bytes` (`docs/format.md` §2.8).
+pub fn import_with(
+    store: &Store,
+    keys: &DbKeys,
+    src: &Path,
+    part_bytes: u64,
+) -> Result<(DbId, TxId, u64)> {
     let file = File::open(src).io_ctx(format!("open {}", src.display()))?;
     let (page_size, db_pages) = db_geometry(&file)?;
     let manifest_key = keys.manifest();
@@ -58,9 +68,15 @@ pub fn import(store: &Store, keys: &DbKeys, src: &Path) -> Result<(DbId, TxId, u
     let epoch = Epoch(1);
     let commit = Millis::now();
     let txid = TxId(1);
-    let encoded = snapshot::from_file(&file, page_size, db_pages, txid, commit, db_id, epoch)?;
-    let snap = snapshot::upload(store.as_ref(), keys, encoded)?;
-    let size = snap.size;
+    let source = snapshot::Source {
+        txid,
+        commit,
+        db_id,
+        epoch,
+        page_size,
+        db_pages,
+    };
+    let (snap, size) = snapshot::write(store.as_ref(), keys, &file, &source, part_bytes)?;
     let mut m = Manifest::new(db_id, page_size);
     m.epoch = epoch;
     m.epochs = vec![EpochStart { epoch, start: txid }];

@@ -369,13 +369,13 @@ impl LazyFile {
         let todo: Vec<_> = map
             .pages_by_object()
             .into_iter()
-            .filter_map(|(key, len, pages)| {
+            .filter_map(|(o, pages)| {
                 let p = self.present.lock();
                 let missing: Vec<PageNo> = pages.into_iter().filter(|g| !p.get(g.0)).collect();
-                (!missing.is_empty()).then_some((key, len, missing))
+                (!missing.is_empty()).then_some((o, missing))
             })
             .collect();
-        let total: u64 = todo.iter().map(|(_, len, _)| len).sum();
+        let total: u64 = todo.iter().map(|(o, _)| map.object_len(*o)).sum();
         let done = AtomicU64::new(0);
         let tick = |n: u64| {
             let d = done.fetch_add(n, Ordering::Relaxed) + n;
@@ -384,28 +384,41 @@ impl LazyFile {
             }
         };
         let opts = restore::Options::default();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-        let mut filled = 0;
-        for (key, len, missing) in todo {
-            let data = restore::fetch(self.store.as_ref(), &key, len, &opts, &tick)?;
-            let per = missing.len().div_ceil(threads);
-            let counts: Vec<Result<u64>> = std::thread::scope(|s| {
-                let handles: Vec<_> = missing
-                    .chunks(per.max(1))
-                    .map(|chunk| s.spawn(|| self.write_missing(&map, chunk, &data)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(Error::corrupt("hydrate thread panicked")))
-                    })
-                    .collect()
-            });
-            for c in counts {
-                filled += c?;
+        let filled = AtomicU64::new(0);
+        // Write the pages of a run that are still missing (checked under the
+        // lock), each stretch of them with one write.
+        let ps = self.page_size as usize;
+        let write = |first: PageNo, pages: &[u8]| -> Result<()> {
+            let n = (pages.len() / ps) as u32;
+            let mut p = self.present.lock();
+            let mut k = 0;
+            while k < n {
+                if p.get(first.0 + k) {
+                    k += 1;
+                    continue;
+                }
+                let start = k;
+                while k < n && !p.get(first.0 + k) {
+                    k += 1;
+                }
+                self.db
+                    .write_all_at(
+                        &pages[start as usize * ps..k as usize * ps],
+                        PageNo(first.0 + start).offset(self.page_size),
+                    )
+                    .io_ctx("write page")?;
+                // Present only once written: a failed write leaves them missing.
+                for g in start..k {
+                    p.set_in_memory(first.0 + g);
+                }
+                filled.fetch_add((k - start) as u64, Ordering::Relaxed);
             }
+            Ok(())
+        };
+        for (o, missing) in todo {
+            map.fetch_pages(self.store.as_ref(), o, &missing, &opts, &tick, &write)?;
         }
+        let filled = filled.into_inner();
         self.db.sync_data().io_ctx("sync local copy")?;
         let mut p = self.present.lock();
         p.file
@@ -413,26 +426,5 @@ impl LazyFile {
             .io_ctx("write lazy bitmap")?;
         self.finish_if_complete(&mut p);
         Ok(filled)
-    }
-
-    /// Decode `pages` from their object's bytes and write those still
-    /// missing (decoding outside the lock, the check and write under it).
-    fn write_missing(&self, map: &PageMap, pages: &[PageNo], object: &[u8]) -> Result<u64> {
-        let mut n = 0;
-        for &pgno in pages {
-            if self.present.lock().get(pgno.0) {
-                continue;
-            }
-            let page = map.page_from_object(pgno, object)?;
-            let mut p = self.present.lock();
-            if !p.get(pgno.0) {
-                self.db
-                    .write_all_at(&page, pgno.offset(self.page_size))
-                    .io_ctx("write page")?;
-                p.set_in_memory(pgno.0);
-                n += 1;
-            }
-        }
-        Ok(n)
     }
 }

@@ -5,8 +5,11 @@
 //! - [`replica`]: the writer side: reconcile at open, `commit`, status.
 //! - `uploader`: the background thread: spool → segments → manifest,
 //!   snapshots and retention.
-//! - `snapshot`: encode and upload snapshots, with their hot pages (page 1
-//!   and interior B-tree pages) for three-read cold opens.
+//! - `snapshot`: stream snapshots to the bucket (large ones split into
+//!   parts), with their hot pages (page 1 and interior B-tree pages) for
+//!   three-read cold opens.
+//! - `parts`: read objects by offset whatever their layout (ranged reads
+//!   across a split snapshot's parts; whole parts in parallel).
 //! - [`restore`]: materialize any restore point into a file.
 //! - [`pages`]: read single pages (or runs, or byte ranges) of any restore
 //!   point with ranged GETs, through a shared moka page cache.
@@ -23,6 +26,7 @@ pub mod history;
 pub mod import;
 pub mod lazy;
 pub mod pages;
+mod parts;
 pub mod replica;
 pub mod restore;
 mod snapshot;

@@ -310,8 +310,7 @@ impl PageMap {
         }
         let start = entries[0].offset;
         let end = entries[entries.len() - 1].range().end;
-        let bytes = store
-            .get_range(&obj.key, start..end)
+        let bytes = super::parts::read_range(store, &obj.key, &obj.index, start..end)
             .ctx(format!("read pages from {}", obj.key))?;
         entries
             .iter()
@@ -354,9 +353,8 @@ impl PageMap {
         let (o, chain) = self.chain(pgno)?;
         let key = &self.objects[o].key;
         let range = chain[0].offset..chain[chain.len() - 1].range().end;
-        let bytes = store
-            .get_range(key, range.clone())
-            .ctx(format!("read page {pgno} from {key}"))?;
+        let bytes = super::parts::read_range(store, key, &self.objects[o].index, range.clone())
+            .ctx(format!("read page {pgno}"))?;
         self.decode(o, &chain, &bytes, range.start)
     }
 
@@ -407,8 +405,8 @@ impl PageMap {
     }
 
     /// For bulk reads: every page of this restore point, grouped by the
-    /// object that holds its image, with that object's key and length.
-    pub fn pages_by_object(&self) -> Vec<(Arc<str>, u64, Vec<PageNo>)> {
+    /// object that holds its image (object numbers for [`fetch_pages`](Self::fetch_pages)).
+    pub fn pages_by_object(&self) -> Vec<(usize, Vec<PageNo>)> {
         let mut groups: Vec<Vec<PageNo>> = vec![Vec::new(); self.objects.len()];
         for (pgno, &(o, _)) in self.locs.iter().enumerate() {
             if o != NOWHERE.0
@@ -417,18 +415,102 @@ impl PageMap {
                 g.push(PageNo(pgno as u32));
             }
         }
-        self.objects
-            .iter()
-            .zip(groups)
-            .map(|(obj, pages)| (obj.key.clone(), obj.index.object_len(), pages))
-            .collect()
+        groups.into_iter().enumerate().collect()
     }
 
-    /// The image of `pgno` from the whole bytes of the object holding it
-    /// (see [`pages_by_object`](Self::pages_by_object)).
-    pub fn page_from_object(&self, pgno: PageNo, object: &[u8]) -> Result<Vec<u8>> {
-        let (o, chain) = self.chain(pgno)?;
-        self.decode(o, &chain, object, 0)
+    /// Bytes of object `o` (its virtual length, for progress).
+    pub fn object_len(&self, o: usize) -> u64 {
+        self.objects.get(o).map_or(0, |x| x.index.object_len())
+    }
+
+    /// Fetch object `o` whole and hand `pages` (which it must hold) to
+    /// `each` as they are decoded, on several threads, as runs of
+    /// consecutive pages: `each(first page, images back to back)`. A split
+    /// snapshot is fetched part by part, each part decoded as it arrives
+    /// (runs of up to a part); any other object with parallel ranged GETs,
+    /// then decoded page by page.
+    pub fn fetch_pages(
+        &self,
+        store: &dyn ObjectStore,
+        o: usize,
+        pages: &[PageNo],
+        opts: &restore::Options,
+        tick: &(dyn Fn(u64) + Sync),
+        each: &(dyn Fn(PageNo, &[u8]) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let obj = self
+            .objects
+            .get(o)
+            .ok_or_else(|| Error::invalid(format!("no object {o} in this page map")))?;
+        let idx = &obj.index;
+        if !idx.parts.is_empty() {
+            // Pages by the part their image lies in.
+            let mut by_part: Vec<Vec<PageNo>> = vec![Vec::new(); idx.parts.len()];
+            for &pgno in pages {
+                let (_, chain) = self.chain(pgno)?;
+                let at = chain[0].offset;
+                let i = idx.parts.partition_point(|p| p.range().end <= at);
+                if let Some(g) = by_part.get_mut(i) {
+                    g.push(pgno);
+                }
+            }
+            let ps = idx.header.page_size as usize;
+            let decode = |i: usize, data: &[u8]| -> Result<()> {
+                let mut run: Vec<u8> = Vec::with_capacity(by_part[i].len() * ps);
+                let mut first = PageNo(0);
+                for &pgno in &by_part[i] {
+                    if !run.is_empty() && pgno.0 != first.0 + (run.len() / ps) as u32 {
+                        each(first, &run)?;
+                        run.clear();
+                    }
+                    if run.is_empty() {
+                        first = pgno;
+                    }
+                    let (o, chain) = self.chain(pgno)?;
+                    let at = run.len();
+                    run.resize(at + ps, 0);
+                    self.decode_into(o, &chain, data, idx.parts[i].start, &mut run[at..])?;
+                }
+                if !run.is_empty() {
+                    each(first, &run)?;
+                }
+                Ok(())
+            };
+            return super::parts::for_each_part(
+                store,
+                &obj.key,
+                idx,
+                opts.parallelism,
+                tick,
+                &decode,
+            );
+        }
+        let data = restore::fetch(store, &obj.key, idx.object_len(), opts, tick)?;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let per = pages.len().div_ceil(threads).max(1);
+        let results: Vec<Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = pages
+                .chunks(per)
+                .map(|chunk| {
+                    let data = &data;
+                    s.spawn(move || -> Result<()> {
+                        for &pgno in chunk {
+                            let (o, chain) = self.chain(pgno)?;
+                            each(pgno, &self.decode(o, &chain, data, 0)?)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::corrupt("decode thread panicked")))
+                })
+                .collect()
+        });
+        results.into_iter().collect()
     }
 
     /// The object holding `pgno` and the entries to decode, base image
@@ -479,11 +561,23 @@ impl PageMap {
         bytes: &[u8],
         start: u64,
     ) -> Result<Vec<u8>> {
+        let mut page = vec![0u8; self.objects[o].index.header.page_size as usize];
+        self.decode_into(o, chain, bytes, start, &mut page)?;
+        Ok(page)
+    }
+
+    /// [`decode`](Self::decode) into `page` (one page long).
+    fn decode_into(
+        &self,
+        o: usize,
+        chain: &[&segment::PageEntry],
+        bytes: &[u8],
+        start: u64,
+        page: &mut [u8],
+    ) -> Result<()> {
         let obj = &self.objects[o];
         let idx = &obj.index;
-        let ps = idx.header.page_size as usize;
-        let mut page = vec![0u8; ps];
-        let mut next = vec![0u8; ps];
+        let mut next = Vec::new();
         for (i, c) in chain.iter().enumerate() {
             let r = c.range();
             let stored = r
@@ -494,14 +588,15 @@ impl PageMap {
                     Error::corrupt(format!("{}: short read of page {}", obj.key, c.pgno))
                 })?;
             if i == 0 {
-                idx.page_into(c, stored, &mut page).ctx(&obj.key)?;
+                idx.page_into(c, stored, page).ctx(&obj.key)?;
             } else {
-                idx.page_into_with_base(c, stored, &page, &mut next)
+                next.resize(page.len(), 0);
+                idx.page_into_with_base(c, stored, page, &mut next)
                     .ctx(&obj.key)?;
-                std::mem::swap(&mut page, &mut next);
+                page.copy_from_slice(&next);
             }
         }
-        Ok(page)
+        Ok(())
     }
 }
 

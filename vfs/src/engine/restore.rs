@@ -83,6 +83,16 @@ pub struct Restored {
     pub bytes_fetched: u64,
 }
 
+impl Restored {
+    /// The file now holds the state after `txn`.
+    fn reached(&mut self, txn: &segment::TxnEntry, page_size: u32) {
+        self.txid = txn.txid;
+        self.commit = txn.commit;
+        self.db_pages = txn.db_pages;
+        self.page_size = page_size;
+    }
+}
+
 pub fn read_manifest(store: &dyn ObjectStore, keys: &DbKeys) -> Result<Manifest> {
     let key = keys.manifest();
     match store.get(&key) {
@@ -198,12 +208,14 @@ pub fn materialize(
     file: &File,
     opts: &Options,
 ) -> Result<Restored> {
-    let total = plan.bytes();
-    let done = std::sync::atomic::AtomicU64::new(0);
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    // A split snapshot's parts are not in `plan.bytes()`: its index adds them.
+    let total = AtomicU64::new(plan.bytes());
+    let done = AtomicU64::new(0);
     let tick = |n: u64| {
-        let d = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+        let d = done.fetch_add(n, Relaxed) + n;
         if let Some(p) = &opts.progress {
-            p(d, total)
+            p(d, total.load(Relaxed))
         }
     };
     let mut state = Restored {
@@ -215,7 +227,13 @@ pub fn materialize(
     };
     if let Some(snap) = &plan.snapshot {
         let data = fetch(store, &snap.key, snap.size, opts, &tick)?;
-        apply(&snap.key, &data, plan.txid, file, &mut state)?;
+        let header = segment::SegmentHeader::decode(&data).ctx(&snap.key)?;
+        if header.kind == SegmentKind::SplitSnapshot {
+            total.fetch_add(header.body_len, Relaxed);
+            apply_split(store, &snap.key, &data, file, opts, &tick, &mut state)?;
+        } else {
+            apply(&snap.key, &data, plan.txid, file, &mut state)?;
+        }
     }
     // Fetch segments `parallelism` at a time, apply them in order.
     for batch in plan.segments.chunks(opts.parallelism.max(1)) {
@@ -324,6 +342,66 @@ pub(crate) fn fetch(
     Ok(out.freeze())
 }
 
+/// Write a split snapshot (`index` is its index object): parts are fetched
+/// in parallel and their pages written as each part arrives, so at most
+/// `parallelism` parts are in memory.
+fn apply_split(
+    store: &dyn ObjectStore,
+    key: &str,
+    index: &[u8],
+    file: &File,
+    opts: &Options,
+    tick: &(dyn Fn(u64) + Sync),
+    st: &mut Restored,
+) -> Result<()> {
+    let idx = segment::SegmentIndex::decode(index).ctx(key)?;
+    if index.len() as u64 != idx.header.stored_len() {
+        return Err(Error::corrupt(format!(
+            "{key}: {} bytes, its header says {}",
+            index.len(),
+            idx.header.stored_len()
+        )));
+    }
+    let txn = *idx
+        .txns
+        .first()
+        .ok_or_else(|| Error::corrupt(format!("{key}: snapshot without a txn")))?;
+    let ps = idx.header.page_size;
+    // A snapshot's pages are 1..=db_pages in order, so a part's pages are
+    // consecutive: decode them into one buffer, write it with one call.
+    let write_part = |i: usize, data: &[u8]| -> Result<()> {
+        let part = idx.parts[i];
+        let pages = idx.pages_in_part(i);
+        let mut buf = vec![0u8; pages.len() * ps as usize];
+        for (k, (e, page)) in pages
+            .iter()
+            .zip(buf.chunks_exact_mut(ps as usize))
+            .enumerate()
+        {
+            if e.pgno.0 != pages[0].pgno.0 + k as u32 {
+                return Err(Error::corrupt(format!(
+                    "{key}: pages out of order in part {i}"
+                )));
+            }
+            let at = (e.offset - part.start) as usize;
+            let stored = data.get(at..at + e.stored_len as usize).ok_or_else(|| {
+                Error::corrupt(format!("{key}: page {} outside its part", e.pgno))
+            })?;
+            idx.page_into(e, stored, page).ctx(key)?;
+        }
+        if let Some(first) = pages.first() {
+            file.write_all_at(&buf, PageNo::offset(first.pgno, ps))
+                .io_ctx("write restored pages")?;
+        }
+        Ok(())
+    };
+    super::parts::for_each_part(store, key, &idx, opts.parallelism, tick, &write_part)?;
+    file.set_len(txn.db_pages as u64 * ps as u64)
+        .io_ctx("size restored file")?;
+    st.reached(&txn, ps);
+    Ok(())
+}
+
 /// Apply the transactions of one segment (or snapshot) up to `upto`.
 fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> Result<()> {
     let seg = segment::decode(data).ctx(key)?;
@@ -334,7 +412,7 @@ fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> 
         if txn.txid > upto {
             break;
         }
-        let snapshot = idx.header.kind == SegmentKind::Snapshot;
+        let snapshot = idx.header.kind.is_snapshot();
         if !snapshot && st.txid != TxId::ZERO && txn.txid != st.txid.next() {
             return Err(Error::corrupt(format!(
                 "{key}: txid {} does not follow txid {}",
@@ -369,10 +447,7 @@ fn apply(key: &str, data: &[u8], upto: TxId, file: &File, st: &mut Restored) -> 
             file.set_len(txn.db_pages as u64 * ps as u64)
                 .io_ctx("truncate restored file")?;
         }
-        st.txid = txn.txid;
-        st.commit = txn.commit;
-        st.db_pages = txn.db_pages;
-        st.page_size = ps;
+        st.reached(txn, ps);
     }
     Ok(())
 }

@@ -1,6 +1,12 @@
 //! Writing snapshots: the full page image at a txid, and beside it a small
 //! *hot pages* object.
 //!
+//! A snapshot is written page by page from a file. A large one is split:
+//! its body goes to the bucket in parts of `part_bytes` (uploaded a few at
+//! a time while the rest is still being read), then its index object, so
+//! memory stays bounded whatever the database's size, and a reader never
+//! finds an index whose parts are not all there (§2.8 of `docs/format.md`).
+//!
 //! The hot object holds page 1 and every interior B-tree page of the
 //! snapshot: what any lookup walks through before it reaches a leaf. A cold
 //! reader ([`super::pages::PageMap`]) fetches it in the same round trip as the
@@ -11,24 +17,23 @@
 
 use super::restore::{self, Options, Plan};
 use crate::bucket::{ObjectStore, Store};
-use crate::error::{ErrorKind, IoResultExt, Result};
-use crate::format::keys::DbKeys;
+use crate::error::{Error, ErrorKind, IoResultExt, Result};
+use crate::format::keys::{self, DbKeys};
 use crate::format::manifest::{Manifest, SnapshotRef};
-use crate::format::segment::{self, SegmentHeader, SegmentKind, SegmentMeta, TxnPages};
+use crate::format::segment::{
+    self, EncodeOptions, SegmentKind, SegmentMeta, SnapshotWriter, TxnPages, Written,
+};
 use crate::metrics::METRICS;
 use crate::types::{DbId, Epoch, Millis, PageNo, TxId};
 use bytes::Bytes;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
-/// A snapshot ready to upload.
-pub(crate) struct Encoded {
-    pub txid: TxId,
-    pub commit: Millis,
-    pub snapshot: Bytes,
-    pub hot: Bytes,
-}
+/// Parts uploaded at once (and so, with the one being filled, held in memory).
+const PART_UPLOADS: usize = 4;
 
 /// B-tree page types whose cells point at other pages (interior index and
 /// interior table pages). Other pages (leaves, overflow, freelist) are not
@@ -38,52 +43,169 @@ fn is_interior(pgno: u32, page: &[u8]) -> bool {
     matches!(page.get(at), Some(0x02 | 0x05))
 }
 
-/// Encode a database file's pages as a snapshot at `txid`, and its hot pages.
-pub(crate) fn from_file(
-    file: &File,
-    page_size: u32,
-    db_pages: u32,
-    txid: TxId,
-    commit: Millis,
-    db_id: DbId,
-    epoch: Epoch,
-) -> Result<Encoded> {
-    let mut pages = Vec::with_capacity(db_pages as usize);
-    let mut hot = Vec::new();
-    for p in 1..=db_pages {
-        let mut buf = vec![0u8; page_size as usize];
-        file.read_exact_at(&mut buf, PageNo(p).offset(page_size))
-            .io_ctx("read page for snapshot")?;
-        let buf = Bytes::from(buf);
-        if p == 1 || is_interior(p, &buf) {
-            hot.push((PageNo(p), buf.clone()));
-        }
-        pages.push((PageNo(p), buf));
-    }
-    let meta = |kind| SegmentMeta {
-        db_id,
-        epoch,
-        page_size,
-        kind,
-    };
-    let txn = |pages| TxnPages {
-        txid,
-        commit,
-        db_pages,
-        pages,
-    };
-    Ok(Encoded {
-        txid,
-        commit,
-        snapshot: segment::encode(&meta(SegmentKind::Snapshot), &[txn(pages)])?,
-        // A subset of one state's pages: a one-txn object of segment kind.
-        hot: segment::encode(&meta(SegmentKind::Segment), &[txn(hot)])?,
-    })
+/// Which state a snapshot holds, and of what.
+pub(crate) struct Source {
+    pub txid: TxId,
+    pub commit: Millis,
+    pub db_id: DbId,
+    pub epoch: Epoch,
+    pub page_size: u32,
+    pub db_pages: u32,
 }
 
-/// Encode the manifest's latest state as a snapshot (built from the bucket
-/// itself, so it can never disagree with the history it replaces).
-pub(crate) fn build(store: &Store, m: &Manifest, scratch: &Path) -> Result<Encoded> {
+/// Create-only upload; storing again what a lost response already stored
+/// is not an error (every object here is a pure function of its key).
+fn put_new(store: &dyn ObjectStore, key: &str, data: Bytes) -> Result<()> {
+    let len = data.len() as u64;
+    match store.put_if_absent(key, data) {
+        Ok(_) => {}
+        Err(err) if err.kind() == ErrorKind::Conflict => return Ok(()),
+        Err(err) => return Err(err.context(format!("upload {key}"))),
+    }
+    METRICS.bytes_uploaded.inc_by(len);
+    Ok(())
+}
+
+/// Write the pages of `file` to the bucket as the snapshot `src`: parts (if
+/// it is large), then the snapshot object, then its hot pages (best effort:
+/// readers go without). Returns the manifest's reference to it and the
+/// bytes stored (parts included).
+pub(crate) fn write(
+    store: &dyn ObjectStore,
+    keys: &DbKeys,
+    file: &File,
+    src: &Source,
+    part_bytes: u64,
+) -> Result<(SnapshotRef, u64)> {
+    let key = keys.snapshot(src.txid, src.commit);
+    let meta = SegmentMeta {
+        db_id: src.db_id,
+        epoch: src.epoch,
+        page_size: src.page_size,
+        kind: SegmentKind::Snapshot,
+    };
+    let mut w = SnapshotWriter::new(
+        &meta,
+        src.txid,
+        src.commit,
+        src.db_pages,
+        part_bytes,
+        &EncodeOptions::default(),
+    )?;
+    let mut hot = Vec::new();
+    let part_key = |n: u32| {
+        keys::snapshot_part(&key, src.epoch, n)
+            .ok_or_else(|| Error::invalid(format!("{key}: not a snapshot key")))
+    };
+    // Read and encode here; upload full parts on PART_UPLOADS threads.
+    let (tx, rx) = mpsc::sync_channel::<(u32, Bytes)>(PART_UPLOADS);
+    let rx = parking_lot::Mutex::new(rx);
+    let failed = AtomicBool::new(false);
+    let (written, uploads) = std::thread::scope(|s| {
+        let uploaders: Vec<_> = (0..PART_UPLOADS)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let mut result = Ok(());
+                    loop {
+                        // (The lock is released at the end of this statement.)
+                        let Ok((n, part)) = rx.lock().recv() else {
+                            return result;
+                        };
+                        // After a failure, drain without uploading, so the
+                        // reader never blocks on a full channel.
+                        if result.is_ok() && !failed.load(Ordering::Relaxed) {
+                            result = part_key(n).and_then(|k| put_new(store, &k, part));
+                            failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut parts = 0u32;
+        let mut send = |part: Bytes| -> Result<()> {
+            if failed.load(Ordering::Relaxed) {
+                return Err(Error::unavailable("snapshot part uploads stopped"));
+            }
+            tx.send((parts, part))
+                .map_err(|_| Error::unavailable("snapshot part uploads stopped"))?;
+            parts += 1;
+            Ok(())
+        };
+        let written = (|| -> Result<Written> {
+            let mut buf = vec![0u8; src.page_size as usize];
+            for p in 1..=src.db_pages {
+                file.read_exact_at(&mut buf, PageNo(p).offset(src.page_size))
+                    .io_ctx("read page for snapshot")?;
+                if p == 1 || is_interior(p, &buf) {
+                    hot.push((PageNo(p), Bytes::copy_from_slice(&buf)));
+                }
+                if let Some(part) = w.push(&buf)? {
+                    send(part)?;
+                }
+            }
+            let written = w.finish()?;
+            if let Written::Split {
+                last: Some(part), ..
+            } = &written
+            {
+                send(part.clone())?;
+            }
+            Ok(written)
+        })();
+        drop(tx);
+        let uploads: Result<()> = uploaders.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::corrupt("part upload thread panicked")))
+        });
+        (written, uploads)
+    });
+    // An upload error explains a stopped channel better than the send does.
+    uploads?;
+    let object = match written? {
+        Written::Whole(b) => b,
+        Written::Split { index, .. } => index,
+    };
+    let size = object.len() as u64;
+    let header = segment::SegmentHeader::decode(&object)?;
+    let prefix = header.prefix_len();
+    put_new(store, &key, object)?;
+    METRICS.snapshots.inc();
+    // A subset of one state's pages: a one-txn object of segment kind.
+    let hot = segment::encode(
+        &SegmentMeta {
+            kind: SegmentKind::Segment,
+            ..meta
+        },
+        &[TxnPages {
+            txid: src.txid,
+            commit: src.commit,
+            db_pages: src.db_pages,
+            pages: hot,
+        }],
+    )?;
+    let hot_key = keys.hot_pages(src.txid, src.commit);
+    if let Err(err) = put_new(store, &hot_key, hot) {
+        tracing::warn!(error = %err, key = hot_key, "hot pages not uploaded; cold reads take longer");
+    }
+    let snapshot = SnapshotRef {
+        txid: src.txid,
+        commit: src.commit,
+        key,
+        size,
+        prefix: Some(prefix),
+    };
+    Ok((snapshot, header.object_len()))
+}
+
+/// Snapshot the manifest's latest state (built from the bucket itself, so
+/// it can never disagree with the history it replaces).
+pub(crate) fn write_latest(
+    store: &Store,
+    keys: &DbKeys,
+    m: &Manifest,
+    scratch: &Path,
+    part_bytes: u64,
+) -> Result<SnapshotRef> {
     let plan = Plan {
         txid: m.head,
         snapshot: m.snapshot.clone(),
@@ -91,51 +213,21 @@ pub(crate) fn build(store: &Store, m: &Manifest, scratch: &Path) -> Result<Encod
     };
     let tmp = scratch.join("snapshot.tmp");
     let file = restore::scratch_file(&tmp)?;
-    let r = restore::materialize(store.as_ref(), &plan, &file, &Options::default())?;
-    let result = from_file(
-        &file,
-        r.page_size,
-        r.db_pages,
-        m.head,
-        m.head_commit,
-        m.db_id,
-        m.epoch,
-    );
+    let result =
+        restore::materialize(store.as_ref(), &plan, &file, &Options::default()).and_then(|r| {
+            let src = Source {
+                txid: m.head,
+                commit: m.head_commit,
+                db_id: m.db_id,
+                epoch: m.epoch,
+                page_size: r.page_size,
+                db_pages: r.db_pages,
+            };
+            write(store.as_ref(), keys, &file, &src, part_bytes).map(|(s, _)| s)
+        });
     drop(file);
     let _ = std::fs::remove_file(&tmp);
     result
-}
-
-/// Upload a snapshot, then its hot pages (best effort: readers go without),
-/// and return the manifest's reference to it. Uploading again what a lost
-/// response already stored is not an error.
-pub(crate) fn upload(store: &dyn ObjectStore, keys: &DbKeys, e: Encoded) -> Result<SnapshotRef> {
-    let key = keys.snapshot(e.txid, e.commit);
-    let size = e.snapshot.len() as u64;
-    let prefix = SegmentHeader::decode(&e.snapshot)?.prefix_len();
-    match store.put_if_absent(&key, e.snapshot) {
-        Ok(_) => {}
-        Err(err) if err.kind() == ErrorKind::Conflict => {}
-        Err(err) => return Err(err.context(format!("upload {key}"))),
-    }
-    METRICS.snapshots.inc();
-    METRICS.bytes_uploaded.inc_by(size);
-    let hot_key = keys.hot_pages(e.txid, e.commit);
-    let hot_len = e.hot.len() as u64;
-    match store.put_if_absent(&hot_key, e.hot) {
-        Ok(_) => METRICS.bytes_uploaded.inc_by(hot_len),
-        Err(err) if err.kind() == ErrorKind::Conflict => {}
-        Err(err) => {
-            tracing::warn!(error = %err, key = hot_key, "hot pages not uploaded; cold reads take longer")
-        }
-    }
-    Ok(SnapshotRef {
-        txid: e.txid,
-        commit: e.commit,
-        key,
-        size,
-        prefix: Some(prefix),
-    })
 }
 
 #[cfg(test)]

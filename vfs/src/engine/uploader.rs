@@ -583,8 +583,13 @@ impl Uploader {
         }
         let (head, db_id) = (m.head, m.db_id);
         let core = self.core.clone();
-        let encoded = snapshot::build(&core.cfg.store, m, &core.dir)?;
-        let snapshot = snapshot::upload(core.cfg.store.as_ref(), &core.keys, encoded)?;
+        let snapshot = snapshot::write_latest(
+            &core.cfg.store,
+            &core.keys,
+            m,
+            &core.dir,
+            core.cfg.snapshot_part_bytes,
+        )?;
         let size = snapshot.size;
         self.publish(|m| {
             m.snapshot = Some(snapshot.clone());

@@ -4,6 +4,7 @@
 //! tenants/<tenant>/db/<db>/manifest.json
 //! tenants/<tenant>/db/<db>/segments/<first:020>-<last:020>-e<epoch:010>-<last_commit_ms:013>.seg
 //! tenants/<tenant>/db/<db>/snapshots/<txid:020>-<commit_ms:013>.snap
+//! tenants/<tenant>/db/<db>/parts/<txid:020>-<commit_ms:013>-e<epoch:010>/<n:06>.part
 //! tenants/<tenant>/hooks/..., tenants/<tenant>/storage/..., tenants/<tenant>/metadata.json
 //! ```
 //!
@@ -20,6 +21,20 @@ pub const TENANTS_PREFIX: &str = "tenants/";
 const SEG_EXT: &str = ".seg";
 const SNAP_EXT: &str = ".snap";
 const HOT_EXT: &str = ".hot";
+const PART_EXT: &str = ".part";
+
+/// The key of part `n` of the split snapshot stored at `snapshot_key`,
+/// written under `epoch` (from its header). Parts live under `parts/`, one
+/// folder per snapshot and writer, so a LIST of `snapshots/` stays short
+/// and two writers' snapshots at one txid never share a part key.
+pub fn snapshot_part(snapshot_key: &str, epoch: Epoch, n: u32) -> Option<String> {
+    let (root, name) = snapshot_key.rsplit_once("/snapshots/")?;
+    let stem = name.strip_suffix(SNAP_EXT)?;
+    Some(format!(
+        "{root}/parts/{stem}-e{:010}/{n:06}{PART_EXT}",
+        epoch.0
+    ))
+}
 
 /// Check a tenant name: 1..=63 characters of `[a-z0-9_-]`, starting with a
 /// letter or digit.
@@ -165,6 +180,29 @@ impl DbKeys {
         )
     }
 
+    /// `tenants/<tenant>/db/<db>/parts/`: the bodies of split snapshots.
+    pub fn parts_prefix(&self) -> String {
+        format!("{}parts/", self.root)
+    }
+
+    /// The txid of a folder under [`parts_prefix`](Self::parts_prefix)
+    /// (`parts/<txid>-<commit_ms>-e<epoch>/`), for retention.
+    pub fn parse_parts_dir(&self, dir: &str) -> Option<TxId> {
+        let name = dir
+            .strip_prefix(self.root.as_str())?
+            .strip_prefix("parts/")?
+            .strip_suffix('/')?;
+        let (snap, epoch) = name.rsplit_once("-e")?;
+        let (txid, commit) = snap.split_once('-')?;
+        let k = SnapshotKey {
+            txid: TxId(digits(txid)?),
+            commit: Millis(digits(commit)?),
+        };
+        let epoch = Epoch(digits(epoch)?);
+        let canonical = snapshot_part(&self.snapshot(k.txid, k.commit), epoch, 0)?;
+        canonical.starts_with(dir).then_some(k.txid)
+    }
+
     /// `.../snapshots/<txid:020>-<commit_ms:013>.hot`: page 1 and the
     /// interior B-tree pages of that snapshot (see `engine/snapshot.rs`).
     pub fn hot_pages(&self, txid: TxId, commit: Millis) -> String {
@@ -261,6 +299,31 @@ mod tests {
         assert_eq!(dbs_prefix("acme").unwrap(), "tenants/acme/db/");
         assert_eq!(k.tenant(), "tenant_001");
         assert_eq!(k.db(), "data.db");
+    }
+
+    #[test]
+    fn split_snapshot_parts() {
+        let k = DbKeys::new("acme", "data.db").unwrap();
+        let snap = k.snapshot(TxId(42), Millis(1_700_000_000_123));
+        let part = snapshot_part(&snap, Epoch(3), 7).unwrap();
+        assert_eq!(
+            part,
+            "tenants/acme/db/data.db/parts/00000000000000000042-1700000000123-e0000000003/000007.part"
+        );
+        let dir = &part[..part.rfind('/').unwrap() + 1];
+        assert_eq!(k.parse_parts_dir(dir), Some(TxId(42)));
+        assert!(part.starts_with(&k.parts_prefix()));
+        for bad in [
+            "tenants/acme/db/data.db/parts/42-1700000000123-e3/",
+            "tenants/acme/db/data.db/parts/00000000000000000042-1700000000123/",
+            "tenants/acme/db/other.db/parts/00000000000000000042-1700000000123-e0000000003/",
+        ] {
+            assert_eq!(k.parse_parts_dir(bad), None, "{bad}");
+        }
+        assert_eq!(
+            snapshot_part("tenants/acme/db/data.db/segments/x.seg", Epoch(1), 0),
+            None
+        );
     }
 
     #[test]

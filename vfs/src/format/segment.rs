@@ -5,6 +5,13 @@
 //! txid inside it. A snapshot is the same format with `kind = Snapshot` and a
 //! single transaction entry holding every page `1..=db_pages`.
 //!
+//! A large snapshot is *split* (`kind = SplitSnapshot`): the object holds
+//! the header and index only, plus a part table, and the body lives in part
+//! objects of a bounded size ([`SnapshotWriter`]). Page offsets are the same
+//! as if the parts followed the index in one object, so everything that
+//! reads an object by offset reads a split snapshot through
+//! [`SegmentIndex::locate`].
+//!
 //! Layout (little-endian; `docs/format.md` is the spec):
 //!
 //! ```text
@@ -34,6 +41,8 @@ pub const HEADER_LEN: usize = 128;
 pub const TXN_ENTRY_LEN: usize = 32;
 /// Length of one page-table entry.
 pub const PAGE_ENTRY_LEN: usize = 24;
+/// Length of one part-table entry (split snapshots).
+pub const PART_ENTRY_LEN: usize = 16;
 /// Smallest page size SQLite supports.
 pub const MIN_PAGE_SIZE: u32 = 512;
 /// Largest page size SQLite supports.
@@ -67,11 +76,13 @@ pub mod offsets {
     pub const HEADER_END: usize = 96;
 }
 
-/// Segment (a run of transactions) or snapshot (a whole database).
+/// Segment (a run of transactions) or snapshot (a whole database), the
+/// latter either in one object or split into parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegmentKind {
     Segment,
     Snapshot,
+    SplitSnapshot,
 }
 
 impl SegmentKind {
@@ -79,14 +90,21 @@ impl SegmentKind {
         match self {
             SegmentKind::Segment => 1,
             SegmentKind::Snapshot => 2,
+            SegmentKind::SplitSnapshot => 3,
         }
     }
     pub fn from_u8(v: u8) -> Option<SegmentKind> {
         match v {
             1 => Some(SegmentKind::Segment),
             2 => Some(SegmentKind::Snapshot),
+            3 => Some(SegmentKind::SplitSnapshot),
             _ => None,
         }
+    }
+
+    /// Every page of one state (one txn), whether split or not.
+    pub fn is_snapshot(self) -> bool {
+        self != SegmentKind::Segment
     }
 }
 
@@ -205,12 +223,30 @@ impl PageEntry {
     }
 }
 
+/// One part of a split snapshot's body: an object of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// Where its bytes sit in the virtual object (header + index + parts).
+    pub start: u64,
+    pub len: u64,
+    /// crc32c of the part object.
+    pub crc: u32,
+}
+
+impl Part {
+    pub fn range(&self) -> Range<u64> {
+        self.start..self.start + self.len
+    }
+}
+
 /// Header plus index: everything needed to locate and check any page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentIndex {
     pub header: SegmentHeader,
     pub txns: Vec<TxnEntry>,
     pub pages: Vec<PageEntry>,
+    /// A split snapshot's parts in body order; empty for one-object kinds.
+    pub parts: Vec<Part>,
 }
 
 /// A whole decoded object: its index and its bytes (offsets are absolute).
@@ -257,6 +293,32 @@ fn put(buf: &mut [u8], off: usize, bytes: &[u8]) {
     if let Some(dst) = buf.get_mut(off..off + bytes.len()) {
         dst.copy_from_slice(bytes);
     }
+}
+
+/// A split snapshot's part table: parts tile the body in order, none empty.
+fn decode_parts(header: &SegmentHeader, table: &[u8]) -> Result<Vec<Part>> {
+    let mut parts = Vec::with_capacity(table.len() / PART_ENTRY_LEN);
+    let mut start = header.prefix_len();
+    for (i, e) in table.chunks_exact(PART_ENTRY_LEN).enumerate() {
+        let len = u64_at(e, 0);
+        if len == 0 || len > header.body_len {
+            return Err(corrupt(format!("part {i}: bad length {len}")));
+        }
+        parts.push(Part {
+            start,
+            len,
+            crc: u32_at(e, 8),
+        });
+        start += len;
+    }
+    if header.kind == SegmentKind::SplitSnapshot && start != header.object_len() {
+        return Err(corrupt(format!(
+            "parts hold {} of {} body bytes",
+            start - header.prefix_len(),
+            header.body_len
+        )));
+    }
+    Ok(parts)
 }
 
 impl SegmentHeader {
@@ -343,12 +405,16 @@ impl SegmentHeader {
                 self.txn_count
             )));
         }
-        if self.kind == SegmentKind::Snapshot && self.txn_count != 1 {
+        if self.kind.is_snapshot() && self.txn_count != 1 {
             return Err(corrupt(format!("snapshot with {} txns", self.txn_count)));
         }
         let want = self.txn_count as u64 * TXN_ENTRY_LEN as u64
             + self.page_count as u64 * PAGE_ENTRY_LEN as u64;
-        if self.index_len as u64 != want {
+        let parts_len = (self.index_len as u64).saturating_sub(want);
+        let split_ok = self.kind == SegmentKind::SplitSnapshot
+            && parts_len >= PART_ENTRY_LEN as u64
+            && parts_len.is_multiple_of(PART_ENTRY_LEN as u64);
+        if self.index_len as u64 != want && !split_ok {
             return Err(corrupt(format!(
                 "index length {} does not match {} txns and {} pages",
                 self.index_len, self.txn_count, self.page_count
@@ -370,6 +436,25 @@ impl SegmentHeader {
         HEADER_LEN as u64 + self.index_len as u64
     }
 
+    /// Entries in a split snapshot's part table (0 for other kinds).
+    pub fn part_count(&self) -> u32 {
+        if self.kind != SegmentKind::SplitSnapshot {
+            return 0;
+        }
+        let tables = self.txn_count as u64 * TXN_ENTRY_LEN as u64
+            + self.page_count as u64 * PAGE_ENTRY_LEN as u64;
+        ((self.index_len as u64 - tables.min(self.index_len as u64)) / PART_ENTRY_LEN as u64) as u32
+    }
+
+    /// Length of this object itself: the whole object, or a split
+    /// snapshot's header and index (its body is in the parts).
+    pub fn stored_len(&self) -> u64 {
+        match self.kind {
+            SegmentKind::SplitSnapshot => self.prefix_len(),
+            _ => self.object_len(),
+        }
+    }
+
     /// Byte range of the index in the object.
     pub fn index_range(&self) -> Range<u64> {
         HEADER_LEN as u64..self.prefix_len()
@@ -380,7 +465,8 @@ impl SegmentHeader {
         self.prefix_len()..self.object_len()
     }
 
-    /// Length of the whole object.
+    /// Length of the whole object (for a split snapshot: the virtual
+    /// object, its header and index followed by every part).
     pub fn object_len(&self) -> u64 {
         self.prefix_len() + self.body_len
     }
@@ -410,6 +496,9 @@ impl SegmentIndex {
         }
         let txn_bytes = header.txn_count as usize * TXN_ENTRY_LEN;
         let (txn_table, page_table) = idx.split_at(txn_bytes.min(idx.len()));
+        let page_bytes = header.page_count as usize * PAGE_ENTRY_LEN;
+        let (page_table, part_table) = page_table.split_at(page_bytes.min(page_table.len()));
+        let parts = decode_parts(&header, part_table)?;
 
         let mut txns = Vec::with_capacity(header.txn_count as usize);
         let mut next_entry: u64 = 0;
@@ -449,7 +538,7 @@ impl SegmentIndex {
                 header.page_count
             )));
         }
-        if header.kind == SegmentKind::Snapshot
+        if header.kind.is_snapshot()
             && let Some(t) = txns.first()
             && t.entry_count != t.db_pages
         {
@@ -464,6 +553,8 @@ impl SegmentIndex {
         let mut seen = std::collections::HashSet::new();
         let track = header.kind == SegmentKind::Segment;
         let mut offset = end;
+        // The part the next page must lie in (a page never spans two).
+        let mut part = 0usize;
         for t in &txns {
             let start = t.first_entry as usize * PAGE_ENTRY_LEN;
             let len = t.entry_count as usize * PAGE_ENTRY_LEN;
@@ -528,6 +619,14 @@ impl SegmentIndex {
                 if offset > header.object_len() {
                     return Err(corrupt(format!("page {pgno}: beyond the body")));
                 }
+                if !parts.is_empty() {
+                    while parts.get(part).is_some_and(|x| x.range().end <= p.offset) {
+                        part += 1;
+                    }
+                    if parts.get(part).is_none_or(|x| offset > x.range().end) {
+                        return Err(corrupt(format!("page {pgno}: spans two parts")));
+                    }
+                }
                 if track {
                     seen.insert(pgno);
                 }
@@ -545,7 +644,70 @@ impl SegmentIndex {
             header,
             txns,
             pages,
+            parts,
         })
+    }
+
+    /// Where the virtual bytes `range` of this object are: pieces of
+    /// (part, range within that part object), or `None` for the object
+    /// itself (bytes of a one-object kind, or a split snapshot's prefix).
+    /// An empty result means the range lies outside the object.
+    pub fn locate(&self, range: Range<u64>) -> Vec<(Option<usize>, Range<u64>)> {
+        let mut out = Vec::new();
+        if range.start >= range.end || range.end > self.object_len() {
+            return out;
+        }
+        if self.parts.is_empty() {
+            out.push((None, range));
+            return out;
+        }
+        let prefix = self.prefix_len();
+        let mut at = range.start;
+        if at < prefix {
+            let end = range.end.min(prefix);
+            out.push((None, at..end));
+            at = end;
+        }
+        let first = self.parts.partition_point(|p| p.range().end <= at);
+        for (i, p) in self.parts.iter().enumerate().skip(first) {
+            if at >= range.end {
+                break;
+            }
+            let end = range.end.min(p.range().end);
+            out.push((Some(i), at - p.start..end - p.start));
+            at = end;
+        }
+        out
+    }
+
+    /// The page entries whose stored bytes lie in part `i` (in a snapshot,
+    /// entries are in offset order).
+    pub fn pages_in_part(&self, i: usize) -> &[PageEntry] {
+        let Some(part) = self.parts.get(i) else {
+            return &[];
+        };
+        let a = self.pages.partition_point(|e| e.offset < part.start);
+        let b = self.pages.partition_point(|e| e.offset < part.range().end);
+        self.pages.get(a..b.max(a)).unwrap_or(&[])
+    }
+
+    /// Check a whole part object against the part table.
+    pub fn check_part(&self, i: usize, data: &[u8]) -> Result<()> {
+        let p = self
+            .parts
+            .get(i)
+            .ok_or_else(|| corrupt(format!("no part {i}")))?;
+        if data.len() as u64 != p.len {
+            return Err(corrupt(format!(
+                "part {i} is {} bytes, the index says {}",
+                data.len(),
+                p.len
+            )));
+        }
+        if crc32c::crc32c(data) != p.crc {
+            return Err(corrupt(format!("part {i} checksum mismatch")));
+        }
+        Ok(())
     }
 
     /// Length of the whole object.
@@ -770,6 +932,11 @@ pub fn encode_with(meta: &SegmentMeta, txns: &[TxnPages], opts: &EncodeOptions) 
     let (Some(first), Some(last)) = (txns.first(), txns.last()) else {
         return Err(Error::invalid("no transactions to encode"));
     };
+    if meta.kind == SegmentKind::SplitSnapshot {
+        return Err(Error::invalid(
+            "a split snapshot is written page by page: use SnapshotWriter",
+        ));
+    }
     if meta.kind == SegmentKind::Snapshot && txns.len() != 1 {
         return Err(Error::invalid(format!(
             "a snapshot holds exactly one transaction, got {}",
@@ -913,6 +1080,206 @@ pub fn encode_with(meta: &SegmentMeta, txns: &[TxnPages], opts: &EncodeOptions) 
     };
     put(&mut out, 0, &header.encode());
     Ok(Bytes::from(out))
+}
+
+/// Writes a snapshot page by page, so that a large database never has to be
+/// in memory at once: its body is cut into parts of about `part_bytes`
+/// (at page boundaries), handed out as they fill. A snapshot whose body
+/// fits in one part is written as one object of kind `Snapshot` instead.
+pub struct SnapshotWriter {
+    meta: SegmentMeta,
+    txid: TxId,
+    commit: Millis,
+    db_pages: u32,
+    opts: EncodeOptions,
+    part_bytes: usize,
+    /// (flags, offset in the body, stored length, crc) of pages 1, 2, ...
+    entries: Vec<(u32, u64, u32, u32)>,
+    cur: Vec<u8>,
+    parts: Vec<(u64, u32)>,
+    body_len: u64,
+    body_crc: u32,
+}
+
+/// A finished snapshot.
+pub enum Written {
+    /// Small enough for one object (kind `Snapshot`): nothing was handed out.
+    Whole(Bytes),
+    /// The index object (kind `SplitSnapshot`) and the last part, if the
+    /// last page did not just fill one.
+    Split { index: Bytes, last: Option<Bytes> },
+}
+
+impl SnapshotWriter {
+    pub fn new(
+        meta: &SegmentMeta,
+        txid: TxId,
+        commit: Millis,
+        db_pages: u32,
+        part_bytes: u64,
+        opts: &EncodeOptions,
+    ) -> Result<SnapshotWriter> {
+        check_page_size(meta.page_size).map_err(Error::invalid)?;
+        if txid.0 == 0 {
+            return Err(Error::invalid("txid 0 is not a transaction"));
+        }
+        if db_pages == 0 {
+            return Err(Error::invalid("a snapshot holds at least one page"));
+        }
+        let part_bytes = usize::try_from(part_bytes)
+            .ok()
+            .filter(|&n| n >= meta.page_size as usize)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "snapshot parts of {part_bytes} bytes cannot hold a {}-byte page",
+                    meta.page_size
+                ))
+            })?;
+        Ok(SnapshotWriter {
+            meta: *meta,
+            txid,
+            commit,
+            db_pages,
+            opts: *opts,
+            part_bytes,
+            entries: Vec::with_capacity(db_pages as usize),
+            cur: Vec::with_capacity(part_bytes.min(64 << 20)),
+            parts: Vec::new(),
+            body_len: 0,
+            body_crc: 0,
+        })
+    }
+
+    /// Add the next page (pages come in order, 1 to `db_pages`). Returns a
+    /// part once one is full: the caller uploads it.
+    pub fn push(&mut self, page: &[u8]) -> Result<Option<Bytes>> {
+        let pgno = self.entries.len() as u32 + 1;
+        if pgno > self.db_pages {
+            return Err(Error::invalid(format!(
+                "page {pgno} beyond database size {} pages",
+                self.db_pages
+            )));
+        }
+        if page.len() != self.meta.page_size as usize {
+            return Err(Error::invalid(format!(
+                "page {pgno} is {} bytes, page size {}",
+                page.len(),
+                self.meta.page_size
+            )));
+        }
+        let compressed = if self.opts.compress {
+            lz4_flex::block::compress(page)
+        } else {
+            Vec::new()
+        };
+        let (flags, stored): (u32, &[u8]) = if self.opts.compress && compressed.len() < page.len() {
+            (FLAG_LZ4, &compressed)
+        } else {
+            (0, page)
+        };
+        // A page goes to the next part if it would overfill this one.
+        let full = (!self.cur.is_empty() && self.cur.len() + stored.len() > self.part_bytes)
+            .then(|| self.cut());
+        self.entries.push((
+            flags,
+            self.body_len + self.cur.len() as u64,
+            stored.len() as u32,
+            crc32c::crc32c(page),
+        ));
+        self.cur.extend_from_slice(stored);
+        Ok(full)
+    }
+
+    fn cut(&mut self) -> Bytes {
+        let part = std::mem::replace(&mut self.cur, Vec::with_capacity(self.part_bytes));
+        let crc = crc32c::crc32c(&part);
+        self.body_crc = crc32c::crc32c_append(self.body_crc, &part);
+        self.body_len += part.len() as u64;
+        self.parts.push((part.len() as u64, crc));
+        Bytes::from(part)
+    }
+
+    /// The index object (and the last part), once every page was pushed.
+    pub fn finish(mut self) -> Result<Written> {
+        if self.entries.len() != self.db_pages as usize {
+            return Err(Error::invalid(format!(
+                "snapshot of {} pages got {} pages",
+                self.db_pages,
+                self.entries.len()
+            )));
+        }
+        let whole = self.parts.is_empty();
+        let last = (!whole && !self.cur.is_empty()).then(|| self.cut());
+        let body = whole.then(|| std::mem::take(&mut self.cur));
+        if let Some(b) = &body {
+            self.body_crc = crc32c::crc32c(b);
+            self.body_len = b.len() as u64;
+        }
+        let too_big = || Error::invalid("too many pages for one snapshot");
+        let index_len = u32::try_from(
+            TXN_ENTRY_LEN as u64
+                + self.entries.len() as u64 * PAGE_ENTRY_LEN as u64
+                + self.parts.len() as u64 * PART_ENTRY_LEN as u64,
+        )
+        .map_err(|_| too_big())?;
+        let prefix_len = HEADER_LEN as u64 + index_len as u64;
+        let mut out = Vec::with_capacity(prefix_len as usize + body.as_ref().map_or(0, Vec::len));
+        out.resize(HEADER_LEN, 0);
+        out.extend_from_slice(&self.txid.0.to_le_bytes());
+        out.extend_from_slice(&self.commit.0.to_le_bytes());
+        out.extend_from_slice(&self.db_pages.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&self.db_pages.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for (i, &(flags, offset, len, crc)) in self.entries.iter().enumerate() {
+            out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+            out.extend_from_slice(&flags.to_le_bytes());
+            out.extend_from_slice(&(prefix_len + offset).to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
+        for &(len, crc) in &self.parts {
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&crc.to_le_bytes());
+            out.extend_from_slice(&0u32.to_le_bytes());
+        }
+        let header = SegmentHeader {
+            version: VERSION,
+            kind: if whole {
+                SegmentKind::Snapshot
+            } else {
+                SegmentKind::SplitSnapshot
+            },
+            codec: if self.opts.compress {
+                Codec::Lz4
+            } else {
+                Codec::None
+            },
+            page_size: self.meta.page_size,
+            db_id: self.meta.db_id,
+            epoch: self.meta.epoch,
+            first_txid: self.txid,
+            last_txid: self.txid,
+            created: self.opts.created.unwrap_or_else(Millis::now),
+            txn_count: 1,
+            page_count: self.db_pages,
+            index_len,
+            body_len: self.body_len,
+            index_crc: crc32c::crc32c(&out[HEADER_LEN..]),
+            body_crc: self.body_crc,
+        };
+        put(&mut out, 0, &header.encode());
+        Ok(match body {
+            Some(b) => {
+                out.extend_from_slice(&b);
+                Written::Whole(Bytes::from(out))
+            }
+            None => Written::Split {
+                index: Bytes::from(out),
+                last,
+            },
+        })
+    }
 }
 
 /// Decode a whole object (copies it; see [`decode_bytes`] to avoid that).
@@ -1393,7 +1760,7 @@ mod tests {
             assert!(decode(&b).is_err());
             // Valid magic + version but random fields, with a valid crc.
             rng.fill(&mut header[offsets::KIND..offsets::HEADER_CRC]);
-            header[offsets::KIND] = 1 + rng.below(2) as u8;
+            header[offsets::KIND] = 1 + rng.below(3) as u8;
             header[offsets::CODEC] = rng.below(2) as u8;
             header[offsets::PAGE_SIZE..offsets::PAGE_SIZE + 4].copy_from_slice(&PS.to_le_bytes());
             let crc = crc32c::crc32c(&header[..offsets::HEADER_CRC]);
@@ -1404,5 +1771,175 @@ mod tests {
             let _ = decode(&obj);
             let _ = SegmentIndex::decode(&obj);
         }
+    }
+
+    /// Pages 1..=n, half of them compressible.
+    fn snapshot_pages(rng: &mut Rng, n: u32) -> Vec<Bytes> {
+        (1..=n).map(|i| page(rng, i % 2 == 0)).collect()
+    }
+
+    fn write_snapshot(pages: &[Bytes], part_bytes: u64) -> (Written, Vec<Bytes>) {
+        let mut w = SnapshotWriter::new(
+            &meta(SegmentKind::Snapshot),
+            TxId(9),
+            Millis(5),
+            pages.len() as u32,
+            part_bytes,
+            &opts(),
+        )
+        .unwrap();
+        let mut parts = Vec::new();
+        for p in pages {
+            parts.extend(w.push(p).unwrap());
+        }
+        (w.finish().unwrap(), parts)
+    }
+
+    #[test]
+    fn a_small_snapshot_is_one_object_like_encode_makes() {
+        let mut rng = Rng(5);
+        let pages = snapshot_pages(&mut rng, 12);
+        let (written, parts) = write_snapshot(&pages, 1 << 20);
+        assert!(parts.is_empty());
+        let Written::Whole(obj) = written else {
+            panic!("a 12-page snapshot was split")
+        };
+        let txn = TxnPages {
+            txid: TxId(9),
+            commit: Millis(5),
+            db_pages: 12,
+            pages: pages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (PageNo(i as u32 + 1), p.clone()))
+                .collect(),
+        };
+        let same = encode_with(&meta(SegmentKind::Snapshot), &[txn], &opts()).unwrap();
+        assert_eq!(obj, same);
+    }
+
+    #[test]
+    fn a_split_snapshot_reads_back_through_its_parts() {
+        let mut rng = Rng(6);
+        let pages = snapshot_pages(&mut rng, 40);
+        // Parts of at most three raw pages: ~14 parts, each cut at a page.
+        let (written, mut parts) = write_snapshot(&pages, 3 * PS as u64);
+        let Written::Split { index, last } = written else {
+            panic!("not split")
+        };
+        parts.extend(last);
+        assert!(parts.len() > 5, "{} parts", parts.len());
+        let idx = SegmentIndex::decode(&index).unwrap();
+        assert_eq!(idx.header.kind, SegmentKind::SplitSnapshot);
+        assert_eq!(idx.header.stored_len(), index.len() as u64);
+        assert_eq!(idx.header.part_count() as usize, parts.len());
+        assert_eq!(idx.parts.len(), parts.len());
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= 3 * PS as usize);
+            idx.check_part(i, p).unwrap();
+        }
+        // The virtual object decodes like a one-object snapshot.
+        let mut virt = index.to_vec();
+        for p in &parts {
+            virt.extend_from_slice(p);
+        }
+        let seg = decode(&virt).unwrap();
+        seg.verify().unwrap();
+        let got = seg.to_txns().unwrap();
+        assert_eq!(got[0].pages.len(), 40);
+        for (i, (n, p)) in got[0].pages.iter().enumerate() {
+            assert_eq!((n.0, p), (i as u32 + 1, &pages[i]));
+        }
+        // Every page's range lies in one part; a long range spans several.
+        for e in &idx.pages {
+            let at = idx.locate(e.range());
+            assert_eq!(at.len(), 1, "page {}", e.pgno);
+            let (Some(k), r) = at[0].clone() else {
+                panic!("page {} located in the index object", e.pgno)
+            };
+            assert_eq!(
+                &parts[k][r.start as usize..r.end as usize],
+                seg.stored(e).unwrap()
+            );
+        }
+        let all = idx.locate(0..idx.object_len());
+        assert_eq!(all.len(), parts.len() + 1);
+        assert_eq!(all[0], (None, 0..index.len() as u64));
+        assert!(idx.locate(0..idx.object_len() + 1).is_empty());
+        // A damaged part is named.
+        let mut bad = parts[2].to_vec();
+        bad[7] ^= 1;
+        let err = idx.check_part(2, &bad).unwrap_err().to_string();
+        assert!(err.contains("part 2 checksum"), "{err}");
+        assert!(idx.check_part(2, &parts[2][1..]).is_err());
+        let mut virt_bad = index.to_vec();
+        for (i, p) in parts.iter().enumerate() {
+            virt_bad.extend_from_slice(if i == 2 { &bad } else { p });
+        }
+        assert!(decode(&virt_bad).is_err());
+    }
+
+    #[test]
+    fn a_split_index_with_a_bad_part_table_is_rejected() {
+        let mut rng = Rng(7);
+        let pages = snapshot_pages(&mut rng, 20);
+        let Written::Split { index, .. } = write_snapshot(&pages, 2 * PS as u64).0 else {
+            panic!("not split")
+        };
+        let idx = SegmentIndex::decode(&index).unwrap();
+        let table = HEADER_LEN + TXN_ENTRY_LEN + 20 * PAGE_ENTRY_LEN;
+        // Re-sign a modified index so that only the part table is wrong.
+        let resign = |mut b: Vec<u8>| {
+            let crc = crc32c::crc32c(&b[HEADER_LEN..]);
+            b[offsets::INDEX_CRC..offsets::INDEX_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+            let h = crc32c::crc32c(&b[..offsets::HEADER_CRC]);
+            b[offsets::HEADER_CRC..offsets::HEADER_CRC + 4].copy_from_slice(&h.to_le_bytes());
+            b
+        };
+        // Parts that do not add up to the body.
+        let mut b = index.to_vec();
+        b[table] = b[table].wrapping_add(1);
+        let err = SegmentIndex::decode(&resign(b)).unwrap_err().to_string();
+        assert!(err.contains("body bytes") || err.contains("spans"), "{err}");
+        // A boundary moved into a page: the two parts' lengths still add up.
+        let mut b = index.to_vec();
+        let l0 = idx.parts[0].len - 1;
+        let l1 = idx.parts[1].len + 1;
+        b[table..table + 8].copy_from_slice(&l0.to_le_bytes());
+        b[table + 16..table + 24].copy_from_slice(&l1.to_le_bytes());
+        let err = SegmentIndex::decode(&resign(b)).unwrap_err().to_string();
+        assert!(err.contains("spans two parts"), "{err}");
+        // An empty part.
+        let mut b = index.to_vec();
+        b[table..table + 8].copy_from_slice(&0u64.to_le_bytes());
+        assert!(SegmentIndex::decode(&resign(b)).is_err());
+        // A split kind without a part table.
+        let mut b = index[..table].to_vec();
+        let len = (TXN_ENTRY_LEN + 20 * PAGE_ENTRY_LEN) as u32;
+        b[offsets::INDEX_LEN..offsets::INDEX_LEN + 4].copy_from_slice(&len.to_le_bytes());
+        assert!(SegmentIndex::decode(&resign(b)).is_err());
+        // Truncated anywhere: an error, never a panic.
+        for n in 0..index.len() {
+            assert!(SegmentIndex::decode(&index[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn the_snapshot_writer_refuses_wrong_input() {
+        let m = meta(SegmentKind::Snapshot);
+        assert!(SnapshotWriter::new(&m, TxId(0), Millis(0), 1, 1 << 20, &opts()).is_err());
+        assert!(SnapshotWriter::new(&m, TxId(1), Millis(0), 0, 1 << 20, &opts()).is_err());
+        assert!(SnapshotWriter::new(&m, TxId(1), Millis(0), 1, 100, &opts()).is_err());
+        let mut w = SnapshotWriter::new(&m, TxId(1), Millis(0), 1, 1 << 20, &opts()).unwrap();
+        assert!(w.push(&[0u8; 10]).is_err());
+        w.push(&[0u8; PS as usize]).unwrap();
+        assert!(w.push(&[0u8; PS as usize]).is_err());
+        let w = SnapshotWriter::new(&m, TxId(1), Millis(0), 2, 1 << 20, &opts()).unwrap();
+        assert!(w.finish().is_err());
+        let split = SegmentMeta {
+            kind: SegmentKind::SplitSnapshot,
+            ..m
+        };
+        assert!(encode(&split, &[]).is_err());
     }
 }

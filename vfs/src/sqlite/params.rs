@@ -11,6 +11,7 @@
 //! | `sync_interval`    | `STRATA_SYNC_INTERVAL`    | `1s`               |
 //! | `max_spool`        | `STRATA_MAX_SPOOL`        | 1 GiB (bytes)      |
 //! | `snapshot_interval`| `STRATA_SNAPSHOT_INTERVAL`| `24h`              |
+//! | `snapshot_part`    | `STRATA_SNAPSHOT_PART`    | 8 MiB (bytes)      |
 //! | `retention`        | `STRATA_RETENTION`        | `7d`               |
 //! | `lease_ttl`        | `STRATA_LEASE_TTL`        | `30s`              |
 //! | `lazy`             | `STRATA_LAZY`             | `1` (on)           |
@@ -153,6 +154,13 @@ pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
     }
     if let Some(v) = params.get("retention") {
         cfg.retention = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("snapshot_part") {
+        cfg.snapshot_part_bytes = v.parse().ok().filter(|&n| n >= 65536).ok_or_else(|| {
+            Error::invalid(format!(
+                "snapshot_part must be a byte count of at least 65536, not `{v}`"
+            ))
+        })?;
     }
     if let Some(v) = params.get("max_spool") {
         cfg.max_spool = v
