@@ -289,3 +289,44 @@ fn a_cold_point_query_reads_manifest_index_and_hot_pages_then_the_leaf() -> Resu
     );
     Ok(())
 }
+
+#[test]
+fn a_lazy_open_that_fails_hands_the_writer_lease_back() -> Result<()> {
+    use strata_vfs::bucket::fault::{FaultStore, Op};
+    let b = Backend::local()?;
+    let fault = Arc::new(FaultStore::new(b.store()?));
+    let url = strata_tests::register_wrapped("fault", "lease", fault.clone())?;
+    let dir = tempfile::tempdir()?;
+    let params = format!("vfs=strata&bucket={url}&tenant=acme&db=data.db&lease_ttl=1h");
+    let c = open(&format!(
+        "file:{}?{params}",
+        dir.path().join("n1.db").display()
+    ))?;
+    c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (42);")?;
+    c.query_row("PRAGMA strata_flush", [], |r| r.get::<_, String>(0))?;
+    drop(c);
+
+    // A new node's page map cannot read the segment's index: the open fails
+    // (the lease claim ran alongside it and succeeded).
+    fault.fail_key_matching(Op::GetRange, ".seg", 1);
+    let n2 = format!("file:{}?{params}", dir.path().join("n2.db").display());
+    let err = open(&n2)
+        .err()
+        .context("the open survived an unreadable index")?;
+    ensure!(fault.injected() == 1, "{err}");
+    let keys = strata_vfs::format::keys::DbKeys::new("acme", "data.db")?;
+    let m = strata_vfs::engine::restore::read_manifest(fault.as_ref(), &keys)?;
+    ensure!(
+        m.lease.is_none(),
+        "the failed open kept the lease: {:?}",
+        m.lease
+    );
+    // So another node opens at once, not after the 1 h lease.
+    let c = open(&format!(
+        "file:{}?{params}",
+        dir.path().join("n3.db").display()
+    ))?;
+    let x: i64 = c.query_row("SELECT x FROM t", [], |r| r.get(0))?;
+    ensure!(x == 42);
+    Ok(())
+}

@@ -152,7 +152,7 @@ impl Replica {
         }
         // The WAL position survives unless the local copy is replaced below.
         let mut wal_pos = state.as_ref().map(|s| s.wal).unwrap_or_default();
-        let mut lazy = None;
+        let mut lazy = Lazy::Known(None);
 
         let manifest = match cfg.store.get(&keys.manifest()) {
             Ok(obj) => Some((
@@ -172,6 +172,7 @@ impl Replica {
                     state.page_size,
                 )?;
                 tracing::warn!(error = %e, partial = lazy.is_some(), "bucket unreachable at open: writing locally, replicating when it returns");
+                let lazy = Lazy::Known(lazy);
                 return Self::start(keys, cfg, path, dir, lock, spool, state, None, false, lazy);
             }
             Err(e) => return Err(e.context(format!("open {}", keys.manifest()))),
@@ -258,7 +259,7 @@ impl Replica {
         }
 
         if lazy.is_none() && manifest.is_some() {
-            lazy = LazyFile::reopen(path, &dir, &cfg.store, &keys)?;
+            lazy = Lazy::Known(LazyFile::reopen(path, &dir, &cfg.store, &keys)?);
         }
         let state = match (&manifest, state.take()) {
             (Some((m, _)), _) => LocalState {
@@ -292,7 +293,7 @@ impl Replica {
         state: LocalState,
         manifest: Option<(Manifest, ETag)>,
         online: bool,
-        lazy: Option<LazyFile>,
+        lazy: Lazy,
     ) -> Result<Option<Replica>> {
         let last = spool.last_txid().unwrap_or_default().max(state.head);
         let pending = spool
@@ -325,10 +326,27 @@ impl Replica {
         });
         // Claim the writer lease now when the bucket answers, so a second
         // writer is refused at open with a clear message, not fenced later.
-        let manifest = if online {
-            Some(uploader::claim(&core, manifest)?)
-        } else {
-            None
+        // (A lazy copy's page map is being built meanwhile; wait for it
+        // whatever the claim's outcome, so no thread outlives a failed open.)
+        let claimed = online.then(|| uploader::claim(&core, manifest));
+        let lazy = lazy.wait();
+        let manifest = claimed.transpose()?;
+        let lazy = match lazy {
+            Ok(l) => l,
+            Err(e) => {
+                // Hand the lease straight back: the open failed.
+                if let Some((m, etag)) = &manifest {
+                    let mut released = m.clone();
+                    released.lease = None;
+                    released.updated = crate::types::Millis::now();
+                    let _ = core.cfg.store.put_if_match(
+                        &core.keys.manifest(),
+                        released.to_bytes(),
+                        etag,
+                    );
+                }
+                return Err(e);
+            }
         };
         let c = core.clone();
         let handle = std::thread::Builder::new()
@@ -683,7 +701,7 @@ fn replace_from_bucket(
     cfg: &ReplicaConfig,
     keys: &DbKeys,
     manifest: &Manifest,
-) -> Result<Option<LazyFile>> {
+) -> Result<Lazy> {
     for suffix in ["-wal", "-shm", "-journal"] {
         let p = with_suffix(path, suffix);
         if let Err(e) = fs::remove_file(&p)
@@ -693,7 +711,17 @@ fn replace_from_bucket(
         }
     }
     if cfg.lazy {
-        return LazyFile::create(path, dir, &cfg.store, keys, Some(manifest)).map(Some);
+        // The page map's GETs overlap the writer's lease claim (`start`).
+        let (path, dir, store, keys, m) = (
+            path.to_path_buf(),
+            dir.to_path_buf(),
+            cfg.store.clone(),
+            keys.clone(),
+            manifest.clone(),
+        );
+        return Ok(Lazy::Building(std::thread::spawn(move || {
+            LazyFile::create(&path, &dir, &store, &keys, Some(&m)).map(Some)
+        })));
     }
     let _ = fs::remove_file(dir.join("lazy.bitmap"));
     restore::restore(
@@ -703,5 +731,27 @@ fn replace_from_bucket(
         path,
         &restore::Options::default(),
     )?;
-    Ok(None)
+    Ok(Lazy::Known(None))
+}
+
+/// A local copy's lazy state: known, or being built on another thread (its
+/// page map is read from the bucket) while the writer's lease is claimed.
+enum Lazy {
+    Known(Option<LazyFile>),
+    Building(std::thread::JoinHandle<Result<Option<LazyFile>>>),
+}
+
+impl Lazy {
+    fn is_none(&self) -> bool {
+        matches!(self, Lazy::Known(None))
+    }
+
+    fn wait(self) -> Result<Option<LazyFile>> {
+        match self {
+            Lazy::Known(l) => Ok(l),
+            Lazy::Building(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(Error::corrupt("lazy open thread panicked"))),
+        }
+    }
 }
