@@ -43,6 +43,9 @@ pub const TXN_ENTRY_LEN: usize = 32;
 pub const PAGE_ENTRY_LEN: usize = 24;
 /// Length of one part-table entry (split snapshots).
 pub const PART_ENTRY_LEN: usize = 16;
+/// Length of one page-table entry of a split snapshot: `stored_len`, `crc`
+/// (page number, offset and flags follow from the entry's position).
+pub const COMPACT_ENTRY_LEN: usize = 8;
 /// Smallest page size SQLite supports.
 pub const MIN_PAGE_SIZE: u32 = 512;
 /// Largest page size SQLite supports.
@@ -105,6 +108,14 @@ impl SegmentKind {
     /// Every page of one state (one txn), whether split or not.
     pub fn is_snapshot(self) -> bool {
         self != SegmentKind::Segment
+    }
+
+    /// Bytes per page-table entry.
+    pub fn page_entry_len(self) -> usize {
+        match self {
+            SegmentKind::SplitSnapshot => COMPACT_ENTRY_LEN,
+            _ => PAGE_ENTRY_LEN,
+        }
     }
 }
 
@@ -409,7 +420,7 @@ impl SegmentHeader {
             return Err(corrupt(format!("snapshot with {} txns", self.txn_count)));
         }
         let want = self.txn_count as u64 * TXN_ENTRY_LEN as u64
-            + self.page_count as u64 * PAGE_ENTRY_LEN as u64;
+            + self.page_count as u64 * self.kind.page_entry_len() as u64;
         let parts_len = (self.index_len as u64).saturating_sub(want);
         let split_ok = self.kind == SegmentKind::SplitSnapshot
             && parts_len >= PART_ENTRY_LEN as u64
@@ -442,7 +453,7 @@ impl SegmentHeader {
             return 0;
         }
         let tables = self.txn_count as u64 * TXN_ENTRY_LEN as u64
-            + self.page_count as u64 * PAGE_ENTRY_LEN as u64;
+            + self.page_count as u64 * self.kind.page_entry_len() as u64;
         ((self.index_len as u64 - tables.min(self.index_len as u64)) / PART_ENTRY_LEN as u64) as u32
     }
 
@@ -496,7 +507,9 @@ impl SegmentIndex {
         }
         let txn_bytes = header.txn_count as usize * TXN_ENTRY_LEN;
         let (txn_table, page_table) = idx.split_at(txn_bytes.min(idx.len()));
-        let page_bytes = header.page_count as usize * PAGE_ENTRY_LEN;
+        let entry_len = header.kind.page_entry_len();
+        let compact = header.kind == SegmentKind::SplitSnapshot;
+        let page_bytes = header.page_count as usize * entry_len;
         let (page_table, part_table) = page_table.split_at(page_bytes.min(page_table.len()));
         let parts = decode_parts(&header, part_table)?;
 
@@ -556,25 +569,41 @@ impl SegmentIndex {
         // The part the next page must lie in (a page never spans two).
         let mut part = 0usize;
         for t in &txns {
-            let start = t.first_entry as usize * PAGE_ENTRY_LEN;
-            let len = t.entry_count as usize * PAGE_ENTRY_LEN;
+            let start = t.first_entry as usize * entry_len;
+            let len = t.entry_count as usize * entry_len;
             let table = page_table.get(start..start + len).ok_or_else(|| {
                 corrupt(format!("txn {}: page range beyond the page table", t.txid))
             })?;
             let mut prev = 0u32;
-            for e in table.chunks_exact(PAGE_ENTRY_LEN) {
+            for e in table.chunks_exact(entry_len) {
                 // Only segments hold deltas (and repeated pages): a snapshot
                 // skips the set, which is most of decoding a big index.
                 let earlier = track && seen.contains(&u32_at(e, 0));
-                let pgno = u32_at(e, 0);
-                let flags = u32_at(e, 4);
-                let p = PageEntry {
-                    pgno: PageNo(pgno),
-                    compressed: flags & FLAG_LZ4 != 0,
-                    delta: flags & FLAG_DELTA != 0,
-                    offset: u64_at(e, 8),
-                    stored_len: u32_at(e, 16),
-                    crc: u32_at(e, 20),
+                let (pgno, flags, p) = if compact {
+                    // Page `prev + 1`, stored right after the previous one,
+                    // compressed exactly when shorter than a page.
+                    let stored_len = u32_at(e, 0);
+                    let flags = if stored_len < page_size { FLAG_LZ4 } else { 0 };
+                    let p = PageEntry {
+                        pgno: PageNo(prev + 1),
+                        compressed: flags != 0,
+                        delta: false,
+                        offset,
+                        stored_len,
+                        crc: u32_at(e, 4),
+                    };
+                    (prev + 1, flags, p)
+                } else {
+                    let (pgno, flags) = (u32_at(e, 0), u32_at(e, 4));
+                    let p = PageEntry {
+                        pgno: PageNo(pgno),
+                        compressed: flags & FLAG_LZ4 != 0,
+                        delta: flags & FLAG_DELTA != 0,
+                        offset: u64_at(e, 8),
+                        stored_len: u32_at(e, 16),
+                        crc: u32_at(e, 20),
+                    };
+                    (pgno, flags, p)
                 };
                 if pgno == 0 || pgno > t.db_pages {
                     return Err(corrupt(format!(
@@ -1216,9 +1245,14 @@ impl SnapshotWriter {
             self.body_len = b.len() as u64;
         }
         let too_big = || Error::invalid("too many pages for one snapshot");
+        let kind = if whole {
+            SegmentKind::Snapshot
+        } else {
+            SegmentKind::SplitSnapshot
+        };
         let index_len = u32::try_from(
             TXN_ENTRY_LEN as u64
-                + self.entries.len() as u64 * PAGE_ENTRY_LEN as u64
+                + self.entries.len() as u64 * kind.page_entry_len() as u64
                 + self.parts.len() as u64 * PART_ENTRY_LEN as u64,
         )
         .map_err(|_| too_big())?;
@@ -1232,6 +1266,11 @@ impl SnapshotWriter {
         out.extend_from_slice(&self.db_pages.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         for (i, &(flags, offset, len, crc)) in self.entries.iter().enumerate() {
+            if !whole {
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(&crc.to_le_bytes());
+                continue;
+            }
             out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
             out.extend_from_slice(&flags.to_le_bytes());
             out.extend_from_slice(&(prefix_len + offset).to_le_bytes());
@@ -1245,11 +1284,7 @@ impl SnapshotWriter {
         }
         let header = SegmentHeader {
             version: VERSION,
-            kind: if whole {
-                SegmentKind::Snapshot
-            } else {
-                SegmentKind::SplitSnapshot
-            },
+            kind,
             codec: if self.opts.compress {
                 Codec::Lz4
             } else {
@@ -1833,6 +1868,11 @@ mod tests {
         assert_eq!(idx.header.kind, SegmentKind::SplitSnapshot);
         assert_eq!(idx.header.stored_len(), index.len() as u64);
         assert_eq!(idx.header.part_count() as usize, parts.len());
+        // A compact page table: 8 bytes a page, then 16 a part.
+        assert_eq!(
+            index.len(),
+            HEADER_LEN + TXN_ENTRY_LEN + 40 * COMPACT_ENTRY_LEN + parts.len() * PART_ENTRY_LEN
+        );
         assert_eq!(idx.parts.len(), parts.len());
         for (i, p) in parts.iter().enumerate() {
             assert!(p.len() <= 3 * PS as usize);
@@ -1887,7 +1927,7 @@ mod tests {
             panic!("not split")
         };
         let idx = SegmentIndex::decode(&index).unwrap();
-        let table = HEADER_LEN + TXN_ENTRY_LEN + 20 * PAGE_ENTRY_LEN;
+        let table = HEADER_LEN + TXN_ENTRY_LEN + 20 * COMPACT_ENTRY_LEN;
         // Re-sign a modified index so that only the part table is wrong.
         let resign = |mut b: Vec<u8>| {
             let crc = crc32c::crc32c(&b[HEADER_LEN..]);
@@ -1909,13 +1949,22 @@ mod tests {
         b[table + 16..table + 24].copy_from_slice(&l1.to_le_bytes());
         let err = SegmentIndex::decode(&resign(b)).unwrap_err().to_string();
         assert!(err.contains("spans two parts"), "{err}");
+        // A page entry claiming a different length: offsets no longer add up.
+        let mut b = index.to_vec();
+        let e = HEADER_LEN + TXN_ENTRY_LEN + 3 * COMPACT_ENTRY_LEN;
+        b[e..e + 4].copy_from_slice(&(PS - 1).to_le_bytes());
+        assert!(SegmentIndex::decode(&resign(b)).is_err());
+        let mut b = index.to_vec();
+        b[e..e + 4].copy_from_slice(&(PS + 1).to_le_bytes());
+        let err = SegmentIndex::decode(&resign(b)).unwrap_err().to_string();
+        assert!(err.contains("stored length"), "{err}");
         // An empty part.
         let mut b = index.to_vec();
         b[table..table + 8].copy_from_slice(&0u64.to_le_bytes());
         assert!(SegmentIndex::decode(&resign(b)).is_err());
         // A split kind without a part table.
         let mut b = index[..table].to_vec();
-        let len = (TXN_ENTRY_LEN + 20 * PAGE_ENTRY_LEN) as u32;
+        let len = (TXN_ENTRY_LEN + 20 * COMPACT_ENTRY_LEN) as u32;
         b[offsets::INDEX_LEN..offsets::INDEX_LEN + 4].copy_from_slice(&len.to_le_bytes());
         assert!(SegmentIndex::decode(&resign(b)).is_err());
         // Truncated anywhere: an error, never a panic.
