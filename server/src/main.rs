@@ -245,6 +245,10 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::History { bucket, db, json } => {
             let (store, keys) = (store(&bucket)?, db_keys(&db)?);
             let h = history::load(store.as_ref(), &keys, None)?;
+            let snap_bytes = history::snapshot_bytes(store.as_ref(), &keys, &h)?;
+            let snap_size = |s: &strata_vfs::format::SnapshotRef| {
+                snap_bytes.get(&s.key).copied().unwrap_or(s.size)
+            };
             if json {
                 let v = serde_json::json!({
                     "db_id": h.manifest.db_id.to_string(),
@@ -252,7 +256,7 @@ fn run(cmd: Cmd) -> Result<()> {
                     "head_time": h.manifest.head_commit.rfc3339(),
                     "oldest": h.oldest(),
                     "epochs": h.manifest.epochs.iter().map(|e| serde_json::json!({"epoch": e.epoch, "start": e.start})).collect::<Vec<_>>(),
-                    "snapshots": h.snapshots.iter().map(|s| serde_json::json!({"txid": s.txid, "time": s.commit.rfc3339(), "size": s.size})).collect::<Vec<_>>(),
+                    "snapshots": h.snapshots.iter().map(|s| serde_json::json!({"txid": s.txid, "time": s.commit.rfc3339(), "size": snap_size(s)})).collect::<Vec<_>>(),
                     "segments": h.segments.iter().map(|s| serde_json::json!({"first": s.first, "last": s.last, "last_time": s.last_commit.rfc3339(), "epoch": s.epoch, "size": s.size})).collect::<Vec<_>>(),
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -287,7 +291,7 @@ fn run(cmd: Cmd) -> Result<()> {
                     "  txid {:>10}  {}  {:>12} bytes",
                     s.txid,
                     s.commit.rfc3339(),
-                    s.size
+                    snap_size(s)
                 );
             }
             println!("\nsegments (txids, last commit time):");

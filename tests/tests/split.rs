@@ -73,6 +73,15 @@ fn a_split_snapshot_reads_back_every_way_on_every_backend() -> Result<()> {
             "the snapshot object holds the body: {} bytes",
             snap.size
         );
+        // `strata history` counts the parts with their snapshot.
+        let h = engine::history::load(store.as_ref(), &keys, None)?;
+        let bytes = engine::history::snapshot_bytes(store.as_ref(), &keys, &h)?;
+        ensure!(
+            bytes.get(&snap.key) == Some(&stored),
+            "{}: history says {:?} bytes, import stored {stored}",
+            b.name(),
+            bytes.get(&snap.key)
+        );
 
         ensure!(
             restored(&store, &keys, dir.path())? == want,

@@ -204,6 +204,35 @@ impl History {
     }
 }
 
+/// Bytes each snapshot takes in the bucket, parts included, by snapshot key
+/// (a split snapshot's own object holds only its index). One LIST.
+pub fn snapshot_bytes(
+    store: &dyn ObjectStore,
+    keys: &DbKeys,
+    h: &History,
+) -> Result<std::collections::HashMap<String, u64>> {
+    let mut bytes: std::collections::HashMap<String, u64> = h
+        .snapshots
+        .iter()
+        .map(|s| (s.key.clone(), s.size))
+        .collect();
+    let parts = keys.parts_prefix();
+    for o in store.list(&parts).ctx("list parts")? {
+        // parts/<txid>-<ms>-e<epoch>/<n>.part belongs to snapshots/<txid>-<ms>.snap
+        let Some((dir, _)) = o.key.strip_prefix(&parts).and_then(|k| k.split_once('/')) else {
+            continue;
+        };
+        let Some((stem, _)) = dir.rsplit_once("-e") else {
+            continue;
+        };
+        let key = format!("{}{stem}.snap", keys.snapshots_prefix());
+        if let Some(b) = bytes.get_mut(&key) {
+            *b += o.size;
+        }
+    }
+    Ok(bytes)
+}
+
 /// Delete objects no restore point within `retention` needs: keep the newest
 /// snapshot older than the window (the base of the oldest restore point) and
 /// everything after it. Never touches the manifest's own snapshot/segments.
