@@ -386,8 +386,10 @@ impl LazyFile {
         let opts = restore::Options::default();
         let filled = AtomicU64::new(0);
         // Write the pages of a run that are still missing (checked under the
-        // lock), each stretch of them with one write.
+        // lock), each stretch of them with one write, around the page cache
+        // where possible (`direct.rs`).
         let ps = self.page_size as usize;
+        let direct = super::direct::DirectWriter::for_file(&self.db, self.page_size);
         let write = |first: PageNo, pages: &[u8]| -> Result<()> {
             let n = (pages.len() / ps) as u32;
             let mut p = self.present.lock();
@@ -401,12 +403,13 @@ impl LazyFile {
                 while k < n && !p.get(first.0 + k) {
                     k += 1;
                 }
-                self.db
-                    .write_all_at(
-                        &pages[start as usize * ps..k as usize * ps],
-                        PageNo(first.0 + start).offset(self.page_size),
-                    )
-                    .io_ctx("write page")?;
+                super::direct::write_pages(
+                    &self.db,
+                    direct.as_ref(),
+                    &pages[start as usize * ps..k as usize * ps],
+                    PageNo(first.0 + start).offset(self.page_size),
+                )
+                .io_ctx("write page")?;
                 // Present only once written: a failed write leaves them missing.
                 for g in start..k {
                     p.set_in_memory(first.0 + g);

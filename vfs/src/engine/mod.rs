@@ -22,6 +22,7 @@
 
 pub mod catalog;
 pub mod config;
+mod direct;
 pub mod history;
 pub mod import;
 pub mod lazy;

@@ -368,7 +368,9 @@ fn apply_split(
         .ok_or_else(|| Error::corrupt(format!("{key}: snapshot without a txn")))?;
     let ps = idx.header.page_size;
     // A snapshot's pages are 1..=db_pages in order, so a part's pages are
-    // consecutive: decode them into one buffer, write it with one call.
+    // consecutive: decode them into one buffer, write it with one call
+    // (around the page cache where possible: parts arrive in any order).
+    let direct = super::direct::DirectWriter::for_file(file, ps);
     let write_part = |i: usize, data: &[u8]| -> Result<()> {
         let part = idx.parts[i];
         let pages = idx.pages_in_part(i);
@@ -390,7 +392,7 @@ fn apply_split(
             idx.page_into(e, stored, page).ctx(key)?;
         }
         if let Some(first) = pages.first() {
-            file.write_all_at(&buf, PageNo::offset(first.pgno, ps))
+            super::direct::write_pages(file, direct.as_ref(), &buf, PageNo::offset(first.pgno, ps))
                 .io_ctx("write restored pages")?;
         }
         Ok(())

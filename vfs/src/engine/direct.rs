@@ -1,0 +1,90 @@
+//! Bulk page writes that bypass the page cache.
+//!
+//! Restore and hydrate write whole runs of pages into a file whose holes
+//! they fill (a lazy copy is a sparse file; a restore writes parts in the
+//! order they arrive). On this project's ext4, filling holes through the
+//! page cache runs at ~350 MB/s, and with `O_DIRECT` at ~1.2 GB/s
+//! (`docs/benchmarks.md`). Durability is unchanged: callers still fsync.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+
+/// A second, `O_DIRECT` handle on an open file.
+pub(crate) struct DirectWriter(File);
+
+impl DirectWriter {
+    /// Direct I/O needs buffers, offsets and lengths aligned to the logical
+    /// block size; 4 KiB covers every common device.
+    const ALIGN: usize = 4096;
+
+    /// A direct handle on `file` (a new open file description, so `file`'s
+    /// own flags are untouched), if pages of `page_size` are aligned and the
+    /// file system supports direct I/O; `None` means: write through `file`.
+    pub(crate) fn for_file(file: &File, page_size: u32) -> Option<DirectWriter> {
+        if !(page_size as usize).is_multiple_of(Self::ALIGN) {
+            return None;
+        }
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .ok()
+            .map(DirectWriter)
+    }
+
+    /// Write whole pages at a page-aligned offset.
+    pub(crate) fn write_all_at(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        let mut buf = vec![0u8; bytes.len() + Self::ALIGN];
+        let skip = buf.as_ptr().align_offset(Self::ALIGN);
+        let aligned = &mut buf[skip..skip + bytes.len()];
+        aligned.copy_from_slice(bytes);
+        self.0.write_all_at(aligned, at)
+    }
+}
+
+/// Write `bytes` at `at` through `direct` if there is one, else `file`.
+pub(crate) fn write_pages(
+    file: &File,
+    direct: Option<&DirectWriter>,
+    bytes: &[u8],
+    at: u64,
+) -> std::io::Result<()> {
+    match direct.map(|d| d.write_all_at(bytes, at)) {
+        Some(Ok(())) => Ok(()),
+        // A file system that opens with O_DIRECT but refuses the write
+        // (EINVAL): the same bytes through the page cache.
+        Some(Err(e)) if e.raw_os_error() == Some(libc::EINVAL) => file.write_all_at(bytes, at),
+        Some(Err(e)) => Err(e),
+        None => file.write_all_at(bytes, at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn direct_and_buffered_writes_land_in_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        f.set_len(5 * 4096).unwrap();
+        let d = DirectWriter::for_file(&f, 4096);
+        assert!(DirectWriter::for_file(&f, 1024).is_none());
+        let pages: Vec<u8> = (0..2 * 4096).map(|i| (i % 251) as u8).collect();
+        write_pages(&f, d.as_ref(), &pages, 3 * 4096).unwrap();
+        write_pages(&f, None, &[7u8; 4096], 0).unwrap();
+        let mut back = vec![0u8; 5 * 4096];
+        f.read_exact_at(&mut back, 0).unwrap();
+        assert_eq!(&back[3 * 4096..], &pages[..]);
+        assert_eq!(&back[..4096], &[7u8; 4096][..]);
+        assert!(back[4096..3 * 4096].iter().all(|&b| b == 0));
+    }
+}
