@@ -194,10 +194,22 @@ fn a_damaged_or_missing_part_is_named_and_never_read_as_data() -> Result<()> {
                 .err()
                 .context("restore without a part")?;
         ensure!(
-            err.to_string().contains(victim.as_str()),
+            err.to_string().contains(victim.as_str()) && err.to_string().contains("missing"),
             "{}: {err}",
             b.name()
         );
+        ensure!(
+            err.kind() == strata_vfs::ErrorKind::Corrupt,
+            "{}: {err}",
+            b.name()
+        );
+        // A lazy reader of a page in that part: the same, never zeros.
+        let map = engine::pages::PageMap::build(store.as_ref(), &keys, Target::Latest)?;
+        let err = map
+            .read_at(store.as_ref(), 0, &mut buf)
+            .err()
+            .context("read a missing part")?;
+        ensure!(err.kind() == strata_vfs::ErrorKind::Corrupt, "{err}");
 
         // Put back: everything reads again.
         store.put(victim, good)?;

@@ -23,6 +23,18 @@ pub(crate) fn part_key(key: &str, idx: &SegmentIndex, i: usize) -> Result<String
     })
 }
 
+/// A part named by an index that exists must exist: its absence is damage
+/// to the stored history (`Corrupt`), not a missing database (`NotFound`).
+fn missing_is_corrupt(e: Error, key: &str) -> Error {
+    if e.is_not_found() {
+        Error::corrupt(format!(
+            "{key} is missing from the bucket, though its snapshot's index names it"
+        ))
+    } else {
+        e
+    }
+}
+
 /// Bytes `range` of the virtual object at `key`: one ranged GET, or one per
 /// object the range touches (a range only spans parts when a caller reads
 /// runs of pages across a part boundary).
@@ -48,6 +60,7 @@ pub(crate) fn read_range(
         };
         let got = store
             .get_range(&k, r.clone())
+            .map_err(|e| missing_is_corrupt(e, &k))
             .ctx(format!("read {k} bytes {}..{}", r.start, r.end))?;
         if got.len() as u64 != r.end - r.start {
             return Err(Error::corrupt(format!(
@@ -94,7 +107,11 @@ pub(crate) fn for_each_part(
                         }
                         let result = (|| {
                             let k = part_key(key, idx, i)?;
-                            let data = store.get(&k).ctx(format!("fetch {k}"))?.data;
+                            let data = store
+                                .get(&k)
+                                .map_err(|e| missing_is_corrupt(e, &k))
+                                .ctx(format!("fetch {k}"))?
+                                .data;
                             idx.check_part(i, &data).ctx(&k)?;
                             tick(data.len() as u64);
                             each(i, &data)
