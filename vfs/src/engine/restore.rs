@@ -354,48 +354,19 @@ fn apply_split(
     tick: &(dyn Fn(u64) + Sync),
     st: &mut Restored,
 ) -> Result<()> {
-    let idx = segment::SegmentIndex::decode(index).ctx(key)?;
-    if index.len() as u64 != idx.header.stored_len() {
-        return Err(Error::corrupt(format!(
-            "{key}: {} bytes, its header says {}",
-            index.len(),
-            idx.header.stored_len()
-        )));
-    }
+    let idx = segment::decode_split_index(index).ctx(key)?;
     let txn = *idx
         .txns
         .first()
         .ok_or_else(|| Error::corrupt(format!("{key}: snapshot without a txn")))?;
     let ps = idx.header.page_size;
-    // A snapshot's pages are 1..=db_pages in order, so a part's pages are
-    // consecutive: decode them into one buffer, write it with one call
-    // (around the page cache where possible: parts arrive in any order).
+    // A part's pages are consecutive: write them with one call (around the
+    // page cache where possible: parts arrive in any order).
     let direct = super::direct::DirectWriter::for_file(file, ps);
     let write_part = |i: usize, data: &[u8]| -> Result<()> {
-        let part = idx.parts[i];
-        let pages = idx.pages_in_part(i);
-        let mut buf = vec![0u8; pages.len() * ps as usize];
-        for (k, (e, page)) in pages
-            .iter()
-            .zip(buf.chunks_exact_mut(ps as usize))
-            .enumerate()
-        {
-            if e.pgno.0 != pages[0].pgno.0 + k as u32 {
-                return Err(Error::corrupt(format!(
-                    "{key}: pages out of order in part {i}"
-                )));
-            }
-            let at = (e.offset - part.start) as usize;
-            let stored = data.get(at..at + e.stored_len as usize).ok_or_else(|| {
-                Error::corrupt(format!("{key}: page {} outside its part", e.pgno))
-            })?;
-            idx.page_into(e, stored, page).ctx(key)?;
-        }
-        if let Some(first) = pages.first() {
-            super::direct::write_pages(file, direct.as_ref(), &buf, PageNo::offset(first.pgno, ps))
-                .io_ctx("write restored pages")?;
-        }
-        Ok(())
+        let (first, pages) = idx.decode_part(i, data).ctx(key)?;
+        super::direct::write_pages(file, direct.as_ref(), &pages, first.offset(ps))
+            .io_ctx("write restored pages")
     };
     super::parts::for_each_part(store, key, &idx, opts.parallelism, tick, &write_part)?;
     file.set_len(txn.db_pages as u64 * ps as u64)

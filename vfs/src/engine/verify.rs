@@ -75,24 +75,8 @@ fn check_object(store: &dyn ObjectStore, key: &str, data: bytes::Bytes) -> Resul
     if header.kind != SegmentKind::SplitSnapshot {
         return segment::decode_bytes(data)?.verify();
     }
-    let idx = segment::SegmentIndex::decode(&data)?;
-    if data.len() as u64 != header.stored_len() {
-        return Err(Error::corrupt(format!(
-            "{} bytes, its header says {}",
-            data.len(),
-            header.stored_len()
-        )));
-    }
+    let idx = segment::decode_split_index(&data)?;
     super::parts::for_each_part(store, key, &idx, 4, &|_| {}, &|i, part| {
-        let start = idx.parts[i].start;
-        let mut page = vec![0u8; header.page_size as usize];
-        for e in idx.pages_in_part(i) {
-            let at = (e.offset - start) as usize;
-            let stored = part
-                .get(at..at + e.stored_len as usize)
-                .ok_or_else(|| Error::corrupt(format!("page {} outside part {i}", e.pgno)))?;
-            idx.page_into(e, stored, &mut page)?;
-        }
-        Ok(())
+        idx.decode_part(i, part).map(|_| ())
     })
 }

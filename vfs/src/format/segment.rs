@@ -720,6 +720,24 @@ impl SegmentIndex {
         self.pages.get(a..b.max(a)).unwrap_or(&[])
     }
 
+    /// Decode every page of part `i` from the part's bytes, checking each:
+    /// the images back to back, and the first page's number (a split
+    /// snapshot's pages are consecutive, so they follow it).
+    pub fn decode_part(&self, i: usize, part: &[u8]) -> Result<(PageNo, Vec<u8>)> {
+        let start = self.parts.get(i).map_or(0, |p| p.start);
+        let pages = self.pages_in_part(i);
+        let ps = self.header.page_size as usize;
+        let mut out = vec![0u8; pages.len() * ps];
+        for (e, page) in pages.iter().zip(out.chunks_exact_mut(ps)) {
+            let at = (e.offset - start) as usize;
+            let stored = part
+                .get(at..at + e.stored_len as usize)
+                .ok_or_else(|| corrupt(format!("page {} lies outside part {i}", e.pgno)))?;
+            self.page_into(e, stored, page)?;
+        }
+        Ok((pages.first().map_or(PageNo(0), |e| e.pgno), out))
+    }
+
     /// Check a whole part object against the part table.
     pub fn check_part(&self, i: usize, data: &[u8]) -> Result<()> {
         let p = self
@@ -1317,6 +1335,22 @@ impl SnapshotWriter {
     }
 }
 
+/// Decode a split snapshot's own object: exactly its header and index.
+pub fn decode_split_index(object: &[u8]) -> Result<SegmentIndex> {
+    let idx = SegmentIndex::decode(object)?;
+    if idx.header.kind != SegmentKind::SplitSnapshot {
+        return Err(Error::invalid("not a split snapshot"));
+    }
+    if object.len() as u64 != idx.header.stored_len() {
+        return Err(corrupt(format!(
+            "{} bytes, its header says {}",
+            object.len(),
+            idx.header.stored_len()
+        )));
+    }
+    Ok(idx)
+}
+
 /// Decode a whole object (copies it; see [`decode_bytes`] to avoid that).
 pub fn decode(object: &[u8]) -> Result<Segment> {
     decode_bytes(Bytes::copy_from_slice(object))
@@ -1877,7 +1911,14 @@ mod tests {
         for (i, p) in parts.iter().enumerate() {
             assert!(p.len() <= 3 * PS as usize);
             idx.check_part(i, p).unwrap();
+            // Its pages, decoded back to back from the first one's number.
+            let (first, images) = idx.decode_part(i, p).unwrap();
+            for (k, image) in images.chunks(PS as usize).enumerate() {
+                assert_eq!(image, &pages[first.0 as usize - 1 + k][..], "part {i}");
+            }
         }
+        assert_eq!(decode_split_index(&index).unwrap(), idx);
+        assert!(decode_split_index(&index[..index.len() - 1]).is_err());
         // The virtual object decodes like a one-object snapshot.
         let mut virt = index.to_vec();
         for p in &parts {
