@@ -218,15 +218,12 @@ pub fn snapshot_bytes(
         .collect();
     let parts = keys.parts_prefix();
     for o in store.list(&parts).ctx("list parts")? {
-        // parts/<txid>-<ms>-e<epoch>/<n>.part belongs to snapshots/<txid>-<ms>.snap
-        let Some((dir, _)) = o.key.strip_prefix(&parts).and_then(|k| k.split_once('/')) else {
+        let Some(dir) = o.key.rfind('/').map(|i| &o.key[..=i]) else {
             continue;
         };
-        let Some((stem, _)) = dir.rsplit_once("-e") else {
-            continue;
-        };
-        let key = format!("{}{stem}.snap", keys.snapshots_prefix());
-        if let Some(b) = bytes.get_mut(&key) {
+        if let Some(k) = keys.parse_parts_dir(dir)
+            && let Some(b) = bytes.get_mut(&keys.snapshot(k.txid, k.commit))
+        {
             *b += o.size;
         }
     }
@@ -265,7 +262,10 @@ pub fn apply_retention(
     let parts = keys.parts_prefix();
     for name in store.list_dirs(&parts).ctx("list parts")? {
         let dir = format!("{parts}{name}/");
-        if keys.parse_parts_dir(&dir).is_some_and(|t| t < protected) {
+        if keys
+            .parse_parts_dir(&dir)
+            .is_some_and(|k| k.txid < protected)
+        {
             for o in store.list(&dir).ctx("list parts")? {
                 store.delete(&o.key).ctx("retention")?;
                 deleted += 1;

@@ -185,9 +185,9 @@ impl DbKeys {
         format!("{}parts/", self.root)
     }
 
-    /// The txid of a folder under [`parts_prefix`](Self::parts_prefix)
-    /// (`parts/<txid>-<commit_ms>-e<epoch>/`), for retention.
-    pub fn parse_parts_dir(&self, dir: &str) -> Option<TxId> {
+    /// The snapshot a folder under [`parts_prefix`](Self::parts_prefix)
+    /// (`parts/<txid>-<commit_ms>-e<epoch>/`) belongs to.
+    pub fn parse_parts_dir(&self, dir: &str) -> Option<SnapshotKey> {
         let name = dir
             .strip_prefix(self.root.as_str())?
             .strip_prefix("parts/")?
@@ -200,7 +200,7 @@ impl DbKeys {
         };
         let epoch = Epoch(digits(epoch)?);
         let canonical = snapshot_part(&self.snapshot(k.txid, k.commit), epoch, 0)?;
-        canonical.starts_with(dir).then_some(k.txid)
+        canonical.starts_with(dir).then_some(k)
     }
 
     /// `.../snapshots/<txid:020>-<commit_ms:013>.hot`: page 1 and the
@@ -311,7 +311,13 @@ mod tests {
             "tenants/acme/db/data.db/parts/00000000000000000042-1700000000123-e0000000003/000007.part"
         );
         let dir = &part[..part.rfind('/').unwrap() + 1];
-        assert_eq!(k.parse_parts_dir(dir), Some(TxId(42)));
+        assert_eq!(
+            k.parse_parts_dir(dir),
+            Some(SnapshotKey {
+                txid: TxId(42),
+                commit: Millis(1_700_000_000_123)
+            })
+        );
         assert!(part.starts_with(&k.parts_prefix()));
         for bad in [
             "tenants/acme/db/data.db/parts/42-1700000000123-e3/",
