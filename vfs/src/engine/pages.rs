@@ -12,6 +12,7 @@
 //! page cache, so a cold point query costs three sequential round trips:
 //! manifest, {indexes ∥ hot pages}, leaf page.
 
+use super::direct::Scratch;
 use super::restore::{self, Target};
 use crate::bucket::ObjectStore;
 use crate::error::{Error, Result, ResultExt};
@@ -455,24 +456,24 @@ impl PageMap {
                 }
             }
             let ps = idx.header.page_size as usize;
-            let decode = |i: usize, data: &[u8]| -> Result<()> {
-                let mut run: Vec<u8> = Vec::with_capacity(by_part[i].len() * ps);
-                let mut first = PageNo(0);
-                for &pgno in &by_part[i] {
-                    if !run.is_empty() && pgno.0 != first.0 + (run.len() / ps) as u32 {
-                        each(first, &run)?;
-                        run.clear();
-                    }
-                    if run.is_empty() {
-                        first = pgno;
+            // Decode the wanted pages of a part back to back into the
+            // fetching thread's scratch; hand over each stretch of
+            // consecutive page numbers (`pages` is in ascending order).
+            let decode = |i: usize, data: &[u8], scratch: &mut Scratch| -> Result<()> {
+                let want = &by_part[i];
+                let buf = scratch.get(want.len() * ps);
+                let mut from = 0;
+                for (k, &pgno) in want.iter().enumerate() {
+                    if k > from && pgno.0 != want[k - 1].0 + 1 {
+                        each(want[from], &buf[from * ps..k * ps])?;
+                        from = k;
                     }
                     let (o, chain) = self.chain(pgno)?;
-                    let at = run.len();
-                    run.resize(at + ps, 0);
-                    self.decode_into(o, &chain, data, idx.parts[i].start, &mut run[at..])?;
+                    let page = &mut buf[k * ps..(k + 1) * ps];
+                    self.decode_into(o, &chain, data, idx.parts[i].start, page)?;
                 }
-                if !run.is_empty() {
-                    each(first, &run)?;
+                if from < want.len() {
+                    each(want[from], &buf[from * ps..])?;
                 }
                 Ok(())
             };

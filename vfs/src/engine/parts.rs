@@ -7,6 +7,7 @@
 //! Offsets are always those of the *virtual* object (the index object
 //! followed by every part), which is what page-table entries hold.
 
+use super::direct::Scratch;
 use crate::bucket::ObjectStore;
 use crate::error::{Error, Result, ResultExt};
 use crate::format::keys;
@@ -83,16 +84,17 @@ pub(crate) fn read_range(
 
 /// Fetch every part of the split snapshot at `key` with `parallelism`
 /// concurrent GETs, check each against the part table, and hand it to
-/// `each(part number, bytes)` on the fetching thread, in any order (so
-/// decoding and writing overlap the downloads, and at most `parallelism`
-/// parts are held).
+/// `each(part number, bytes, scratch)` on the fetching thread, in any order
+/// (so decoding and writing overlap the downloads, and at most
+/// `parallelism` parts are held). `scratch` is the fetching thread's own
+/// buffer, reused from part to part.
 pub(crate) fn for_each_part(
     store: &dyn ObjectStore,
     key: &str,
     idx: &SegmentIndex,
     parallelism: usize,
     tick: &(dyn Fn(u64) + Sync),
-    each: &(dyn Fn(usize, &[u8]) -> Result<()> + Sync),
+    each: &(dyn Fn(usize, &[u8], &mut Scratch) -> Result<()> + Sync),
 ) -> Result<()> {
     let n = idx.parts.len();
     let next = AtomicUsize::new(0);
@@ -100,6 +102,7 @@ pub(crate) fn for_each_part(
         let workers: Vec<_> = (0..parallelism.clamp(1, n.max(1)))
             .map(|_| {
                 s.spawn(|| -> Result<()> {
+                    let mut scratch = Scratch::default();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= n {
@@ -114,7 +117,7 @@ pub(crate) fn for_each_part(
                                 .data;
                             idx.check_part(i, &data).ctx(&k)?;
                             tick(data.len() as u64);
-                            each(i, &data)
+                            each(i, &data, &mut scratch)
                         })();
                         if result.is_err() {
                             // Stop the other workers early.

@@ -363,9 +363,10 @@ fn apply_split(
     // A part's pages are consecutive: write them with one call (around the
     // page cache where possible: parts arrive in any order).
     let direct = super::direct::DirectWriter::for_file(file, ps);
-    let write_part = |i: usize, data: &[u8]| -> Result<()> {
-        let (first, pages) = idx.decode_part(i, data).ctx(key)?;
-        super::direct::write_pages(file, direct.as_ref(), &pages, first.offset(ps))
+    let write_part = |i: usize, data: &[u8], scratch: &mut super::direct::Scratch| -> Result<()> {
+        let pages = scratch.get(idx.pages_in_part(i).len() * ps as usize);
+        let first = idx.decode_part_into(i, data, pages).ctx(key)?;
+        super::direct::write_pages(file, direct.as_ref(), pages, first.offset(ps))
             .io_ctx("write restored pages")
     };
     super::parts::for_each_part(store, key, &idx, opts.parallelism, tick, &write_part)?;

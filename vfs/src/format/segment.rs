@@ -724,10 +724,24 @@ impl SegmentIndex {
     /// the images back to back, and the first page's number (a split
     /// snapshot's pages are consecutive, so they follow it).
     pub fn decode_part(&self, i: usize, part: &[u8]) -> Result<(PageNo, Vec<u8>)> {
+        let mut out = vec![0u8; self.pages_in_part(i).len() * self.header.page_size as usize];
+        let first = self.decode_part_into(i, part, &mut out)?;
+        Ok((first, out))
+    }
+
+    /// [`decode_part`](Self::decode_part) into `out`, which must hold
+    /// exactly the part's pages (`pages_in_part(i).len()` pages).
+    pub fn decode_part_into(&self, i: usize, part: &[u8], out: &mut [u8]) -> Result<PageNo> {
         let start = self.parts.get(i).map_or(0, |p| p.start);
         let pages = self.pages_in_part(i);
         let ps = self.header.page_size as usize;
-        let mut out = vec![0u8; pages.len() * ps];
+        if out.len() != pages.len() * ps {
+            return Err(Error::invalid(format!(
+                "part {i} holds {} pages, the buffer {} bytes",
+                pages.len(),
+                out.len()
+            )));
+        }
         for (e, page) in pages.iter().zip(out.chunks_exact_mut(ps)) {
             let at = (e.offset - start) as usize;
             let stored = part
@@ -735,7 +749,7 @@ impl SegmentIndex {
                 .ok_or_else(|| corrupt(format!("page {} lies outside part {i}", e.pgno)))?;
             self.page_into(e, stored, page)?;
         }
-        Ok((pages.first().map_or(PageNo(0), |e| e.pgno), out))
+        Ok(pages.first().map_or(PageNo(0), |e| e.pgno))
     }
 
     /// Check a whole part object against the part table.
