@@ -82,6 +82,9 @@ pub(crate) fn read_range(
     Ok(out.freeze())
 }
 
+/// What [`for_each_part`] calls with each checked part.
+pub(crate) type PartFn<'a> = dyn Fn(usize, &[u8], &mut Scratch) -> Result<()> + Sync + 'a;
+
 /// Fetch every part of the split snapshot at `key` with `parallelism`
 /// concurrent GETs, check each against the part table, and hand it to
 /// `each(part number, bytes, scratch)` on the fetching thread, in any order
@@ -94,7 +97,7 @@ pub(crate) fn for_each_part(
     idx: &SegmentIndex,
     parallelism: usize,
     tick: &(dyn Fn(u64) + Sync),
-    each: &(dyn Fn(usize, &[u8], &mut Scratch) -> Result<()> + Sync),
+    each: &PartFn<'_>,
 ) -> Result<()> {
     let n = idx.parts.len();
     let next = AtomicUsize::new(0);
