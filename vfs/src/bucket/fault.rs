@@ -258,6 +258,10 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
         self.call(Op::Get, key, |s| s.get(key))
     }
 
+    fn get_into(&self, key: &str, out: &mut [u8]) -> Result<u64> {
+        self.call(Op::Get, key, |s| s.get_into(key, out))
+    }
+
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.call(Op::GetRange, key, |s| s.get_range(key, range))
     }

@@ -128,6 +128,15 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
         Ok(obj)
     }
 
+    fn get_into(&self, key: &str, out: &mut [u8]) -> Result<u64> {
+        count(&self.c.get, "get");
+        let len = self.inner.get_into(key, out)?;
+        if len == out.len() as u64 {
+            inc(&self.c.bytes_read, len);
+        }
+        Ok(len)
+    }
+
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         count(&self.c.get_range, "get_range");
         let data = self.inner.get_range(key, range)?;

@@ -56,6 +56,19 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// The whole object and its etag.
     fn get(&self, key: &str) -> Result<Object>;
 
+    /// The whole object into `out`, for a caller that knows its size from an
+    /// index: returns the object's length, and only if that is `out.len()`
+    /// does `out` hold the object (otherwise its contents are unspecified and
+    /// the caller reports the mismatch). Reading into a reused buffer saves
+    /// a fresh allocation, and its page faults, per object.
+    fn get_into(&self, key: &str, out: &mut [u8]) -> Result<u64> {
+        let data = self.get(key)?.data;
+        if data.len() == out.len() {
+            out.copy_from_slice(&data);
+        }
+        Ok(data.len() as u64)
+    }
+
     /// Bytes `range` of the object. A range past the end is truncated to the
     /// object's size (as S3 does); a range starting past the end is `Invalid`.
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
@@ -104,6 +117,9 @@ pub type Store = Arc<dyn ObjectStore>;
 impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     fn get(&self, key: &str) -> Result<Object> {
         (**self).get(key)
+    }
+    fn get_into(&self, key: &str, out: &mut [u8]) -> Result<u64> {
+        (**self).get_into(key, out)
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         (**self).get_range(key, range)

@@ -458,6 +458,51 @@ impl ObjectStore for S3Store {
         })
     }
 
+    fn get_into(&self, key: &str, out: &mut [u8]) -> Result<u64> {
+        check_key(key)?;
+        let full = self.full(key);
+        tracing::debug!(op = "get_into", bucket = %self.bucket, key = %full, len = out.len(), "s3 request");
+        self.run(async {
+            let mut resp = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send()
+                .await
+                .map_err(|e| map_sdk_err("get", key, e))?;
+            let len = resp
+                .content_length()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| {
+                    Error::invalid(format!("get {key}: the S3 server sent no Content-Length"))
+                })?;
+            if len != out.len() as u64 {
+                return Ok(len);
+            }
+            // Chunks straight into `out`: no aggregated copy of the body.
+            let mut at = 0;
+            while let Some(chunk) = resp.body.next().await {
+                let chunk = chunk.map_err(|e| body_err("get", key, e))?;
+                let end = at + chunk.len();
+                out.get_mut(at..end)
+                    .ok_or_else(|| {
+                        Error::unavailable(format!(
+                            "get {key}: the S3 server sent more than its Content-Length ({len})"
+                        ))
+                    })?
+                    .copy_from_slice(&chunk);
+                at = end;
+            }
+            if at != out.len() {
+                return Err(Error::unavailable(format!(
+                    "get {key}: the body ended after {at} of {len} bytes"
+                )));
+            }
+            Ok(len)
+        })
+    }
+
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         check_key(key)?;
         if range.start >= range.end {

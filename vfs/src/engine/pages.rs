@@ -461,6 +461,9 @@ impl PageMap {
             // consecutive page numbers (`pages` is in ascending order).
             let decode = |i: usize, data: &[u8], scratch: &mut Scratch| -> Result<()> {
                 let want = &by_part[i];
+                if idx.part_is_raw(i) {
+                    return self.hand_over_raw(o, i, want, data, each);
+                }
                 let buf = scratch.get(want.len() * ps);
                 let mut from = 0;
                 for (k, &pgno) in want.iter().enumerate() {
@@ -512,6 +515,49 @@ impl PageMap {
                 .collect()
         });
         results.into_iter().collect()
+    }
+
+    /// [`fetch_pages`](Self::fetch_pages) for part `i` of object `o` when
+    /// it [is raw](segment::SegmentIndex::part_is_raw): each wanted page is
+    /// checked where it lies in `data`, and each stretch of consecutive
+    /// pages is handed over as a slice of `data` itself.
+    fn hand_over_raw(
+        &self,
+        o: usize,
+        i: usize,
+        want: &[PageNo],
+        data: &[u8],
+        each: &(dyn Fn(PageNo, &[u8]) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let obj = &self.objects[o];
+        let idx = &obj.index;
+        let ps = idx.header.page_size as usize;
+        let start = idx.parts[i].start;
+        // The stretch so far: its first page and where it starts in `data`.
+        let mut stretch: Option<(PageNo, usize)> = None;
+        let mut end = 0;
+        for &pgno in want {
+            let (_, chain) = self.chain(pgno)?;
+            let e = chain[0];
+            let at = (e.offset - start) as usize;
+            let image = data.get(at..at + ps).ok_or_else(|| {
+                Error::corrupt(format!("{}: page {pgno} lies outside part {i}", obj.key))
+            })?;
+            idx.check_image(e, image).ctx(&obj.key)?;
+            match stretch {
+                Some((first, a)) if at == end && pgno.0 == first.0 + ((end - a) / ps) as u32 => {}
+                Some((first, a)) => {
+                    each(first, &data[a..end])?;
+                    stretch = Some((pgno, at));
+                }
+                None => stretch = Some((pgno, at)),
+            }
+            end = at + ps;
+        }
+        if let Some((first, a)) = stretch {
+            each(first, &data[a..end])?;
+        }
+        Ok(())
     }
 
     /// The object holding `pgno` and the entries to decode, base image

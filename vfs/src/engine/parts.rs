@@ -89,8 +89,8 @@ pub(crate) type PartFn<'a> = dyn Fn(usize, &[u8], &mut Scratch) -> Result<()> + 
 /// concurrent GETs, check each against the part table, and hand it to
 /// `each(part number, bytes, scratch)` on the fetching thread, in any order
 /// (so decoding and writing overlap the downloads, and at most
-/// `parallelism` parts are held). `scratch` is the fetching thread's own
-/// buffer, reused from part to part.
+/// `parallelism` parts are held). The bytes start on a direct-I/O boundary;
+/// `scratch` is the fetching thread's own buffer, reused from part to part.
 pub(crate) fn for_each_part(
     store: &dyn ObjectStore,
     key: &str,
@@ -105,7 +105,10 @@ pub(crate) fn for_each_part(
         let workers: Vec<_> = (0..parallelism.clamp(1, n.max(1)))
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut scratch = Scratch::default();
+                    // Both reused from part to part: the part as fetched
+                    // (aligned, so its pages can be written as they are)
+                    // and the callback's own buffer.
+                    let (mut body, mut scratch) = (Scratch::default(), Scratch::default());
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= n {
@@ -113,14 +116,20 @@ pub(crate) fn for_each_part(
                         }
                         let result = (|| {
                             let k = part_key(key, idx, i)?;
-                            let data = store
-                                .get(&k)
+                            let want = idx.parts[i].len;
+                            let data = body.get(want as usize);
+                            let got = store
+                                .get_into(&k, data)
                                 .map_err(|e| missing_is_corrupt(e, &k))
-                                .ctx(format!("fetch {k}"))?
-                                .data;
-                            idx.check_part(i, &data).ctx(&k)?;
-                            tick(data.len() as u64);
-                            each(i, &data, &mut scratch)
+                                .ctx(format!("fetch {k}"))?;
+                            if got != want {
+                                return Err(Error::corrupt(format!(
+                                    "{k}: part {i} is {got} bytes, the index says {want}"
+                                )));
+                            }
+                            idx.check_part(i, data).ctx(&k)?;
+                            tick(want);
+                            each(i, data, &mut scratch)
                         })();
                         if result.is_err() {
                             // Stop the other workers early.

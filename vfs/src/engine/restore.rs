@@ -364,8 +364,14 @@ fn apply_split(
     // page cache where possible: parts arrive in any order).
     let direct = super::direct::DirectWriter::for_file(file, ps);
     let write_part = |i: usize, data: &[u8], scratch: &mut super::direct::Scratch| -> Result<()> {
-        let pages = scratch.get(idx.pages_in_part(i).len() * ps as usize);
-        let first = idx.decode_part_into(i, data, pages).ctx(key)?;
+        let (first, pages) = match idx.check_raw_part(i, data).ctx(key)? {
+            // The part is its pages' images: checked, written as fetched.
+            Some(first) => (first, data),
+            None => {
+                let out = scratch.get(idx.pages_in_part(i).len() * ps as usize);
+                (idx.decode_part_into(i, data, out).ctx(key)?, &*out)
+            }
+        };
         super::direct::write_pages(file, direct.as_ref(), pages, first.offset(ps))
             .io_ctx("write restored pages")
     };
