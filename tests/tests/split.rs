@@ -19,7 +19,11 @@ fn source(dir: &Path) -> Result<std::path::PathBuf> {
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
          CREATE INDEX t_v ON t(v);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 12000)
-         INSERT INTO t SELECT i, hex(randomblob(60)) FROM n;",
+         INSERT INTO t SELECT i, hex(randomblob(60)) FROM n;
+         -- Text that compresses: its parts are decoded, the others written as fetched.
+         CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 3000)
+         INSERT INTO notes SELECT i, printf('note %d: %s', i, replace(hex(zeroblob(150)), '00', 'ab')) FROM n;",
     )?;
     Ok(src)
 }
@@ -72,6 +76,15 @@ fn a_split_snapshot_reads_back_every_way_on_every_backend() -> Result<()> {
             snap.size < 64 << 10,
             "the snapshot object holds the body: {} bytes",
             snap.size
+        );
+        // Both kinds of part: raw ones (the random text) and compressed ones.
+        let idx = strata_vfs::format::segment::decode_split_index(&store.get(&snap.key)?.data)?;
+        let raw = (0..idx.parts.len()).filter(|&i| idx.part_is_raw(i)).count();
+        ensure!(
+            raw > 0 && raw < idx.parts.len(),
+            "{}: {raw} of {} parts raw",
+            b.name(),
+            idx.parts.len()
         );
         // `strata history` counts the parts with their snapshot.
         let h = engine::history::load(store.as_ref(), &keys, None)?;

@@ -23,6 +23,7 @@ pub fn run_all(store: &dyn ObjectStore) {
     missing_key(store, &base);
     roundtrip(store, &base);
     get_range(store, &base);
+    get_into(store, &base);
     put_if_absent(store, &base);
     put_if_match(store, &base);
     list(store, &base);
@@ -134,6 +135,36 @@ fn get_range(store: &dyn ObjectStore, base: &str) {
         kind_of(store.get_range(&empty, 0..10)),
         ErrorKind::Invalid,
         "any range of an empty object"
+    );
+}
+
+fn get_into(store: &dyn ObjectStore, base: &str) {
+    let key = format!("{base}into/obj");
+    let data = pattern(100_000, 5);
+    store.put(&key, data.clone()).unwrap();
+    let mut buf = vec![0u8; data.len()];
+    assert_eq!(store.get_into(&key, &mut buf).unwrap(), data.len() as u64);
+    assert!(buf == data, "get_into of the exact size");
+    // A buffer of the wrong size learns the real one, without an error.
+    for len in [data.len() - 1, data.len() + 1, 0] {
+        let mut other = vec![0u8; len];
+        assert_eq!(
+            store.get_into(&key, &mut other).unwrap(),
+            data.len() as u64,
+            "get_into with a {len}-byte buffer"
+        );
+    }
+    let empty = format!("{base}into/empty");
+    store.put(&empty, Bytes::new()).unwrap();
+    assert_eq!(
+        store.get_into(&empty, &mut []).unwrap(),
+        0,
+        "an empty object"
+    );
+    assert_eq!(
+        kind_of(store.get_into(&format!("{base}into/missing"), &mut buf)),
+        ErrorKind::NotFound,
+        "get_into of a missing key"
     );
 }
 

@@ -94,8 +94,13 @@ impl PageMap {
             .as_ref()
             .map(|s| keys.hot_pages(s.txid, s.commit));
         // One round trip: every index, and the snapshot's hot pages, at once.
+        let t0 = std::time::Instant::now();
         let (indexes, hot) = std::thread::scope(|s| {
-            let hot = hot_key.as_ref().map(|k| s.spawn(move || store.get(k)));
+            // Hot pages are decoded and checked on their own thread, while
+            // the index is decoded on another.
+            let hot = hot_key
+                .as_ref()
+                .map(|k| s.spawn(move || store.get(k).map(|o| decode_hot(k, o.data))));
             let handles: Vec<_> = needed
                 .iter()
                 .map(|(k, hint)| s.spawn(move || fetch_index(store, k, *hint)))
@@ -110,6 +115,7 @@ impl PageMap {
             let hot = hot.and_then(|h| h.join().ok());
             (indexes, hot)
         });
+        let t_fetch = t0.elapsed();
         let mut map = PageMap {
             plan: plan.clone(),
             txid: plan.txid,
@@ -141,20 +147,22 @@ impl PageMap {
             });
         }
         map.locs.truncate(map.db_pages as usize + 1);
+        let t_map = t0.elapsed();
         match hot {
-            Some(Ok(obj)) => map.prefill(obj.data),
+            Some(Ok(pages)) => map.prefill(pages),
             Some(Err(e)) if !e.is_not_found() => {
                 tracing::debug!(error = %e, "no hot pages; cold reads fetch them one by one")
             }
             _ => {}
         }
+        tracing::debug!(fetch = ?t_fetch, map = ?(t_map - t_fetch), prefill = ?(t0.elapsed() - t_map), "page map built");
         Ok(map)
     }
 
     /// Put the snapshot's hot pages (page 1, interior B-tree pages) in the
     /// page cache, each checked against the snapshot's own index entry, and
     /// only where the snapshot still holds the page at this restore point.
-    fn prefill(&self, hot: Bytes) {
+    fn prefill(&self, hot: Vec<(segment::PageEntry, Bytes)>) {
         let Some(snap) = self
             .objects
             .first()
@@ -162,14 +170,7 @@ impl PageMap {
         else {
             return;
         };
-        let seg = match segment::decode_bytes(hot) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, object = %snap.key, "ignoring unreadable hot pages");
-                return;
-            }
-        };
-        for entry in &seg.index.pages {
+        for (entry, page) in hot {
             let Some(&(o, e)) = self.locs.get(entry.pgno.0 as usize) else {
                 continue;
             };
@@ -179,9 +180,7 @@ impl PageMap {
             if o != 0 || want.crc != entry.crc {
                 continue;
             }
-            if let Ok(page) = seg.page(entry) {
-                CACHE.insert((snap.key.clone(), e), Bytes::from(page));
-            }
+            CACHE.insert((snap.key.clone(), e), page);
         }
     }
 
@@ -648,6 +647,23 @@ impl PageMap {
 }
 
 /// An object's header and index, usually with one ranged GET.
+/// A hot-pages object's pages, each decoded and checked; an unreadable
+/// object or page is skipped with a warning (cold reads fetch those pages).
+fn decode_hot(key: &str, hot: Bytes) -> Vec<(segment::PageEntry, Bytes)> {
+    let seg = match segment::decode_bytes(hot) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, object = %key, "ignoring unreadable hot pages");
+            return Vec::new();
+        }
+    };
+    seg.index
+        .pages
+        .iter()
+        .filter_map(|entry| Some((*entry, Bytes::from(seg.page(entry).ok()?))))
+        .collect()
+}
+
 fn fetch_index(store: &dyn ObjectStore, key: &str, hint: Option<u64>) -> Result<SegmentIndex> {
     // The manifest records the index length of the objects it names: then
     // one GET reads exactly the index; otherwise guess, and read on if short.

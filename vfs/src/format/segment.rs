@@ -1290,13 +1290,12 @@ impl SnapshotWriter {
         } else {
             Vec::new()
         };
-        let (flags, stored): (u32, &[u8]) = if self.opts.compress
-            && worth_compressing(compressed.len(), page.len())
-        {
-            (FLAG_LZ4, &compressed)
-        } else {
-            (0, page)
-        };
+        let (flags, stored): (u32, &[u8]) =
+            if self.opts.compress && worth_compressing(compressed.len(), page.len()) {
+                (FLAG_LZ4, &compressed)
+            } else {
+                (0, page)
+            };
         // A page goes to the next part if it would overfill this one.
         let full = (!self.cur.is_empty() && self.cur.len() + stored.len() > self.part_bytes)
             .then(|| self.cut());
@@ -1958,6 +1957,82 @@ mod tests {
         };
         let same = encode_with(&meta(SegmentKind::Snapshot), &[txn], &opts()).unwrap();
         assert_eq!(obj, same);
+    }
+
+    #[test]
+    fn a_page_is_compressed_only_when_that_saves_an_eighth() {
+        let mut rng = Rng(8);
+        // Random but for a zeroed head: lz4 saves about that head's length.
+        let with_zeros = |rng: &mut Rng, zeros: usize| {
+            let mut p = page(rng, false).to_vec();
+            p[..zeros].fill(0);
+            Bytes::from(p)
+        };
+        let pages = [
+            with_zeros(&mut rng, PS as usize / 16),
+            with_zeros(&mut rng, PS as usize / 2),
+            page(&mut rng, true),
+        ];
+        let txn = TxnPages {
+            txid: TxId(1),
+            commit: Millis(1),
+            db_pages: 3,
+            pages: pages
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (PageNo(i as u32 + 1), p.clone()))
+                .collect(),
+        };
+        let seg =
+            decode(&encode_with(&meta(SegmentKind::Snapshot), &[txn], &opts()).unwrap()).unwrap();
+        let stored: Vec<(bool, u32)> = seg
+            .index
+            .pages
+            .iter()
+            .map(|e| (e.compressed, e.stored_len))
+            .collect();
+        assert_eq!(stored[0], (false, PS), "saving a sixteenth is not worth it");
+        assert!(stored[1].0 && stored[1].1 <= PS - PS / 8, "{:?}", stored[1]);
+        assert!(stored[2].0, "a patterned page compresses");
+        for (e, p) in seg.index.pages.iter().zip(&pages) {
+            assert_eq!(&seg.page(e).unwrap()[..], &p[..]);
+        }
+    }
+
+    #[test]
+    fn a_raw_part_is_checked_in_place_and_a_compressed_one_is_decoded() {
+        let mut rng = Rng(9);
+        // Six random pages (two raw parts of three), then compressible ones.
+        let pages: Vec<Bytes> = (0..12).map(|i| page(&mut rng, i >= 6)).collect();
+        let (written, mut parts) = write_snapshot(&pages, 3 * PS as u64);
+        let Written::Split { index, last } = written else {
+            panic!("not split")
+        };
+        parts.extend(last);
+        let idx = decode_split_index(&index).unwrap();
+        assert!(idx.part_is_raw(0) && idx.part_is_raw(1));
+        let z = parts.len() - 1;
+        assert!(!idx.part_is_raw(z), "the compressible pages' part is raw");
+        assert_eq!(idx.check_raw_part(z, &parts[z]).unwrap(), None);
+        assert_eq!(idx.check_raw_part(1, &parts[1]).unwrap(), Some(PageNo(4)));
+        assert_eq!(
+            &parts[1][..],
+            &pages[3..6].concat()[..],
+            "a raw part is its images"
+        );
+        // A damaged page is caught by its own checksum, even in place.
+        let mut bad = parts[1].to_vec();
+        bad[PS as usize + 5] ^= 1;
+        let err = idx.check_raw_part(1, &bad).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt);
+        assert!(err.to_string().contains("page 5 checksum"), "{err}");
+        assert!(
+            idx.check_raw_part(1, &parts[1][PS as usize..])
+                .unwrap()
+                .is_none()
+        );
+        let compressed = idx.pages_in_part(z)[0];
+        assert!(idx.check_image(&compressed, &parts[z]).is_err());
     }
 
     #[test]
