@@ -229,9 +229,11 @@ impl Uploader {
     }
 
     /// Sync mode's group commit: the writers the last upload released commit
-    /// again within moments; wait for them (up to half an upload's time, at
-    /// most 5 ms) so they share the next upload instead of each waiting for
-    /// a whole extra one. A single writer never waits here.
+    /// again within moments; wait for them (up to a quarter of an upload's
+    /// time, at most 1 ms) so they share the next upload instead of each
+    /// waiting for a whole extra one. A single writer never waits here. A
+    /// longer window (half an upload, at most 5 ms) gathered more commits
+    /// per upload (12.0 vs 10.3 of 16 writers on moto) but fewer per second.
     fn group_window(&self) {
         let (released, took) = self.last_batch;
         if self.core.cfg.durability != Durability::Sync || released < 2 {
