@@ -293,6 +293,7 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
     let t_restore = t.elapsed();
 
     let before = metered.snapshot();
+    tracing::debug!("cold open: start");
     let t = Instant::now();
     let cold = open(&crate::demo::vfs_uri(
         &dir.join("cold-node.db"),
@@ -301,8 +302,10 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
         db,
     ))?;
     let id = (rows / 2 + 1) as i64;
+    tracing::debug!("cold open: opened");
     let _: String = cold.query_row("SELECT v FROM r WHERE id = ?1", [id], |r| r.get(0))?;
     let t_first = t.elapsed();
+    tracing::debug!("cold open: first row");
     let used = metered.snapshot().sub(&before);
     println!(
         "cold open of a {} MiB database: first row after {:.1} ms, {} requests, {} bytes ({:.2}% of the database); full restore {:.1} ms; ratio {:.0}x",
