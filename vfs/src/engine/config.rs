@@ -31,6 +31,10 @@ impl std::str::FromStr for Durability {
 /// Bytes per part of a split snapshot, unless configured.
 pub const DEFAULT_SNAPSHOT_PART: u64 = 8 << 20;
 
+/// Segments the manifest lists before small ones are merged
+/// ([`ReplicaConfig::merge_segments`]).
+pub const DEFAULT_MERGE_SEGMENTS: usize = 64;
+
 /// Replication settings for one database.
 #[derive(Clone)]
 pub struct ReplicaConfig {
@@ -52,6 +56,11 @@ pub struct ReplicaConfig {
     /// A snapshot larger than this is split into parts of this size
     /// (`docs/format.md` §2.8): bounded uploads, memory and ranged reads.
     pub snapshot_part_bytes: u64,
+    /// When the manifest lists more segments than this, the newest run of
+    /// small ones is merged into one segment, so the manifest (read by every
+    /// cold open, rewritten by every upload) stays short however often the
+    /// writer uploads between snapshots.
+    pub merge_segments: usize,
     /// Keep every restore point this far back.
     pub retention: Duration,
     /// How long a commit in `sync` mode, or a close, waits for the bucket.
@@ -80,6 +89,7 @@ impl ReplicaConfig {
             snapshot_interval: Duration::from_secs(24 * 3600),
             snapshot_min_bytes: 64 << 20,
             snapshot_part_bytes: DEFAULT_SNAPSHOT_PART,
+            merge_segments: DEFAULT_MERGE_SEGMENTS,
             retention: Duration::from_secs(7 * 24 * 3600),
             sync_timeout: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),

@@ -264,10 +264,13 @@ impl PageMap {
             };
             let idx = &self.objects[o as usize].index;
             let entry = &idx.pages[e as usize];
+            // A delta is a run of its own (`fetch_run` resolves its chain):
+            // it neither joins a run nor starts one that others join.
             if let Some(r) = runs.last_mut()
                 && r.0 == o
                 && r.1 + r.2 == e
                 && !entry.delta
+                && !idx.pages[r.1 as usize].delta
                 && entry.range().end - idx.pages[r.1 as usize].offset <= RUN_BYTES
             {
                 r.2 += 1;
@@ -719,5 +722,84 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    /// A page stored as a delta, right before the next page's entry in the
+    /// same segment: a long read fetches the delta with its chain and the
+    /// next page on its own (they once shared a run, and the delta was
+    /// decoded as if it were an image).
+    #[test]
+    fn a_long_read_resolves_a_delta_next_to_another_page() {
+        use crate::format::manifest::SegmentRef;
+        use crate::format::segment::{SegmentKind, SegmentMeta, TxnPages};
+        use crate::types::Millis;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.db");
+        rusqlite::Connection::open(&src)
+            .unwrap()
+            .execute_batch("PRAGMA page_size=1024; CREATE TABLE t(x); INSERT INTO t VALUES (randomblob(2000));")
+            .unwrap();
+        let mut want = std::fs::read(&src).unwrap();
+        let db_pages = (want.len() / 1024) as u32;
+        assert!(db_pages >= 3);
+        let store: Store = Arc::new(MemoryStore::new());
+        let keys = DbKeys::new("acme", "data.db").unwrap();
+        crate::engine::import::import(&store, &keys, &src).unwrap();
+        let mut m = restore::read_manifest(store.as_ref(), &keys).unwrap();
+        // txn 2 rewrites page 2; txn 3 changes a few bytes of it (a delta)
+        // and rewrites page 3.
+        let page = |n: usize| Bytes::copy_from_slice(&want[(n - 1) * 1024..n * 1024]);
+        let mut a = page(2).to_vec();
+        a[500..520].fill(7);
+        let mut b = a.clone();
+        b[600..604].fill(9);
+        let mut c = page(3).to_vec();
+        c.fill(3);
+        let txn = |txid: u64, pages: Vec<(u32, Vec<u8>)>| TxnPages {
+            txid: TxId(txid),
+            commit: Millis(m.head_commit.0 + txid),
+            db_pages,
+            pages: pages
+                .into_iter()
+                .map(|(n, p)| (PageNo(n), Bytes::from(p)))
+                .collect(),
+        };
+        let txns = [
+            txn(2, vec![(2, a)]),
+            txn(3, vec![(2, b.clone()), (3, c.clone())]),
+        ];
+        let meta = SegmentMeta {
+            db_id: m.db_id,
+            epoch: m.epoch,
+            page_size: 1024,
+            kind: SegmentKind::Segment,
+        };
+        let body = segment::encode(&meta, &txns).unwrap();
+        let idx = SegmentIndex::decode(&body).unwrap();
+        assert!(idx.pages[1].delta && !idx.pages[2].delta, "{:?}", idx.pages);
+        let key = keys.segment(TxId(2), TxId(3), m.epoch, txns[1].commit);
+        store.put(&key, body.clone()).unwrap();
+        m.segments.push(SegmentRef {
+            first: TxId(2),
+            last: TxId(3),
+            first_commit: txns[0].commit,
+            last_commit: txns[1].commit,
+            epoch: m.epoch,
+            key,
+            size: body.len() as u64,
+            prefix: None,
+        });
+        m.head = TxId(3);
+        m.head_commit = txns[1].commit;
+        store.put(&keys.manifest(), m.to_bytes()).unwrap();
+        want[1024..2048].copy_from_slice(&b);
+        want[2048..3072].copy_from_slice(&c);
+        let map = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
+        let mut got = vec![0u8; want.len()];
+        assert_eq!(
+            map.read_at(store.as_ref(), 0, &mut got).unwrap(),
+            want.len()
+        );
+        assert!(got == want, "the long read differs");
     }
 }

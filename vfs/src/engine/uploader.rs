@@ -14,7 +14,7 @@ use super::replica::Core;
 use super::spool::{self, SpoolTxn};
 use super::{snapshot, spool::Sealed};
 use crate::bucket::ETag;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, ResultExt};
 use crate::format::manifest::{EpochStart, Lease, Manifest, SegmentRef};
 use crate::format::segment::{self, SegmentKind, SegmentMeta, TxnPages};
 use crate::metrics::METRICS;
@@ -22,17 +22,22 @@ use crate::types::{Epoch, Millis, TxId};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Run the uploader of `core`; `claimed` is the manifest as claimed at open
-/// (`None` if the bucket was unreachable then: the first tick claims).
-/// Spool bytes (deltas included) merged into one segment when a backlog waits.
+/// Spool bytes (deltas included) merged into one segment when a backlog
+/// waits; also the most a merge of small segments writes as one.
 const SEGMENT_TARGET: u64 = 16 << 20;
 
+/// The most a merge of small segments rewrites as one (and keeps in memory).
+const MERGE_BYTES: u64 = 4 << 20;
+
+/// Run the uploader of `core`; `claimed` is the manifest as claimed at open
+/// (`None` if the bucket was unreachable then: the first tick claims).
 pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
     let mut up = Uploader {
         core,
         manifest: claimed,
         shutdown_deadline: None,
         last_batch: (0, Duration::ZERO),
+        recent: Default::default(),
     };
     up.run();
     // A closed database has no lag to report: drop its series, so a node that
@@ -146,6 +151,9 @@ struct Uploader {
     shutdown_deadline: Option<Instant>,
     /// Transactions and time of the last upload (sync mode's group window).
     last_batch: (u64, Duration),
+    /// The newest segments this writer uploaded, as uploaded (at most
+    /// `MERGE_BYTES`): what a merge reads instead of GETting them back.
+    recent: std::collections::VecDeque<(String, bytes::Bytes)>,
 }
 
 impl Uploader {
@@ -301,6 +309,12 @@ impl Uploader {
             }
         }
         shipped?;
+        match self.maybe_merge() {
+            Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
+            // Only an optimization: the next tick tries again.
+            Err(e) => tracing::warn!(error = %e, "merging small segments failed; will retry"),
+            Ok(()) => {}
+        }
         self.maybe_snapshot()?;
         // An idle writer renews its lease at half its lifetime.
         let renew_at = Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64 / 2;
@@ -434,7 +448,7 @@ impl Uploader {
         let size = body.len() as u64;
         let prefix = segment::SegmentHeader::decode(&body)?.prefix_len();
         let key = core.keys.segment(first.txid, last.txid, epoch, last.commit);
-        match core.cfg.store.put_if_absent(&key, body) {
+        match core.cfg.store.put_if_absent(&key, body.clone()) {
             Ok(_) => {}
             // Our epoch's keys are ours alone: this is our own earlier attempt
             // whose response was lost.
@@ -462,6 +476,7 @@ impl Uploader {
             m.db_pages = last.db_pages;
             m.page_size = page_size;
         })?;
+        self.remember(seg.key.clone(), body);
         // The bucket now has it: trim progress and remember the head locally.
         let mut p = core.progress.lock();
         p.replicated = last.txid;
@@ -563,6 +578,147 @@ impl Uploader {
 
     /// Write a snapshot once enough history has piled up since the last one,
     /// then apply retention.
+    /// Keep the manifest short. Every upload adds a segment, and between
+    /// snapshots (up to a day apart) a writer that commits often adds
+    /// thousands: every upload would rewrite, and every cold open read and
+    /// index, all of them. When the manifest lists more than
+    /// `merge_segments`, the newest run of this epoch's segments that
+    /// together stay under `SEGMENT_TARGET` is rewritten as one segment
+    /// holding the same transactions (so every point in time stays
+    /// readable), and the manifest names it instead. The small objects stay
+    /// until retention removes them: a reader may still hold a page map that
+    /// names them, and within an epoch a txid has one content, so history
+    /// may use either (`history::chain` prefers what the manifest lists).
+    fn maybe_merge(&mut self) -> Result<()> {
+        let Some((m, _)) = &self.manifest else {
+            return Ok(());
+        };
+        let max = self.core.cfg.merge_segments.max(2);
+        if m.segments.len() <= max {
+            return Ok(());
+        }
+        let Some(epoch) = m.segments.last().map(|s| s.epoch) else {
+            return Ok(());
+        };
+        let mut start = m.segments.len();
+        let mut bytes = 0;
+        while let Some(s) = start.checked_sub(1).map(|i| &m.segments[i]) {
+            if s.epoch != epoch || bytes + s.size > MERGE_BYTES {
+                break;
+            }
+            bytes += s.size;
+            start -= 1;
+        }
+        let run: Vec<SegmentRef> = m.segments[start..].to_vec();
+        if run.len() < 2 {
+            return Ok(());
+        }
+        let core = self.core.clone();
+        let store = core.cfg.store.as_ref();
+        let db_id = m.db_id;
+        let recent = &self.recent;
+        let fetched: Vec<Result<segment::Segment>> = std::thread::scope(|s| {
+            let handles: Vec<_> = run
+                .chunks(run.len().div_ceil(8))
+                .map(|chunk| {
+                    s.spawn(move || -> Vec<Result<segment::Segment>> {
+                        chunk
+                            .iter()
+                            .map(|r| {
+                                let data = match recent.iter().find(|(k, _)| *k == r.key) {
+                                    Some((_, b)) => b.clone(),
+                                    None => store.get(&r.key).ctx(format!("read {}", r.key))?.data,
+                                };
+                                segment::decode_bytes(data).ctx(&r.key)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        vec![Err(Error::corrupt("segment merge thread panicked"))]
+                    })
+                })
+                .collect()
+        });
+        let mut txns: Vec<TxnPages> = Vec::new();
+        let mut page_size = None;
+        for seg in fetched {
+            let seg = seg?;
+            let ps = seg.index.header.page_size;
+            if *page_size.get_or_insert(ps) != ps {
+                // A page-size change (VACUUM) inside the run: leave it be.
+                return Ok(());
+            }
+            txns.extend(seg.to_txns()?);
+        }
+        let (first, last) = (&run[0], &run[run.len() - 1]);
+        if txns.first().map(|t| t.txid) != Some(first.first)
+            || txns.last().map(|t| t.txid) != Some(last.last)
+            || txns.windows(2).any(|w| w[1].txid != w[0].txid.next())
+        {
+            return Err(Error::corrupt(format!(
+                "segments {}..{} do not hold consecutive transactions",
+                first.key, last.key
+            )));
+        }
+        let meta = SegmentMeta {
+            db_id,
+            epoch,
+            page_size: page_size.unwrap_or(0),
+            kind: SegmentKind::Segment,
+        };
+        let body = segment::encode(&meta, &txns)?;
+        let size = body.len() as u64;
+        let prefix = segment::SegmentHeader::decode(&body)?.prefix_len();
+        let key = core
+            .keys
+            .segment(first.first, last.last, epoch, last.last_commit);
+        match store.put_if_absent(&key, body.clone()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Conflict => {}
+            Err(e) => return Err(e.context(format!("upload {key}"))),
+        }
+        METRICS.bytes_uploaded.inc_by(size);
+        let merged = SegmentRef {
+            first: first.first,
+            last: last.last,
+            first_commit: first.first_commit,
+            last_commit: last.last_commit,
+            epoch,
+            key,
+            size,
+            prefix: Some(prefix),
+        };
+        let gone: Vec<String> = run.iter().map(|r| r.key.clone()).collect();
+        self.publish(|m| {
+            if let Some(at) = m.segments.iter().position(|s| gone.contains(&s.key)) {
+                m.segments.retain(|s| !gone.contains(&s.key));
+                m.segments.insert(at, merged.clone());
+            }
+        })?;
+        self.recent.retain(|(k, _)| !gone.contains(k));
+        self.remember(merged.key.clone(), body);
+        tracing::debug!(segments = run.len(), size, "merged small segments");
+        Ok(())
+    }
+
+    /// Keep an uploaded segment's bytes for the next merge, within
+    /// `MERGE_BYTES` (oldest dropped first: a merge only takes the newest).
+    fn remember(&mut self, key: String, body: bytes::Bytes) {
+        self.recent.push_back((key, body));
+        let mut total: u64 = self.recent.iter().map(|(_, b)| b.len() as u64).sum();
+        while total > MERGE_BYTES {
+            let Some((_, b)) = self.recent.pop_front() else {
+                break;
+            };
+            total -= b.len() as u64;
+        }
+    }
+
     fn maybe_snapshot(&mut self) -> Result<()> {
         let Some((m, _)) = &self.manifest else {
             return Ok(());

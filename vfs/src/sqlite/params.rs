@@ -12,6 +12,7 @@
 //! | `max_spool`        | `STRATA_MAX_SPOOL`        | 1 GiB (bytes)      |
 //! | `snapshot_interval`| `STRATA_SNAPSHOT_INTERVAL`| `24h`              |
 //! | `snapshot_part`    | `STRATA_SNAPSHOT_PART`    | 8 MiB (bytes)      |
+//! | `merge_segments`   | `STRATA_MERGE_SEGMENTS`   | 64                 |
 //! | `retention`        | `STRATA_RETENTION`        | `7d`               |
 //! | `lease_ttl`        | `STRATA_LEASE_TTL`        | `30s`              |
 //! | `lazy`             | `STRATA_LAZY`             | `1` (on)           |
@@ -159,6 +160,13 @@ pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
         cfg.snapshot_part_bytes = v.parse().ok().filter(|&n| n >= 65536).ok_or_else(|| {
             Error::invalid(format!(
                 "snapshot_part must be a byte count of at least 65536, not `{v}`"
+            ))
+        })?;
+    }
+    if let Some(v) = params.get("merge_segments") {
+        cfg.merge_segments = v.parse().ok().filter(|&n| n >= 2).ok_or_else(|| {
+            Error::invalid(format!(
+                "merge_segments must be a count of at least 2, not `{v}`"
             ))
         })?;
     }
