@@ -26,8 +26,12 @@ use std::time::{Duration, Instant};
 /// waits; also the most a merge of small segments writes as one.
 const SEGMENT_TARGET: u64 = 16 << 20;
 
-/// The most a merge of small segments rewrites as one (and keeps in memory).
+/// The most a merge of small segments rewrites as one.
 const MERGE_BYTES: u64 = 4 << 20;
+
+/// The newest uploaded segments kept in memory for the next merge, per
+/// writer (a node may hold thousands); older ones a merge GETs back.
+const RECENT_BYTES: u64 = 1 << 20;
 
 /// Run the uploader of `core`; `claimed` is the manifest as claimed at open
 /// (`None` if the bucket was unreachable then: the first tick claims).
@@ -152,7 +156,7 @@ struct Uploader {
     /// Transactions and time of the last upload (sync mode's group window).
     last_batch: (u64, Duration),
     /// The newest segments this writer uploaded, as uploaded (at most
-    /// `MERGE_BYTES`): what a merge reads instead of GETting them back.
+    /// `RECENT_BYTES`): what a merge reads instead of GETting them back.
     recent: std::collections::VecDeque<(String, bytes::Bytes)>,
 }
 
@@ -707,11 +711,11 @@ impl Uploader {
     }
 
     /// Keep an uploaded segment's bytes for the next merge, within
-    /// `MERGE_BYTES` (oldest dropped first: a merge only takes the newest).
+    /// `RECENT_BYTES` (oldest dropped first: a merge only takes the newest).
     fn remember(&mut self, key: String, body: bytes::Bytes) {
         self.recent.push_back((key, body));
         let mut total: u64 = self.recent.iter().map(|(_, b)| b.len() as u64).sum();
-        while total > MERGE_BYTES {
+        while total > RECENT_BYTES {
             let Some((_, b)) = self.recent.pop_front() else {
                 break;
             };
