@@ -9,6 +9,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub commits: IntCounter,
     pub segments_uploaded: IntCounter,
+    /// Small segments merged into one (`engine/uploader.rs` `maybe_merge`).
+    pub segments_merged: IntCounter,
     pub bytes_uploaded: IntCounter,
     pub upload_errors: IntCounter,
     pub snapshots: IntCounter,
@@ -36,6 +38,10 @@ fn build() -> Metrics {
     };
     let commits = counter("commits_total", "Transactions committed through the VFS");
     let segments_uploaded = counter("segments_uploaded_total", "Segments written to the bucket");
+    let segments_merged = counter(
+        "segments_merged_total",
+        "Small segments replaced in the manifest by a merged one",
+    );
     let bytes_uploaded = counter("uploaded_bytes_total", "Segment and snapshot bytes written");
     let upload_errors = counter("upload_errors_total", "Failed upload attempts (retried)");
     let snapshots = counter("snapshots_total", "Snapshots written");
@@ -94,6 +100,7 @@ fn build() -> Metrics {
         page_cache_misses,
         commits,
         segments_uploaded,
+        segments_merged,
         bytes_uploaded,
         upload_errors,
         snapshots,

@@ -706,6 +706,7 @@ impl Uploader {
         })?;
         self.recent.retain(|(k, _)| !gone.contains(k));
         self.remember(merged.key.clone(), body);
+        METRICS.segments_merged.inc_by(run.len() as u64);
         tracing::debug!(segments = run.len(), size, "merged small segments");
         Ok(())
     }
