@@ -488,6 +488,7 @@ impl PageMap {
                 idx,
                 opts.parallelism,
                 tick,
+                true,
                 &decode,
             );
         }

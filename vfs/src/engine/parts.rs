@@ -89,7 +89,10 @@ pub(crate) type PartFn<'a> = dyn Fn(usize, &[u8], &mut Scratch) -> Result<()> + 
 /// concurrent GETs, check each against the part table, and hand it to
 /// `each(part number, bytes, scratch)` on the fetching thread, in any order
 /// (so decoding and writing overlap the downloads, and at most
-/// `parallelism` parts are held). The bytes start on a direct-I/O boundary;
+/// `parallelism` parts are held). With `raw_checked_by_pages`, a part whose
+/// pages are all stored raw is handed over after only its length is
+/// checked: `each` must check every page it uses (`check_image`,
+/// `check_raw_part`). The bytes start on a direct-I/O boundary;
 /// `scratch` is the fetching thread's own buffer, reused from part to part.
 pub(crate) fn for_each_part(
     store: &dyn ObjectStore,
@@ -97,6 +100,7 @@ pub(crate) fn for_each_part(
     idx: &SegmentIndex,
     parallelism: usize,
     tick: &(dyn Fn(u64) + Sync),
+    raw_checked_by_pages: bool,
     each: &PartFn<'_>,
 ) -> Result<()> {
     let n = idx.parts.len();
@@ -127,9 +131,14 @@ pub(crate) fn for_each_part(
                                     "{k}: part {i} is {got} bytes, the index says {want}"
                                 )));
                             }
-                            idx.check_part(i, data).ctx(&k)?;
+                            // A raw part's checksum is its pages' combined:
+                            // a caller that checks each page it uses need not
+                            // read the bytes twice.
+                            if !(raw_checked_by_pages && idx.part_is_raw(i)) {
+                                idx.check_part(i, data).ctx(&k)?;
+                            }
                             tick(want);
-                            each(i, data, &mut scratch)
+                            each(i, data, &mut scratch).ctx(&k)
                         })();
                         if result.is_err() {
                             // Stop the other workers early.

@@ -364,18 +364,19 @@ fn apply_split(
     // page cache where possible: parts arrive in any order).
     let direct = super::direct::DirectWriter::for_file(file, ps);
     let write_part = |i: usize, data: &[u8], scratch: &mut super::direct::Scratch| -> Result<()> {
-        let (first, pages) = match idx.check_raw_part(i, data).ctx(key)? {
+        // (Errors name the part: `for_each_part` adds its key.)
+        let (first, pages) = match idx.check_raw_part(i, data)? {
             // The part is its pages' images: checked, written as fetched.
             Some(first) => (first, data),
             None => {
                 let out = scratch.get(idx.pages_in_part(i).len() * ps as usize);
-                (idx.decode_part_into(i, data, out).ctx(key)?, &*out)
+                (idx.decode_part_into(i, data, out)?, &*out)
             }
         };
         super::direct::write_pages(file, direct.as_ref(), pages, first.offset(ps))
             .io_ctx("write restored pages")
     };
-    super::parts::for_each_part(store, key, &idx, opts.parallelism, tick, &write_part)?;
+    super::parts::for_each_part(store, key, &idx, opts.parallelism, tick, true, &write_part)?;
     file.set_len(txn.db_pages as u64 * ps as u64)
         .io_ctx("size restored file")?;
     st.reached(&txn, ps);

@@ -77,7 +77,7 @@ fn check_object(store: &dyn ObjectStore, key: &str, data: bytes::Bytes) -> Resul
     }
     let idx = segment::decode_split_index(&data)?;
     let ps = idx.header.page_size as usize;
-    super::parts::for_each_part(store, key, &idx, 4, &|_| {}, &|i, part, scratch| {
+    super::parts::for_each_part(store, key, &idx, 4, &|_| {}, false, &|i, part, scratch| {
         let out = scratch.get(idx.pages_in_part(i).len() * ps);
         idx.decode_part_into(i, part, out).map(|_| ())
     })

@@ -795,8 +795,11 @@ impl SegmentIndex {
     }
 
     /// If part `i` [is raw](Self::part_is_raw), check every page of it in
-    /// place and return the first page's number; `None` if it must be
-    /// decoded.
+    /// place and return the first page's number; `None` if the part must be
+    /// decoded. The part's bytes are exactly these pages, so this checks
+    /// every byte of it; the part table's own checksum is left to
+    /// [`check_part`](Self::check_part) (verify), as combining the pages'
+    /// (`crc32c_combine` per page) cost more than a second pass.
     pub fn check_raw_part(&self, i: usize, part: &[u8]) -> Result<Option<PageNo>> {
         if !self.part_is_raw(i) || part.len() as u64 != self.parts[i].len {
             return Ok(None);
@@ -2031,6 +2034,12 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // Good pages under a part table entry that disagrees: verify's
+        // whole-part check catches it.
+        let mut other = idx.clone();
+        other.parts[1].crc ^= 1;
+        let err = other.check_part(1, &parts[1]).unwrap_err();
+        assert!(err.to_string().contains("part 1 checksum"), "{err}");
         let compressed = idx.pages_in_part(z)[0];
         assert!(idx.check_image(&compressed, &parts[z]).is_err());
     }
