@@ -160,6 +160,44 @@ struct Uploader {
     recent: std::collections::VecDeque<(String, bytes::Bytes)>,
 }
 
+/// Encode `txns` (at least one) as one segment and upload it. Create-only:
+/// our epoch's keys are ours alone, so an object already there is our own
+/// earlier attempt whose response was lost.
+fn put_segment(
+    core: &Core,
+    meta: &SegmentMeta,
+    txns: &[TxnPages],
+) -> Result<(SegmentRef, bytes::Bytes)> {
+    let (Some(first), Some(last)) = (txns.first(), txns.last()) else {
+        return Err(Error::invalid("a segment needs a transaction"));
+    };
+    let body = segment::encode(meta, txns)?;
+    let size = body.len() as u64;
+    let prefix = segment::SegmentHeader::decode(&body)?.prefix_len();
+    let key = core
+        .keys
+        .segment(first.txid, last.txid, meta.epoch, last.commit);
+    match core.cfg.store.put_if_absent(&key, body.clone()) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::Conflict => {
+            tracing::debug!(key, "segment already uploaded")
+        }
+        Err(e) => return Err(e.context(format!("upload {key}"))),
+    }
+    METRICS.bytes_uploaded.inc_by(size);
+    let seg = SegmentRef {
+        first: first.txid,
+        last: last.txid,
+        first_commit: first.commit,
+        last_commit: last.commit,
+        epoch: meta.epoch,
+        key,
+        size,
+        prefix: Some(prefix),
+    };
+    Ok((seg, body))
+}
+
 impl Uploader {
     fn run(&mut self) {
         let interval = self.core.cfg.sync_interval;
@@ -432,7 +470,7 @@ impl Uploader {
         page_size: u32,
         core: &Core,
     ) -> Result<()> {
-        let (first, last) = (&txns[0], &txns[txns.len() - 1]);
+        let last = &txns[txns.len() - 1];
         let pages: Vec<TxnPages> = txns
             .iter()
             .map(|t| TxnPages {
@@ -448,31 +486,8 @@ impl Uploader {
             page_size,
             kind: SegmentKind::Segment,
         };
-        let body = segment::encode(&meta, &pages)?;
-        let size = body.len() as u64;
-        let prefix = segment::SegmentHeader::decode(&body)?.prefix_len();
-        let key = core.keys.segment(first.txid, last.txid, epoch, last.commit);
-        match core.cfg.store.put_if_absent(&key, body.clone()) {
-            Ok(_) => {}
-            // Our epoch's keys are ours alone: this is our own earlier attempt
-            // whose response was lost.
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                tracing::debug!(key, "segment already uploaded")
-            }
-            Err(e) => return Err(e.context(format!("upload {key}"))),
-        }
+        let (seg, body) = put_segment(core, &meta, &pages)?;
         METRICS.segments_uploaded.inc();
-        METRICS.bytes_uploaded.inc_by(size);
-        let seg = SegmentRef {
-            first: first.txid,
-            last: last.txid,
-            first_commit: first.commit,
-            last_commit: last.commit,
-            epoch,
-            key,
-            size,
-            prefix: Some(prefix),
-        };
         self.publish(|m| {
             m.segments.push(seg.clone());
             m.head = last.txid;
@@ -675,28 +690,8 @@ impl Uploader {
             page_size: page_size.unwrap_or(0),
             kind: SegmentKind::Segment,
         };
-        let body = segment::encode(&meta, &txns)?;
-        let size = body.len() as u64;
-        let prefix = segment::SegmentHeader::decode(&body)?.prefix_len();
-        let key = core
-            .keys
-            .segment(first.first, last.last, epoch, last.last_commit);
-        match store.put_if_absent(&key, body.clone()) {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => {}
-            Err(e) => return Err(e.context(format!("upload {key}"))),
-        }
-        METRICS.bytes_uploaded.inc_by(size);
-        let merged = SegmentRef {
-            first: first.first,
-            last: last.last,
-            first_commit: first.first_commit,
-            last_commit: last.last_commit,
-            epoch,
-            key,
-            size,
-            prefix: Some(prefix),
-        };
+        let (merged, body) = put_segment(&core, &meta, &txns)?;
+        let size = merged.size;
         let gone: Vec<String> = run.iter().map(|r| r.key.clone()).collect();
         self.publish(|m| {
             if let Some(at) = m.segments.iter().position(|s| gone.contains(&s.key)) {
