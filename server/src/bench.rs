@@ -210,7 +210,9 @@ fn sync_scaling(bucket: &str, dir: &std::path::Path, each: Duration) -> Result<(
         let setup = open(&uri)?;
         // The epoch claim and the first upload are not steady state.
         write_run(&setup, 10)?;
-        let before = requests();
+        // Segment uploads only (merges and snapshots also create objects).
+        let uploaded = || strata_vfs::metrics::METRICS.segments_uploaded.get();
+        let before = uploaded();
         let deadline = Instant::now() + each;
         let started = Instant::now();
         let counts = std::thread::scope(|s| {
@@ -236,7 +238,7 @@ fn sync_scaling(bucket: &str, dir: &std::path::Path, each: Duration) -> Result<(
         })?;
         let secs = started.elapsed().as_secs_f64();
         let total: u64 = counts.iter().sum();
-        let uploads = requests()["put_if_absent"] - before["put_if_absent"];
+        let uploads = uploaded() - before;
         let rate = total as f64 / secs;
         if writers == 1 {
             single = rate;
