@@ -117,9 +117,7 @@ pub fn import_with(
 fn discard(store: &Store, keys: &DbKeys, src: &snapshot::Source) {
     let snap = keys.snapshot(src.txid, src.commit);
     let mut doomed = vec![keys.hot_pages(src.txid, src.commit), snap.clone()];
-    if let Some(dir) = crate::format::keys::snapshot_part(&snap, src.epoch, 0)
-        .and_then(|k| k.rsplit_once('/').map(|(d, _)| format!("{d}/")))
-    {
+    if let Some(dir) = crate::format::keys::snapshot_parts_dir(&snap, src.epoch) {
         match store.list(&dir) {
             Ok(parts) => doomed.extend(parts.into_iter().map(|o| o.key)),
             Err(e) => tracing::warn!(error = %e, dir, "could not list a failed import's parts"),

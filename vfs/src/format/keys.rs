@@ -28,12 +28,18 @@ const PART_EXT: &str = ".part";
 /// folder per snapshot and writer, so a LIST of `snapshots/` stays short
 /// and two writers' snapshots at one txid never share a part key.
 pub fn snapshot_part(snapshot_key: &str, epoch: Epoch, n: u32) -> Option<String> {
+    Some(format!(
+        "{}{n:06}{PART_EXT}",
+        snapshot_parts_dir(snapshot_key, epoch)?
+    ))
+}
+
+/// The folder (ending in `/`) of the parts of the split snapshot stored at
+/// `snapshot_key`, written under `epoch`.
+pub fn snapshot_parts_dir(snapshot_key: &str, epoch: Epoch) -> Option<String> {
     let (root, name) = snapshot_key.rsplit_once("/snapshots/")?;
     let stem = name.strip_suffix(SNAP_EXT)?;
-    Some(format!(
-        "{root}/parts/{stem}-e{:010}/{n:06}{PART_EXT}",
-        epoch.0
-    ))
+    Some(format!("{root}/parts/{stem}-e{:010}/", epoch.0))
 }
 
 /// Check a tenant name: 1..=63 characters of `[a-z0-9_-]`, starting with a
@@ -199,8 +205,8 @@ impl DbKeys {
             commit: Millis(digits(commit)?),
         };
         let epoch = Epoch(digits(epoch)?);
-        let canonical = snapshot_part(&self.snapshot(k.txid, k.commit), epoch, 0)?;
-        canonical.starts_with(dir).then_some(k)
+        let canonical = snapshot_parts_dir(&self.snapshot(k.txid, k.commit), epoch)?;
+        (canonical == dir).then_some(k)
     }
 
     /// `.../snapshots/<txid:020>-<commit_ms:013>.hot`: page 1 and the
@@ -311,6 +317,7 @@ mod tests {
             "tenants/acme/db/data.db/parts/00000000000000000042-1700000000123-e0000000003/000007.part"
         );
         let dir = &part[..part.rfind('/').unwrap() + 1];
+        assert_eq!(snapshot_parts_dir(&snap, Epoch(3)).as_deref(), Some(dir));
         assert_eq!(
             k.parse_parts_dir(dir),
             Some(SnapshotKey {

@@ -730,17 +730,10 @@ impl SegmentIndex {
         self.pages.get(a..b.max(a)).unwrap_or(&[])
     }
 
-    /// Decode every page of part `i` from the part's bytes, checking each:
-    /// the images back to back, and the first page's number (a split
-    /// snapshot's pages are consecutive, so they follow it).
-    pub fn decode_part(&self, i: usize, part: &[u8]) -> Result<(PageNo, Vec<u8>)> {
-        let mut out = vec![0u8; self.pages_in_part(i).len() * self.header.page_size as usize];
-        let first = self.decode_part_into(i, part, &mut out)?;
-        Ok((first, out))
-    }
-
-    /// [`decode_part`](Self::decode_part) into `out`, which must hold
-    /// exactly the part's pages (`pages_in_part(i).len()` pages).
+    /// Decode every page of part `i` from the part's bytes into `out`,
+    /// checking each: the images back to back (`out` must hold exactly
+    /// `pages_in_part(i).len()` pages); returns the first page's number (a
+    /// split snapshot's pages are consecutive, so they follow it).
     pub fn decode_part_into(&self, i: usize, part: &[u8], out: &mut [u8]) -> Result<PageNo> {
         let start = self.parts.get(i).map_or(0, |p| p.start);
         let pages = self.pages_in_part(i);
@@ -2069,7 +2062,8 @@ mod tests {
             assert!(p.len() <= 3 * PS as usize);
             idx.check_part(i, p).unwrap();
             // Its pages, decoded back to back from the first one's number.
-            let (first, images) = idx.decode_part(i, p).unwrap();
+            let mut images = vec![0u8; idx.pages_in_part(i).len() * PS as usize];
+            let first = idx.decode_part_into(i, p, &mut images).unwrap();
             for (k, image) in images.chunks(PS as usize).enumerate() {
                 assert_eq!(image, &pages[first.0 as usize - 1 + k][..], "part {i}");
             }
