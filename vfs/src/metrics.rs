@@ -25,6 +25,9 @@ pub struct Metrics {
     /// to the bucket.
     pub page_cache_hits: IntCounter,
     pub page_cache_misses: IntCounter,
+    /// Busy sleeps that a release of the write lock ended early
+    /// (`sqlite/busy.rs`).
+    pub write_lock_handoffs: IntCounter,
 }
 
 fn build() -> Metrics {
@@ -92,7 +95,12 @@ fn build() -> Metrics {
         "page_cache_misses_total",
         "Page reads fetched from the bucket",
     );
+    let write_lock_handoffs = counter(
+        "write_lock_handoffs_total",
+        "Busy waits for a WAL write lock ended early by its release in this process",
+    );
     Metrics {
+        write_lock_handoffs,
         registry,
         replicated_txid,
         lag_ms,

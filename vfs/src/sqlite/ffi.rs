@@ -64,6 +64,13 @@ pub struct sqlite3_vfs {
         Option<unsafe extern "C" fn(*mut sqlite3_vfs, *const c_char, c_int, *mut c_int) -> c_int>,
     pub xFullPathname:
         Option<unsafe extern "C" fn(*mut sqlite3_vfs, *const c_char, c_int, *mut c_char) -> c_int>,
+    // Not called through this mirror: only their size matters here.
+    pub xDlOpen: *const c_void,
+    pub xDlError: *const c_void,
+    pub xDlSym: *const c_void,
+    pub xDlClose: *const c_void,
+    pub xRandomness: *const c_void,
+    pub xSleep: Option<unsafe extern "C" fn(*mut sqlite3_vfs, c_int) -> c_int>,
     // The remaining members are not used through this mirror.
 }
 

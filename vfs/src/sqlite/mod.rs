@@ -12,11 +12,14 @@
 //! - `registry.rs`: one `Replica` per database file per process.
 //! - `hook.rs`: sync mode's wait for the bucket after the write lock is
 //!   released (group commit), in a WAL hook.
+//! - `busy.rs`: a busy wait for the WAL write lock ends when another
+//!   connection of this process releases it (`xSleep`).
 //! - `pragmas.rs`: `PRAGMA strata_*`: replication status from SQL.
 //! - this file: registration, and the one place where engine errors become
 //!   SQLite result codes.
 
 mod base;
+mod busy;
 mod capture;
 mod ffi;
 mod historical;
@@ -33,6 +36,22 @@ use sqlite_plugin::vars;
 
 /// The VFS name to put in URIs: `file:data.db?vfs=strata&...`.
 pub const VFS_NAME: &str = "strata";
+
+/// [`VFS_NAME`] for C.
+const VFS_NAME_C: &std::ffi::CStr = c"strata";
+
+/// Point the registered VFS's `xSleep` (SQLite's busy handler sleeps there)
+/// at `busy.rs`. `sqlite-plugin` has no hook for it, so the field is set
+/// right after registration, before this function returns the VFS to anyone.
+///
+/// # Safety
+/// `vfs` is null or the `sqlite3_vfs` just registered as `strata`.
+#[cfg(any(feature = "static", feature = "dynamic"))]
+unsafe fn take_over_sleep(vfs: *mut ffi::sqlite3_vfs) {
+    if let Some(vfs) = unsafe { vfs.as_mut() } {
+        vfs.xSleep = Some(busy::x_sleep);
+    }
+}
 
 /// Engine error → SQLite result code (the only such mapping).
 pub fn sqlite_code(e: &Error) -> i32 {
@@ -68,12 +87,14 @@ pub fn register_static() -> crate::Result<()> {
         }
         let vfs = StrataVfs::new(base.cast());
         sqlite_plugin::vfs::register_static(
-            std::ffi::CString::new(VFS_NAME).expect("no NUL"),
+            VFS_NAME_C.to_owned(),
             vfs,
             sqlite_plugin::vfs::RegisterOpts {
                 make_default: false,
             },
         )?;
+        // SAFETY: just registered under this name; see `take_over_sleep`.
+        unsafe { take_over_sleep(rusqlite::ffi::sqlite3_vfs_find(VFS_NAME_C.as_ptr()).cast()) };
         hook::install_static()
     });
     r.map_err(|rc| Error::unavailable(format!("register the strata VFS: SQLite error {rc}")))
@@ -88,7 +109,7 @@ pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) ->
     let api_ref = unsafe { api.as_ref() }.ok_or(vars::SQLITE_MISUSE)?;
     let find = api_ref.vfs_find.ok_or(vars::SQLITE_MISUSE)?;
     // Registering twice (the extension loaded by several connections) is a no-op.
-    let name = std::ffi::CString::new(VFS_NAME).expect("no NUL");
+    let name = VFS_NAME_C.to_owned();
     if !unsafe { find(name.as_ptr()) }.is_null() {
         return Ok(());
     }
@@ -106,6 +127,7 @@ pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) ->
                 make_default: false,
             },
         )?;
+        take_over_sleep(find(VFS_NAME_C.as_ptr()).cast());
         hook::install_dynamic(api_ref)
     }
 }

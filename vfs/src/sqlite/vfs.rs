@@ -5,6 +5,7 @@
 //! the database file are checkpoints of transactions already captured).
 
 use super::base::BaseFile;
+use super::busy::{self, WriteGate};
 use super::capture::{RollbackCapture, WalCapture, WalWrite};
 use super::params::{UriParams, replica_config};
 use super::{ffi, hook, registry, sqlite_code};
@@ -80,6 +81,8 @@ struct MainDb {
     /// Rollback-journal mode, sync durability: the txid to wait for once the
     /// commit point has passed (at unlock).
     sync_wait: Option<crate::types::TxId>,
+    /// Shared by this process's connections to the file (`busy.rs`).
+    gate: Arc<WriteGate>,
 }
 
 impl MainDb {
@@ -201,6 +204,7 @@ impl Vfs for StrataVfs {
                     lazy,
                     autocheckpoint: hook::DEFAULT_AUTOCHECKPOINT,
                     sync_wait: None,
+                    gate: busy::gate(Path::new(p)),
                 }))
             }
             (OpenKind::Wal, Some(p)) => {
@@ -557,7 +561,18 @@ impl Vfs for StrataVfs {
             ShmLockMode::UnlockShared => vars::SQLITE_SHM_UNLOCK | vars::SQLITE_SHM_SHARED,
             ShmLockMode::UnlockExclusive => vars::SQLITE_SHM_UNLOCK | vars::SQLITE_SHM_EXCLUSIVE,
         };
-        h.base.shm_lock(offset, count, flags)
+        let result = h.base.shm_lock(offset, count, flags);
+        if let (Kind::Main(m), busy::WAL_WRITE_LOCK) = (&h.kind, offset) {
+            match (mode, result) {
+                (ShmLockMode::LockExclusive, Ok(())) => m.gate.taken(),
+                (ShmLockMode::LockExclusive, Err(rc)) if rc & 0xff == vars::SQLITE_BUSY => {
+                    m.gate.busy()
+                }
+                (ShmLockMode::UnlockExclusive, Ok(())) => m.gate.released(),
+                _ => {}
+            }
+        }
+        result
     }
 
     fn shm_barrier(&self, h: &mut Handle) {
