@@ -269,6 +269,9 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
     let src = dir.join("cold-src.db");
     let _ = std::fs::remove_file(&src);
     let writer = rusqlite::Connection::open(&src)?;
+    // WAL mode, as every database strata serves is: the cold open below
+    // then neither writes nor converts anything before its query.
+    writer.pragma_update(None, "journal_mode", "wal")?;
     writer.execute_batch(&format!(
         "CREATE TABLE r(id INTEGER PRIMARY KEY, v TEXT);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < {rows})
@@ -297,12 +300,11 @@ fn cold_and_warm(bucket: &str, dir: &std::path::Path, rows: u64) -> Result<()> {
     let before = metered.snapshot();
     tracing::debug!("cold open: start");
     let t = Instant::now();
-    let cold = open(&crate::demo::vfs_uri(
-        &dir.join("cold-node.db"),
-        &url,
-        "bench",
-        db,
-    ))?;
+    // Open and query only: `open` would also create the bench's table.
+    let cold = rusqlite::Connection::open_with_flags(
+        crate::demo::vfs_uri(&dir.join("cold-node.db"), &url, "bench", db),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )?;
     let id = (rows / 2 + 1) as i64;
     tracing::debug!("cold open: opened");
     let _: String = cold.query_row("SELECT v FROM r WHERE id = ?1", [id], |r| r.get(0))?;

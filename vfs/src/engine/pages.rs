@@ -650,9 +650,9 @@ impl PageMap {
     }
 }
 
-/// An object's header and index, usually with one ranged GET.
-/// A hot-pages object's pages, each decoded and checked; an unreadable
-/// object or page is skipped with a warning (cold reads fetch those pages).
+/// A hot-pages object's pages, each decoded and checked (a raw page shares
+/// the object's memory); an unreadable object or page is skipped with a
+/// warning (cold reads fetch those pages).
 fn decode_hot(key: &str, hot: Bytes) -> Vec<(segment::PageEntry, Bytes)> {
     let seg = match segment::decode_bytes(hot) {
         Ok(s) => s,
@@ -664,10 +664,11 @@ fn decode_hot(key: &str, hot: Bytes) -> Vec<(segment::PageEntry, Bytes)> {
     seg.index
         .pages
         .iter()
-        .filter_map(|entry| Some((*entry, Bytes::from(seg.page(entry).ok()?))))
+        .filter_map(|entry| Some((*entry, seg.page_shared(entry).ok()?)))
         .collect()
 }
 
+/// An object's header and index, usually with one ranged GET.
 fn fetch_index(store: &dyn ObjectStore, key: &str, hint: Option<u64>) -> Result<SegmentIndex> {
     // The manifest records the index length of the objects it names: then
     // one GET reads exactly the index; otherwise guess, and read on if short.

@@ -572,7 +572,7 @@ impl SegmentIndex {
         }
 
         let page_size = header.page_size;
-        let mut pages = Vec::with_capacity(header.page_count as usize);
+        let mut pages: Vec<PageEntry> = Vec::with_capacity(header.page_count as usize);
         let mut seen = std::collections::HashSet::new();
         let track = header.kind == SegmentKind::Segment;
         let mut offset = end;
@@ -995,6 +995,17 @@ impl Segment {
     /// One page, decompressed and checked.
     pub fn page(&self, entry: &PageEntry) -> Result<Vec<u8>> {
         self.index.page_bytes(entry, self.stored(entry)?)
+    }
+
+    /// Like [`page`](Self::page), but a raw page is checked in place and
+    /// shared with the object (no copy, no new memory).
+    pub fn page_shared(&self, entry: &PageEntry) -> Result<Bytes> {
+        let stored = self.stored(entry)?;
+        if entry.compressed || entry.delta {
+            return self.index.page_bytes(entry, stored).map(Bytes::from);
+        }
+        self.index.check_image(entry, stored)?;
+        Ok(self.data.slice_ref(stored))
     }
 
     /// The pages of the `i`-th transaction (empty if there is none).
@@ -1569,6 +1580,45 @@ mod tests {
             obj,
             encode_with(&meta(SegmentKind::Segment), &txns, &opts()).unwrap()
         );
+    }
+
+    #[test]
+    fn a_shared_page_is_the_decoded_page_and_a_damaged_one_is_refused() {
+        let mut rng = Rng(7);
+        let pages: Vec<_> = (1..=9)
+            .map(|n| (PageNo(n), page(&mut rng, n % 3 == 0)))
+            .collect();
+        let snap = vec![TxnPages {
+            txid: TxId(3),
+            commit: Millis(5),
+            db_pages: 9,
+            pages,
+        }];
+        let obj = encode_with(&meta(SegmentKind::Snapshot), &snap, &opts()).unwrap();
+        let seg = decode_bytes(obj.clone()).unwrap();
+        let entries = seg.index.pages.clone();
+        assert!(entries.iter().any(|e| e.compressed) && entries.iter().any(|e| !e.compressed));
+        let within = obj.as_ptr_range();
+        for e in &entries {
+            let shared = seg.page_shared(e).unwrap();
+            assert_eq!(&shared[..], &seg.page(e).unwrap()[..]);
+            // Raw pages point into the object: no copy was made.
+            assert_eq!(
+                !e.compressed,
+                within.contains(&shared.as_ptr()),
+                "page {}",
+                e.pgno
+            );
+        }
+        let raw = entries.iter().find(|e| !e.compressed).unwrap();
+        let mut damaged = obj.to_vec();
+        damaged[raw.offset as usize + 100] ^= 1;
+        let seg = Segment {
+            index: seg.index,
+            data: Bytes::from(damaged),
+        };
+        let err = seg.page_shared(raw).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
     }
 
     #[test]
