@@ -342,6 +342,114 @@ fn decode_parts(header: &SegmentHeader, table: &[u8]) -> Result<Vec<Part>> {
     Ok(parts)
 }
 
+/// Compact page tables at least this long are decoded on two threads.
+const PARALLEL_ENTRIES: usize = 1 << 15;
+
+/// A split snapshot's compact page table: page `i + 1` at entry `i`, stored
+/// right after page `i`, compressed exactly when shorter than a page.
+/// Decoding it is most of a lazy open's work on a big database (262,144
+/// entries per GiB of 4 KiB pages), so a big table is decoded in two halves
+/// on two threads. Returns the entries and the offset after the last page.
+fn decode_compact(
+    header: &SegmentHeader,
+    table: &[u8],
+    parts: &[Part],
+) -> Result<(Vec<PageEntry>, u64)> {
+    decode_compact_at(header, table, parts, PARALLEL_ENTRIES)
+}
+
+/// [`decode_compact`], on two threads from `parallel_at` entries.
+fn decode_compact_at(
+    header: &SegmentHeader,
+    table: &[u8],
+    parts: &[Part],
+    parallel_at: usize,
+) -> Result<(Vec<PageEntry>, u64)> {
+    let n = header.page_count as usize;
+    let table = table
+        .get(..n * COMPACT_ENTRY_LEN)
+        .ok_or_else(|| corrupt("page table beyond the index"))?;
+    let mid = if n >= parallel_at { n / 2 } else { n };
+    let (first, second) = table.split_at(mid * COMPACT_ENTRY_LEN);
+    let start = header.prefix_len();
+    // The second half's pages start where the first half's lengths end.
+    let second_start = start
+        + first
+            .chunks_exact(COMPACT_ENTRY_LEN)
+            .map(|e| u64::from(u32_at(e, 0)))
+            .sum::<u64>();
+    let mut pages: Vec<PageEntry> = Vec::with_capacity(n);
+    let (out1, out2) = pages.spare_capacity_mut()[..n].split_at_mut(mid);
+    let (r1, r2) = std::thread::scope(|s| {
+        let h2 = (!second.is_empty())
+            .then(|| s.spawn(|| fill_compact(header, second, mid, second_start, parts, out2)));
+        let r1 = fill_compact(header, first, 0, start, parts, out1);
+        let r2 = h2.map_or(Ok(second_start), |h| {
+            h.join()
+                .unwrap_or_else(|_| Err(corrupt("page table decoder panicked")))
+        });
+        (r1, r2)
+    });
+    r1?;
+    let end = r2?;
+    // SAFETY: `fill_compact` returned Ok for both halves, so it wrote every
+    // one of the first `n` slots (one per entry of its half).
+    unsafe { pages.set_len(n) };
+    Ok((pages, end))
+}
+
+/// Entries `skip..` of a compact page table (`table` holds exactly
+/// `out.len()` of them), their pages stored from `offset`: checked and
+/// written to `out`, every slot. Returns the offset after the last page.
+fn fill_compact(
+    header: &SegmentHeader,
+    table: &[u8],
+    skip: usize,
+    mut offset: u64,
+    parts: &[Part],
+    out: &mut [std::mem::MaybeUninit<PageEntry>],
+) -> Result<u64> {
+    let page_size = header.page_size;
+    // The part the next page must lie in (a page never spans two).
+    let mut part = parts.partition_point(|p| p.range().end <= offset);
+    for (i, (slot, e)) in out
+        .iter_mut()
+        .zip(table.chunks_exact(COMPACT_ENTRY_LEN))
+        .enumerate()
+    {
+        let pgno = PageNo((skip + i + 1) as u32);
+        let stored_len = u32_at(e, 0);
+        if stored_len == 0 || stored_len > page_size {
+            return Err(corrupt(format!(
+                "page {pgno}: bad stored length {stored_len}"
+            )));
+        }
+        let compressed = stored_len < page_size;
+        if compressed && header.codec == Codec::None {
+            return Err(corrupt(format!(
+                "page {pgno}: compressed but codec is none"
+            )));
+        }
+        let end = offset + u64::from(stored_len);
+        while parts.get(part).is_some_and(|p| p.range().end <= offset) {
+            part += 1;
+        }
+        if parts.get(part).is_none_or(|p| end > p.range().end) {
+            return Err(corrupt(format!("page {pgno}: spans two parts")));
+        }
+        slot.write(PageEntry {
+            pgno,
+            compressed,
+            delta: false,
+            offset,
+            stored_len,
+            crc: u32_at(e, 4),
+        });
+        offset = end;
+    }
+    Ok(offset)
+}
+
 impl SegmentHeader {
     /// Serialize to the fixed header, computing `header_crc`.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
@@ -571,14 +679,44 @@ impl SegmentIndex {
             )));
         }
 
+        let (pages, offset) = if compact {
+            decode_compact(&header, page_table, &parts)?
+        } else {
+            Self::decode_pages(&header, &txns, page_table, &parts)?
+        };
+        if offset != header.object_len() {
+            return Err(corrupt(format!(
+                "pages cover {} of {} body bytes",
+                offset - end,
+                header.body_len
+            )));
+        }
+        Ok(SegmentIndex {
+            header,
+            txns,
+            pages,
+            parts,
+        })
+    }
+
+    /// The page table of a segment or one-object snapshot (full entries);
+    /// returns the entries and the offset after the last page.
+    fn decode_pages(
+        header: &SegmentHeader,
+        txns: &[TxnEntry],
+        page_table: &[u8],
+        parts: &[Part],
+    ) -> Result<(Vec<PageEntry>, u64)> {
         let page_size = header.page_size;
-        let mut pages: Vec<PageEntry> = Vec::with_capacity(header.page_count as usize);
+        let entry_len = header.kind.page_entry_len();
+        let mut pages = Vec::with_capacity(header.page_count as usize);
+        let end = header.prefix_len();
         let mut seen = std::collections::HashSet::new();
         let track = header.kind == SegmentKind::Segment;
         let mut offset = end;
         // The part the next page must lie in (a page never spans two).
         let mut part = 0usize;
-        for t in &txns {
+        for t in txns {
             let start = t.first_entry as usize * entry_len;
             let len = t.entry_count as usize * entry_len;
             let table = page_table.get(start..start + len).ok_or_else(|| {
@@ -586,34 +724,16 @@ impl SegmentIndex {
             })?;
             let mut prev = 0u32;
             for e in table.chunks_exact(entry_len) {
-                // Only segments hold deltas (and repeated pages): a snapshot
-                // skips the set, which is most of decoding a big index.
+                // Only segments hold deltas (and repeated pages).
                 let earlier = track && seen.contains(&u32_at(e, 0));
-                let (pgno, flags, p) = if compact {
-                    // Page `prev + 1`, stored right after the previous one,
-                    // compressed exactly when shorter than a page.
-                    let stored_len = u32_at(e, 0);
-                    let flags = if stored_len < page_size { FLAG_LZ4 } else { 0 };
-                    let p = PageEntry {
-                        pgno: PageNo(prev + 1),
-                        compressed: flags != 0,
-                        delta: false,
-                        offset,
-                        stored_len,
-                        crc: u32_at(e, 4),
-                    };
-                    (prev + 1, flags, p)
-                } else {
-                    let (pgno, flags) = (u32_at(e, 0), u32_at(e, 4));
-                    let p = PageEntry {
-                        pgno: PageNo(pgno),
-                        compressed: flags & FLAG_LZ4 != 0,
-                        delta: flags & FLAG_DELTA != 0,
-                        offset: u64_at(e, 8),
-                        stored_len: u32_at(e, 16),
-                        crc: u32_at(e, 20),
-                    };
-                    (pgno, flags, p)
+                let (pgno, flags) = (u32_at(e, 0), u32_at(e, 4));
+                let p = PageEntry {
+                    pgno: PageNo(pgno),
+                    compressed: flags & FLAG_LZ4 != 0,
+                    delta: flags & FLAG_DELTA != 0,
+                    offset: u64_at(e, 8),
+                    stored_len: u32_at(e, 16),
+                    crc: u32_at(e, 20),
                 };
                 if pgno == 0 || pgno > t.db_pages {
                     return Err(corrupt(format!(
@@ -672,19 +792,7 @@ impl SegmentIndex {
                 pages.push(p);
             }
         }
-        if offset != header.object_len() {
-            return Err(corrupt(format!(
-                "pages cover {} of {} body bytes",
-                offset - end,
-                header.body_len
-            )));
-        }
-        Ok(SegmentIndex {
-            header,
-            txns,
-            pages,
-            parts,
-        })
+        Ok((pages, offset))
     }
 
     /// Where the virtual bytes `range` of this object are: pieces of
@@ -2085,6 +2193,46 @@ mod tests {
         assert!(err.to_string().contains("part 1 checksum"), "{err}");
         let compressed = idx.pages_in_part(z)[0];
         assert!(idx.check_image(&compressed, &parts[z]).is_err());
+    }
+
+    #[test]
+    fn a_compact_table_decodes_the_same_in_halves_and_names_a_bad_entry() {
+        let mut rng = Rng(11);
+        let pages = snapshot_pages(&mut rng, 2000);
+        let (written, _) = write_snapshot(&pages, 64 * PS as u64);
+        let Written::Split { index, .. } = written else {
+            panic!("not split")
+        };
+        let header = SegmentHeader::decode(&index).unwrap();
+        let at = HEADER_LEN + TXN_ENTRY_LEN;
+        let table = &index[at..at + 2000 * COMPACT_ENTRY_LEN];
+        let parts = decode_parts(&header, &index[at + table.len()..]).unwrap();
+        let one = decode_compact_at(&header, table, &parts, usize::MAX).unwrap();
+        let two = decode_compact_at(&header, table, &parts, 64).unwrap();
+        assert_eq!(one, two);
+        assert_eq!(one.1, header.object_len());
+        let mut offset = header.prefix_len();
+        for (i, e) in one.0.iter().enumerate() {
+            assert_eq!(
+                (e.pgno, e.offset, e.delta),
+                (PageNo(i as u32 + 1), offset, false)
+            );
+            assert_eq!(e.compressed, e.stored_len < PS);
+            offset += u64::from(e.stored_len);
+        }
+        // A bad entry in the second half is found and named.
+        let mut bad = table.to_vec();
+        bad[1500 * COMPACT_ENTRY_LEN..][..4].copy_from_slice(&0u32.to_le_bytes());
+        let err = decode_compact_at(&header, &bad, &parts, 64).unwrap_err();
+        assert!(
+            err.to_string().contains("page 1501: bad stored length 0"),
+            "{err}"
+        );
+        // One that makes a page cross into the next part.
+        let mut long = table.to_vec();
+        let compressed = one.0.iter().position(|e| e.stored_len < PS).unwrap();
+        long[compressed * COMPACT_ENTRY_LEN..][..4].copy_from_slice(&PS.to_le_bytes());
+        assert!(decode_compact_at(&header, &long, &parts, 64).is_err());
     }
 
     #[test]

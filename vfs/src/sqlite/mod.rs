@@ -38,6 +38,7 @@ use sqlite_plugin::vars;
 pub const VFS_NAME: &str = "strata";
 
 /// [`VFS_NAME`] for C.
+#[cfg(any(feature = "static", feature = "dynamic"))]
 const VFS_NAME_C: &std::ffi::CStr = c"strata";
 
 /// Point the registered VFS's `xSleep` (SQLite's busy handler sleeps there)
