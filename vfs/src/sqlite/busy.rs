@@ -120,13 +120,23 @@ impl WriteGate {
 /// How long this thread's sleep of `asked` should last: until `asked`, or
 /// until the write lock it waits for is released.
 fn sleep(asked: Duration) {
+    sleep_capped(asked, EARLY_CAP)
+}
+
+/// [`sleep`], with the cap as a parameter (tests).
+fn sleep_capped(asked: Duration, cap: Duration) {
     let waiting = WAITING.take().filter(|w| w.at.elapsed() < STALE);
     let early = EARLY.get();
     match waiting {
-        Some(w) if early < EARLY_CAP => {
+        Some(w) if early < cap => {
             let started = Instant::now();
             if w.gate.wait(w.seen, asked) {
                 METRICS.write_lock_handoffs.inc();
+            }
+            // Never save more than what is left of the cap.
+            let floor = asked.saturating_sub(cap - early);
+            if let Some(rest) = floor.checked_sub(started.elapsed()) {
+                std::thread::sleep(rest);
             }
             EARLY.set(early + asked.saturating_sub(started.elapsed()));
         }
@@ -152,7 +162,7 @@ mod tests {
         let sleeper = std::thread::spawn(move || {
             g2.busy();
             let t = Instant::now();
-            sleep(Duration::from_secs(30));
+            sleep_capped(Duration::from_secs(30), Duration::from_secs(60));
             (t.elapsed(), EARLY.get())
         });
         std::thread::sleep(Duration::from_millis(50));
@@ -168,7 +178,7 @@ mod tests {
         g.busy();
         g.released();
         let t = Instant::now();
-        sleep(Duration::from_secs(30));
+        sleep_capped(Duration::from_secs(30), Duration::from_secs(60));
         assert!(t.elapsed() < Duration::from_secs(10));
         g.taken();
         assert_eq!(EARLY.get(), Duration::ZERO);
@@ -181,6 +191,14 @@ mod tests {
         let t = Instant::now();
         sleep(Duration::from_millis(30));
         assert!(t.elapsed() >= Duration::from_millis(30));
+        // 10 ms of the cap left: a release ends a 30 ms sleep after 20.
+        EARLY.set(EARLY_CAP - Duration::from_millis(10));
+        g.busy();
+        g.released();
+        let t = Instant::now();
+        sleep(Duration::from_millis(30));
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        assert!(EARLY.get() <= EARLY_CAP, "saved {:?}", EARLY.get());
         // Early endings used up: the release does not shorten the sleep.
         EARLY.set(EARLY_CAP);
         g.busy();
