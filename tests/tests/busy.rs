@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 use strata_tests::Backend;
 use strata_vfs::metrics::METRICS;
 
+/// The tests of this file run one at a time, so that a change of the
+/// process-wide handoff counter belongs to the test that reads it.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn open(uri: &str) -> Result<rusqlite::Connection> {
     let c = rusqlite::Connection::open_with_flags(
         uri,
@@ -35,6 +43,7 @@ fn setup(b: &Backend, dir: &std::path::Path) -> Result<String> {
 
 #[test]
 fn a_waiting_writer_is_woken_by_the_release() -> Result<()> {
+    let _serial = serial();
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let uri = setup(&b, dir.path())?;
@@ -70,6 +79,7 @@ fn a_waiting_writer_is_woken_by_the_release() -> Result<()> {
 
 #[test]
 fn the_busy_timeout_still_ends_a_wait_for_a_lock_never_released() -> Result<()> {
+    let _serial = serial();
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let uri = setup(&b, dir.path())?;
@@ -96,6 +106,7 @@ fn the_busy_timeout_still_ends_a_wait_for_a_lock_never_released() -> Result<()> 
 /// a 5 s busy timeout: handing the lock over starves no one into a timeout.
 #[test]
 fn many_contending_writers_all_get_through() -> Result<()> {
+    let _serial = serial();
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let uri = setup(&b, dir.path())?;
