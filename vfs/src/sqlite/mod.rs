@@ -35,10 +35,12 @@ use crate::error::{Error, ErrorKind, Retry};
 use sqlite_plugin::vars;
 
 /// The VFS name to put in URIs: `file:data.db?vfs=strata&...`.
-pub const VFS_NAME: &str = "strata";
+pub const VFS_NAME: &str = match VFS_NAME_C.to_str() {
+    Ok(name) => name,
+    Err(_) => panic!("the VFS name is UTF-8"),
+};
 
 /// [`VFS_NAME`] for C.
-#[cfg(any(feature = "static", feature = "dynamic"))]
 const VFS_NAME_C: &std::ffi::CStr = c"strata";
 
 /// Point the registered VFS's `xSleep` (SQLite's busy handler sleeps there)
