@@ -13,8 +13,25 @@ use strata_vfs::metrics::METRICS;
 /// process-wide handoff counter belongs to the test that reads it.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+/// A fresh database for one test (and this file's turn to run).
+struct Db {
+    uri: String,
+    _dir: tempfile::TempDir,
+    _bucket: Backend,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+fn db() -> Result<Db> {
+    let turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bucket = Backend::local()?;
+    let dir = tempfile::tempdir()?;
+    let uri = setup(&bucket, dir.path())?;
+    Ok(Db {
+        uri,
+        _dir: dir,
+        _bucket: bucket,
+        _turn: turn,
+    })
 }
 
 fn open(uri: &str) -> Result<rusqlite::Connection> {
@@ -43,10 +60,8 @@ fn setup(b: &Backend, dir: &std::path::Path) -> Result<String> {
 
 #[test]
 fn a_waiting_writer_is_woken_by_the_release() -> Result<()> {
-    let _serial = serial();
-    let b = Backend::local()?;
-    let dir = tempfile::tempdir()?;
-    let uri = setup(&b, dir.path())?;
+    let db = db()?;
+    let uri = db.uri.clone();
     let holder = open(&uri)?;
     holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(who) VALUES (1)")?;
     let handoffs = METRICS.write_lock_handoffs.get();
@@ -79,10 +94,8 @@ fn a_waiting_writer_is_woken_by_the_release() -> Result<()> {
 
 #[test]
 fn the_busy_timeout_still_ends_a_wait_for_a_lock_never_released() -> Result<()> {
-    let _serial = serial();
-    let b = Backend::local()?;
-    let dir = tempfile::tempdir()?;
-    let uri = setup(&b, dir.path())?;
+    let db = db()?;
+    let uri = db.uri.clone();
     let holder = open(&uri)?;
     holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(who) VALUES (1)")?;
     let c = open(&uri)?;
@@ -106,10 +119,8 @@ fn the_busy_timeout_still_ends_a_wait_for_a_lock_never_released() -> Result<()> 
 /// a 5 s busy timeout: handing the lock over starves no one into a timeout.
 #[test]
 fn many_contending_writers_all_get_through() -> Result<()> {
-    let _serial = serial();
-    let b = Backend::local()?;
-    let dir = tempfile::tempdir()?;
-    let uri = setup(&b, dir.path())?;
+    let db = db()?;
+    let uri = db.uri.clone();
     let (threads, each) = (16, 200);
     let writers: Vec<_> = (0..threads)
         .map(|w| {
