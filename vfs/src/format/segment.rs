@@ -682,7 +682,7 @@ impl SegmentIndex {
         let (pages, offset) = if compact {
             decode_compact(&header, page_table, &parts)?
         } else {
-            Self::decode_pages(&header, &txns, page_table, &parts)?
+            Self::decode_pages(&header, &txns, page_table)?
         };
         if offset != header.object_len() {
             return Err(corrupt(format!(
@@ -699,13 +699,12 @@ impl SegmentIndex {
         })
     }
 
-    /// The page table of a segment or one-object snapshot (full entries);
-    /// returns the entries and the offset after the last page.
+    /// The page table of a segment or one-object snapshot (full entries;
+    /// no parts); returns the entries and the offset after the last page.
     fn decode_pages(
         header: &SegmentHeader,
         txns: &[TxnEntry],
         page_table: &[u8],
-        parts: &[Part],
     ) -> Result<(Vec<PageEntry>, u64)> {
         let page_size = header.page_size;
         let entry_len = header.kind.page_entry_len();
@@ -714,8 +713,6 @@ impl SegmentIndex {
         let mut seen = std::collections::HashSet::new();
         let track = header.kind == SegmentKind::Segment;
         let mut offset = end;
-        // The part the next page must lie in (a page never spans two).
-        let mut part = 0usize;
         for t in txns {
             let start = t.first_entry as usize * entry_len;
             let len = t.entry_count as usize * entry_len;
@@ -777,14 +774,6 @@ impl SegmentIndex {
                 offset += p.stored_len as u64;
                 if offset > header.object_len() {
                     return Err(corrupt(format!("page {pgno}: beyond the body")));
-                }
-                if !parts.is_empty() {
-                    while parts.get(part).is_some_and(|x| x.range().end <= p.offset) {
-                        part += 1;
-                    }
-                    if parts.get(part).is_none_or(|x| offset > x.range().end) {
-                        return Err(corrupt(format!("page {pgno}: spans two parts")));
-                    }
                 }
                 if track {
                     seen.insert(pgno);
