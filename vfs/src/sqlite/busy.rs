@@ -117,8 +117,8 @@ impl WriteGate {
     }
 }
 
-/// How long this thread's sleep of `asked` should last: until `asked`, or
-/// until the write lock it waits for is released.
+/// Sleep for `asked`, or until the write lock this thread found taken is
+/// released (within what is left of [`EARLY_CAP`]).
 fn sleep(asked: Duration) {
     sleep_capped(asked, EARLY_CAP)
 }
