@@ -177,6 +177,62 @@ print(c.execute("pragma strata_flush").fetchone()[0], flush=True)
 /// `INSERT` that returns is already in the bucket (the replicated watermark
 /// has reached it), and concurrent writers share uploads. This exercises the
 /// WAL hook the extension installs through SQLite's API table.
+/// Python threads contend for the write lock through the loadable
+/// extension: the waiter is woken by the release (the VFS's `xSleep` is
+/// strata's in this registration path too), and both rows are there.
+#[test]
+fn python_writers_hand_the_write_lock_over() -> Result<()> {
+    ensure!(
+        std::path::Path::new(PYTHON).exists(),
+        "{PYTHON} missing: apt-get install python3"
+    );
+    let b = Backend::local()?;
+    let dir = tempfile::tempdir()?;
+    let uri = format!(
+        "file:{}?vfs=strata&{}",
+        dir.path().join("busy.db").display(),
+        b.params("acme")
+    );
+    let script = format!(
+        r#"
+import sqlite3, threading, time
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension({ext:?})
+def conn():
+    return sqlite3.connect({uri:?}, uri=True, isolation_level=None, timeout=60, check_same_thread=False)
+c = conn()
+assert c.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
+c.execute("create table t(x)")
+holder = conn()
+holder.execute("begin immediate")
+holder.execute("insert into t values (1)")
+waiter = threading.Thread(target=lambda: conn().execute("insert into t values (2)"))
+waiter.start()
+time.sleep(0.4)  # deep in SQLite's busy schedule (sleeps of 50 and 100 ms)
+assert waiter.is_alive(), "the waiter wrote while the lock was held"
+holder.execute("commit")
+waiter.join()
+assert c.execute("select count(*) from t").fetchone()[0] == 2
+print(c.execute("pragma strata_write_lock_handoffs").fetchone()[0])
+"#,
+        ext = extension_path()?.display().to_string(),
+        uri = uri
+    );
+    let out = Command::new(PYTHON).arg("-c").arg(&script).output()?;
+    ensure!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let handoffs: u64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
+    ensure!(
+        handoffs >= 1,
+        "the waiter slept out SQLite's busy sleep instead of being woken by the release"
+    );
+    Ok(())
+}
+
 #[test]
 fn python_sync_mode_commits_are_in_the_bucket_when_they_return() -> Result<()> {
     for b in Backend::all()? {

@@ -51,6 +51,8 @@ pub(super) struct WriteGate {
     /// How many times the lock was released: a sleeper waits for a change.
     releases: Mutex<u64>,
     cv: Condvar,
+    /// Busy sleeps a release ended (`PRAGMA strata_write_lock_handoffs`).
+    handoffs: std::sync::atomic::AtomicU64,
 }
 
 static GATES: LazyLock<Mutex<HashMap<PathBuf, Weak<WriteGate>>>> = LazyLock::new(Default::default);
@@ -104,6 +106,11 @@ impl WriteGate {
         self.cv.notify_one();
     }
 
+    /// Busy sleeps on this database a release ended, in this process.
+    pub(super) fn handoffs(&self) -> u64 {
+        self.handoffs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Wait until a release after `seen`, at most `asked`. True if woken by one.
     fn wait(&self, seen: u64, asked: Duration) -> bool {
         let deadline = Instant::now() + asked;
@@ -132,6 +139,9 @@ fn sleep_capped(asked: Duration, cap: Duration) {
             let started = Instant::now();
             if w.gate.wait(w.seen, asked) {
                 METRICS.write_lock_handoffs.inc();
+                w.gate
+                    .handoffs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             // Never save more than what is left of the cap.
             let floor = asked.saturating_sub(cap - early);

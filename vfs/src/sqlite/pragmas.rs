@@ -6,6 +6,9 @@
 //! - `strata_flush[=timeout_ms]`: upload everything now and wait; returns the txid.
 //! - `strata_missing_pages`: pages of a lazily opened copy not on this node yet.
 //! - `strata_hydrate`: fetch them all now (parallel ranged GETs); returns how many.
+//! - `strata_write_lock_handoffs` (answered in `vfs.rs`, as it is about
+//!   locks): busy waits for this database's write lock that its release in
+//!   this process ended (`busy.rs`).
 
 use crate::engine::Replica;
 use crate::error::{Error, Result};

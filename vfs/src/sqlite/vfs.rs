@@ -506,6 +506,10 @@ impl Vfs for StrataVfs {
         if !pragma.name.starts_with("strata_") {
             return Err(PragmaErr::NotFound);
         }
+        // About SQLite's locks, not replication: any connection answers.
+        if pragma.name == "strata_write_lock_handoffs" {
+            return Ok(Some(m.gate.handoffs().to_string()));
+        }
         let Some(r) = &m.replica else {
             return Err(PragmaErr::Fail(vars::SQLITE_ERROR, Some("strata: this connection does not replicate (read-only, or another process is the writer)".into())));
         };
