@@ -177,6 +177,25 @@ print(c.execute("pragma strata_flush").fetchone()[0], flush=True)
 /// `INSERT` that returns is already in the bucket (the replicated watermark
 /// has reached it), and concurrent writers share uploads. This exercises the
 /// WAL hook the extension installs through SQLite's API table.
+/// The start of a Python script on the extension: loads it, defines
+/// `conn()` (a connection to `uri` any thread may use, with a busy timeout
+/// of `timeout_s`), and opens `c` in WAL mode.
+fn python_prelude(uri: &str, timeout_s: u32) -> Result<String> {
+    Ok(format!(
+        r#"
+import sqlite3, threading, time
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension({ext:?})
+def conn():
+    return sqlite3.connect({uri:?}, uri=True, isolation_level=None, timeout={timeout_s}, check_same_thread=False)
+c = conn()
+assert c.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
+"#,
+        ext = extension_path()?.display().to_string(),
+    ))
+}
+
 /// Python threads contend for the write lock through the loadable
 /// extension: the waiter is woken by the release (the VFS's `xSleep` is
 /// strata's in this registration path too), and both rows are there.
@@ -193,16 +212,8 @@ fn python_writers_hand_the_write_lock_over() -> Result<()> {
         dir.path().join("busy.db").display(),
         b.params("acme")
     );
-    let script = format!(
-        r#"
-import sqlite3, threading, time
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension({ext:?})
-def conn():
-    return sqlite3.connect({uri:?}, uri=True, isolation_level=None, timeout=60, check_same_thread=False)
-c = conn()
-assert c.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
+    let script = python_prelude(&uri, 60)?
+        + r#"
 c.execute("create table t(x)")
 holder = conn()
 holder.execute("begin immediate")
@@ -215,10 +226,7 @@ holder.execute("commit")
 waiter.join()
 assert c.execute("select count(*) from t").fetchone()[0] == 2
 print(c.execute("pragma strata_write_lock_handoffs").fetchone()[0])
-"#,
-        ext = extension_path()?.display().to_string(),
-        uri = uri
-    );
+"#;
     let out = Command::new(PYTHON).arg("-c").arg(&script).output()?;
     ensure!(
         out.status.success(),
@@ -243,17 +251,8 @@ fn python_sync_mode_commits_are_in_the_bucket_when_they_return() -> Result<()> {
             local.display(),
             b.params("acme")
         );
-        let script = format!(
-            r#"
-import sqlite3, threading
-boot = sqlite3.connect(":memory:")
-boot.enable_load_extension(True)
-boot.load_extension({ext:?})
-def conn():
-    c = sqlite3.connect({uri:?}, uri=True, isolation_level=None, timeout=30, check_same_thread=False)
-    return c
-c = conn()
-assert c.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
+        let script = python_prelude(&uri, 30)?
+            + r#"
 c.execute("create table t(who, n)")
 # One row per transaction from here on: row r is txid base + r.
 base = int(c.execute("pragma strata_committed").fetchone()[0])
@@ -271,10 +270,7 @@ for t in threads: t.start()
 for t in threads: t.join()
 print("bad", len(bad), bad[:3])
 print("rows", c.execute("select count(*) from t").fetchone()[0])
-"#,
-            ext = extension_path()?.display().to_string(),
-            uri = uri
-        );
+"#;
         let out = b
             .command(std::path::Path::new(PYTHON))
             .env_remove("STRATA_BUCKET")
