@@ -59,12 +59,18 @@ fn setup(b: &Backend, dir: &std::path::Path) -> Result<String> {
     Ok(uri)
 }
 
+/// A connection in the middle of a write transaction: it holds the lock.
+fn hold_write_lock(uri: &str) -> Result<rusqlite::Connection> {
+    let c = open(uri)?;
+    c.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(who) VALUES (1)")?;
+    Ok(c)
+}
+
 #[test]
 fn a_waiting_writer_is_woken_by_the_release() -> Result<()> {
     let db = db()?;
     let uri = db.uri.clone();
-    let holder = open(&uri)?;
-    holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(who) VALUES (1)")?;
+    let holder = hold_write_lock(&uri)?;
     let before = handoffs(&holder)?;
     let metric = METRICS.write_lock_handoffs.get();
     let waiter = {
@@ -100,8 +106,7 @@ fn a_waiting_writer_is_woken_by_the_release() -> Result<()> {
 fn the_busy_timeout_still_ends_a_wait_for_a_lock_never_released() -> Result<()> {
     let db = db()?;
     let uri = db.uri.clone();
-    let holder = open(&uri)?;
-    holder.execute_batch("BEGIN IMMEDIATE; INSERT INTO t(who) VALUES (1)")?;
+    let holder = hold_write_lock(&uri)?;
     let c = open(&uri)?;
     let timeout = Duration::from_millis(300);
     c.busy_timeout(timeout)?;

@@ -97,10 +97,7 @@ fn sqlite3_cli_writes_through_the_extension() -> Result<()> {
 /// the writer is open; a second process with the extension may read but not write.
 #[test]
 fn python_writer_with_concurrent_readers() -> Result<()> {
-    ensure!(
-        std::path::Path::new(PYTHON).exists(),
-        "{PYTHON} missing: apt-get install python3"
-    );
+    need_python()?;
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let local = dir.path().join("py.db");
@@ -177,6 +174,15 @@ print(c.execute("pragma strata_flush").fetchone()[0], flush=True)
 /// `INSERT` that returns is already in the bucket (the replicated watermark
 /// has reached it), and concurrent writers share uploads. This exercises the
 /// WAL hook the extension installs through SQLite's API table.
+/// The tests that run Python fail loudly without it.
+fn need_python() -> Result<()> {
+    ensure!(
+        std::path::Path::new(PYTHON).exists(),
+        "{PYTHON} missing: apt-get install python3"
+    );
+    Ok(())
+}
+
 /// The start of a Python script on the extension: loads it, defines
 /// `conn()` (a connection to `uri` any thread may use, with a busy timeout
 /// of `timeout_s`), and opens `c` in WAL mode.
@@ -201,10 +207,7 @@ assert c.execute("pragma journal_mode=wal").fetchone()[0] == "wal"
 /// strata's in this registration path too), and both rows are there.
 #[test]
 fn python_writers_hand_the_write_lock_over() -> Result<()> {
-    ensure!(
-        std::path::Path::new(PYTHON).exists(),
-        "{PYTHON} missing: apt-get install python3"
-    );
+    need_python()?;
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let uri = format!(
@@ -243,6 +246,7 @@ print(c.execute("pragma strata_write_lock_handoffs").fetchone()[0])
 
 #[test]
 fn python_sync_mode_commits_are_in_the_bucket_when_they_return() -> Result<()> {
+    need_python()?;
     for b in Backend::all()? {
         let dir = tempfile::tempdir()?;
         let local = dir.path().join("sync.db");

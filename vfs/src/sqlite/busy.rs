@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 pub(super) const WAL_WRITE_LOCK: u32 = 0;
 
 /// Sleep time a thread may save, in total, until it takes the write lock.
-pub(super) const EARLY_CAP: Duration = Duration::from_millis(100);
+const EARLY_CAP: Duration = Duration::from_millis(100);
 
 /// A busy wait noted this long before the sleep is not the sleep's cause
 /// (SQLite sleeps microseconds after the failed lock).
