@@ -3,8 +3,6 @@
 //! mapped to an exit code once, here.
 
 mod bench;
-mod bench_mount;
-mod bench_serve;
 mod demo;
 mod mount;
 mod serve;
@@ -150,7 +148,7 @@ enum Cmd {
         )]
         server: String,
         #[command(subcommand)]
-        cmd: serve::client::TenantCmd,
+        cmd: serve::admin::client::TenantCmd,
     },
 }
 
@@ -486,7 +484,7 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Tenant { server, cmd } => {
             let token = std::env::var("STRATA_ADMIN_TOKEN").ok();
-            serve::client::run(&server, token.as_deref(), cmd)
+            serve::admin::client::run(&server, token.as_deref(), cmd)
         }
     }
 }

@@ -25,7 +25,7 @@ pub enum ApiError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
-    Filter(#[from] super::filter::FilterError),
+    Filter(#[from] crate::serve::query::filter::FilterError),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -107,32 +107,53 @@ fn sqlite_status(e: &rusqlite::Error) -> StatusCode {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let (message, data) = match self {
-            ApiError::Http { message, data, .. } => (message, data),
+impl ApiError {
+    /// The message and data a client sees. Internal details (an engine or
+    /// SQLite error's text) are not among them.
+    fn client_view(&self) -> (String, Value) {
+        match self {
+            ApiError::Http { message, data, .. } => (message.clone(), data.clone()),
             ApiError::Filter(e) => (
                 format!("Invalid filter or sort parameters: {e}."),
                 json!({}),
             ),
-            other => {
-                // Internal details go to the log, not to the client.
-                tracing::warn!(error = %other, %status, "request failed");
-                let msg = match status {
+            _ => {
+                let msg = match self.status() {
                     StatusCode::SERVICE_UNAVAILABLE => {
                         "The storage is temporarily unavailable, retry later."
                     }
                     StatusCode::NOT_FOUND => "The requested resource wasn't found.",
                     StatusCode::CONFLICT => "The resource is held or was changed elsewhere.",
-                    StatusCode::BAD_REQUEST => {
-                        "Something went wrong while processing your request."
-                    }
                     _ => "Something went wrong while processing your request.",
                 };
                 (msg.to_string(), json!({}))
             }
-        };
+        }
+    }
+
+    /// The same answer for another request (one error failing several
+    /// requests, as a shared commit does). The cause is logged once, here.
+    pub fn again(&self) -> ApiError {
+        if !matches!(self, ApiError::Http { .. } | ApiError::Filter(_)) {
+            tracing::warn!(error = %self, status = %self.status(), "request failed");
+        }
+        let (message, data) = self.client_view();
+        ApiError::Http {
+            status: self.status(),
+            message,
+            data,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if !matches!(self, ApiError::Http { .. } | ApiError::Filter(_)) {
+            // Internal details go to the log, not to the client.
+            tracing::warn!(error = %self, %status, "request failed");
+        }
+        let (message, data) = self.client_view();
         let body = json!({"status": status.as_u16(), "message": message, "data": data});
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

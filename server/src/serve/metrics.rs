@@ -8,6 +8,7 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     pub loaded: IntGauge,
+    pub connections: IntGauge,
     pub loads: IntCounter,
     pub evictions: IntCounter,
     pub requests: IntCounterVec,
@@ -20,6 +21,11 @@ impl Metrics {
             Registry::new_custom(Some("strata_serve".into()), None).expect("static metric prefix");
         let loaded =
             IntGauge::new("tenants_loaded", "tenants loaded on this node").expect("static");
+        let connections = IntGauge::new(
+            "connections_open",
+            "SQLite connections open, every tenant and database",
+        )
+        .expect("static");
         let loads = IntCounter::new("tenant_loads_total", "tenants opened from the bucket")
             .expect("static");
         let evictions = IntCounter::new("tenant_evictions_total", "tenants flushed and closed")
@@ -37,6 +43,7 @@ impl Metrics {
         .expect("static");
         for c in [
             Box::new(loaded.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections.clone()),
             Box::new(loads.clone()),
             Box::new(evictions.clone()),
             Box::new(requests.clone()),
@@ -47,6 +54,7 @@ impl Metrics {
         Metrics {
             registry,
             loaded,
+            connections,
             loads,
             evictions,
             requests,

@@ -1,53 +1,43 @@
 //! `strata serve`: many tenant apps on one node, each a PocketBase-style API
 //! over its own `data.db` and `auxiliary.db` in the bucket.
 //!
-//! - [`tenants`]: the registry (lazy load, LRU/idle eviction, lifecycle);
-//! - [`records`], [`collections`], [`auth`]: the PocketBase API subset;
-//! - [`filter`]: the filter language, parsed and compiled to bound SQL;
-//!   [`names`] says what its names are in a tenant's schema;
-//! - [`relations`]: select and relation fields, `expand`, delete cascades;
-//! - [`indexes`]: collection indexes, parsed rather than run as given;
-//! - [`errors`]: the one mapping to HTTP status and PocketBase's error shape;
-//! - [`admin`]: the operator API under `/_strata/api/`; [`client`] is its CLI;
-//! - [`dashboard`]: the operator's page at `/_strata/`, over the admin API;
-//! - `/metrics` is rendered by [`metrics`].
+//! Where a request goes:
+//! - [`api`]: a tenant's API (`/t/<tenant>/api/...` or its own domain):
+//!   routes, the tenant middleware, the handlers;
+//! - [`query`]: everything that becomes SQL (filter, names, rules, expand,
+//!   indexes); [`records`]: record values in and out; [`auth`]: tokens and
+//!   passwords; [`schema`]: PocketBase's tables;
+//! - [`tenants`]: the registry (lazy load, eviction), each tenant's
+//!   connection pools, the tenant lifecycle in the bucket;
+//! - [`admin`]: the operator API under `/_strata/api/`, its dashboard at
+//!   `/_strata/`, and `strata tenant` (its CLI);
+//! - [`errors`]: the one mapping to HTTP status; `/metrics` is [`metrics`].
 //!
 //! Seams for later: file fields (`storage/`), realtime and JS hooks
-//! (`hooks/`) would hang off the tenant router in [`router`].
+//! (`hooks/`) hang off the tenant routes in [`api`].
 
 pub mod admin;
+pub mod api;
 pub mod auth;
-pub mod backup;
-pub mod client;
-pub mod collections;
-pub mod dashboard;
 pub mod errors;
-pub mod filter;
-pub mod indexes;
 pub mod metrics;
-pub mod names;
+pub mod query;
 pub mod records;
-pub mod relations;
 pub mod schema;
 pub mod tenants;
 
 use anyhow::{Context, Result};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
 use errors::ApiError;
-use serde_json::json;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// What a tenant request handler gets: a hold on the loaded tenant.
-pub type TenantReq = Arc<tenants::Guard>;
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -84,6 +74,19 @@ pub struct Args {
     /// bucket (checked at most once a minute).
     #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
     delete_grace: Duration,
+    /// Reader connections of one tenant's data.db at most (readers run in
+    /// parallel with each other and with the one writer; they open on
+    /// demand).
+    #[arg(long, default_value_t = default_readers())]
+    max_readers: usize,
+    /// Close a reader connection after this long unused.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    reader_idle: Duration,
+}
+
+/// One reader per core, and at least two.
+fn default_readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 pub struct AppInner {
@@ -121,6 +124,8 @@ pub fn run(args: Args) -> Result<()> {
         log_cap: args.log_cap,
         delete_grace: args.delete_grace,
         drop_local_on_evict: args.drop_local_on_evict,
+        max_readers: args.max_readers.max(1),
+        reader_idle: args.reader_idle,
     };
     let admin_token = std::env::var("STRATA_ADMIN_TOKEN")
         .ok()
@@ -149,8 +154,8 @@ async fn serve(app: App, listen: SocketAddr, max_body: usize) -> Result<()> {
     println!("strata serve: listening on http://{addr}");
     let sweeper = {
         let reg = app.registry.clone();
-        let every =
-            (reg.cfg.idle_ttl / 4).clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let every = (reg.cfg.idle_ttl / 4)
+            .clamp(Duration::from_millis(100), tenants::tenant::LOG_FLUSH_EVERY / 2);
         // Purging lists every tenant: at most once a minute (or per grace).
         let purge_every = reg
             .cfg
@@ -160,6 +165,7 @@ async fn serve(app: App, listen: SocketAddr, max_body: usize) -> Result<()> {
             let mut last_purge = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
+                reg.maintain().await;
                 reg.sweep_idle().await;
                 if last_purge.elapsed() >= purge_every {
                     last_purge = tokio::time::Instant::now();
@@ -209,55 +215,17 @@ async fn shutdown_signal() {
 }
 
 pub fn router(app: App, max_body: usize) -> Router {
-    let api = Router::new()
-        .route("/api/health", get(health))
-        .route(
-            "/api/collections",
-            get(collections::list).post(collections::create),
-        )
-        .route(
-            "/api/collections/{collection}",
-            get(collections::view)
-                .patch(collections::update)
-                .delete(collections::delete),
-        )
-        .route(
-            "/api/collections/{collection}/auth-with-password",
-            post(auth::auth_with_password),
-        )
-        .route(
-            "/api/collections/{collection}/auth-refresh",
-            post(auth::auth_refresh),
-        )
-        .route(
-            "/api/collections/{collection}/records",
-            get(records::list).post(records::create),
-        )
-        .route(
-            "/api/collections/{collection}/records/{id}",
-            get(records::view)
-                .patch(records::update)
-                .delete(records::delete),
-        );
-    let by_path = api
-        .clone()
-        .route_layer(from_fn_with_state(app.clone(), tenant_by_path));
-    let by_host = api.route_layer(from_fn_with_state(app.clone(), tenant_by_host));
     Router::new()
-        .nest("/t/{tenant}", by_path)
+        .nest("/t/{tenant}", api::by_path(&app))
         .nest("/_strata/api", admin::router(app.clone()))
-        .route("/_strata/", get(dashboard::page))
-        .route("/_strata", get(dashboard::redirect))
+        .route("/_strata/", get(admin::dashboard::page))
+        .route("/_strata", get(admin::dashboard::redirect))
         .route("/metrics", get(render_metrics))
-        .merge(by_host)
+        .merge(api::by_host(&app))
         .fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn(cors))
         .with_state(app)
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"code": 200, "message": "API is healthy.", "data": {}}))
 }
 
 async fn render_metrics(State(app): State<App>) -> Response {
@@ -266,59 +234,6 @@ async fn render_metrics(State(app): State<App>) -> Response {
         app.metrics.render(),
     )
         .into_response()
-}
-
-async fn tenant_by_path(
-    State(app): State<App>,
-    Path(p): Path<HashMap<String, String>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let id = p.get("tenant").cloned().unwrap_or_default();
-    serve_tenant(app, id, req, next).await
-}
-
-async fn tenant_by_host(State(app): State<App>, req: Request, next: Next) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    match app.registry.tenant_for_host(&host).await {
-        Ok(id) => serve_tenant(app, id, req, next).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-/// Load the tenant, run the handler with a hold on it, then record the
-/// request in metrics and in the tenant's `_logs`.
-async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let (method, url) = (req.method().to_string(), req.uri().to_string());
-    let guard: TenantReq = match app.registry.acquire(&id).await {
-        Ok(g) => Arc::new(g),
-        Err(e) => {
-            let r = e.into_response();
-            app.metrics
-                .observe(r.status().as_u16(), start.elapsed().as_secs_f64());
-            return r;
-        }
-    };
-    req.extensions_mut().insert(guard.clone());
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let secs = start.elapsed().as_secs_f64();
-    app.metrics.observe(status, secs);
-    let cap = app.registry.cfg.log_cap;
-    // The guard travels with the log write, so eviction waits for it.
-    tokio::task::spawn_blocking(move || {
-        let data = json!({"type": "request", "method": method, "url": url, "status": status, "execTime": secs * 1000.0});
-        if let Err(e) = guard.log_request(data, cap) {
-            tracing::warn!(tenant = %guard.id, error = %e, "request log write failed");
-        }
-    });
-    resp
 }
 
 /// CORS for browser clients, as PocketBase allows by default: any origin.

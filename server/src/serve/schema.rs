@@ -182,7 +182,7 @@ impl Field {
             FieldType::Json => "JSON DEFAULT NULL",
             _ => "TEXT DEFAULT '' NOT NULL",
         };
-        format!("{} {ty}", super::filter::quote_ident(&self.name))
+        format!("{} {ty}", crate::serve::query::filter::quote_ident(&self.name))
     }
 }
 
@@ -319,19 +319,19 @@ impl Collection {
                 if f.primary_key {
                     format!(
                         "{} TEXT PRIMARY KEY NOT NULL",
-                        super::filter::quote_ident(&f.name)
+                        crate::serve::query::filter::quote_ident(&f.name)
                     )
                 } else {
                     f.column()
                 }
             })
             .collect();
-        let table = super::filter::quote_ident(&self.name);
+        let table = crate::serve::query::filter::quote_ident(&self.name);
         conn.execute_batch(&format!("CREATE TABLE {table} ({})", cols.join(", ")))?;
         if self.is_auth() {
             conn.execute_batch(&format!(
                 "CREATE UNIQUE INDEX {} ON {table} (email) WHERE email != ''",
-                super::filter::quote_ident(&format!("idx_email_{}", self.id))
+                crate::serve::query::filter::quote_ident(&format!("idx_email_{}", self.id))
             ))?;
         }
         Ok(())

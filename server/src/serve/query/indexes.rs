@@ -9,7 +9,7 @@
 //! ```
 
 use super::filter::quote_ident;
-use super::schema::Collection;
+use crate::serve::schema::Collection;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Index {

@@ -6,7 +6,7 @@
 //! page comes from the bucket), a second pass, random 4 KiB reads, and
 //! random point queries through SQLite.
 
-use crate::bench::{per_second, start_self, stop_self};
+use super::{per_second, start_self, stop_self};
 use anyhow::{Result, bail};
 use rand::Rng;
 use std::io::Read;

@@ -21,7 +21,7 @@
 //!
 //! Every response must be 2xx: any other status fails the run.
 
-use crate::bench::{start_self, stop_self};
+use super::{start_self, stop_self};
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

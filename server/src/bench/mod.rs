@@ -1,6 +1,9 @@
 //! `strata bench`: strata against plain SQLite, in one run, on this machine.
 //! Results are ratios against the baseline measured in the same run.
 
+mod mount;
+mod serve;
+
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -42,7 +45,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "mount")]
     serve: bool,
     #[command(flatten)]
-    serve_opts: crate::bench_serve::Opts,
+    serve_opts: serve::Opts,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -81,12 +84,12 @@ pub fn run(a: Args) -> Result<()> {
     strata_vfs::sqlite::register_static()?;
     let dir = tempfile_dir()?;
     if a.mount {
-        let r = crate::bench_mount::run(&dir, a.mount_mib);
+        let r = mount::run(&dir, a.mount_mib);
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }
     if a.serve {
-        let r = crate::bench_serve::run(&dir, a.bucket.as_deref(), &a.serve_opts);
+        let r = serve::run(&dir, a.bucket.as_deref(), &a.serve_opts);
         let _ = std::fs::remove_dir_all(&dir);
         return r;
     }

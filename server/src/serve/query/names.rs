@@ -9,7 +9,7 @@
 //! be used to probe what the API would not show.
 
 use super::filter::{Names, Resolved, quote_ident};
-use super::schema::{self, Collection, Field, FieldType};
+use crate::serve::schema::{self, Collection, Field, FieldType};
 use rusqlite::Connection;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

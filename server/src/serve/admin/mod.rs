@@ -8,9 +8,12 @@
 //! against the bucket's head, the restore points) is in `show` and
 //! `history`, fetched for one tenant on demand.
 
+pub mod client;
+pub mod dashboard;
+
 use super::App;
+use super::api::body::body_json;
 use super::errors::{ApiError, ApiResult};
-use super::records::body_json;
 use super::tenants::{DATA_DB, Metadata, blocking, check_tenant_id};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -256,6 +259,7 @@ async fn fork(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
+    app.registry.flush_loaded(&id).await?;
     let reg = app.registry.clone();
     let meta = blocking(move || reg.fork(&id, &new, target)).await?;
     Ok((StatusCode::CREATED, Json(describe(&app, &meta))).into_response())
@@ -263,6 +267,7 @@ async fn fork(
 
 async fn export(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     check_tenant_id(&id)?;
+    app.registry.flush_loaded(&id).await?;
     let reg = app.registry.clone();
     let (key, size) = blocking(move || reg.export(&id)).await?;
     Ok(Json(json!({"key": key, "size": size})))

@@ -5,20 +5,17 @@
 //! supported yet.
 
 use super::TenantReq;
-use super::auth::{self, Auth};
-use super::errors::{ApiError, ApiResult};
-use super::filter;
-use super::indexes;
-use super::records;
-use super::relations;
-use super::schema::{self, Collection, Field, FieldType, Rules};
-use super::tenants::on_data;
+use super::body::body_json;
+use crate::serve::auth::{self, Auth};
+use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::query::rules::check_rule;
+use crate::serve::query::{filter, indexes, relations};
+use crate::serve::schema::{self, Collection, Field, FieldType, Rules};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use records::body_json;
 use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -48,7 +45,7 @@ fn valid_name(s: &str) -> bool {
 
 /// Superusers only: 401 for guests, 403 for other auth records.
 fn require_superuser(
-    t: &super::tenants::Tenant,
+    t: &crate::serve::tenants::Tenant,
     conn: &Connection,
     headers: &HeaderMap,
 ) -> ApiResult<Auth> {
@@ -245,10 +242,21 @@ fn check_rules(conn: &Connection, c: &Collection) -> ApiResult<()> {
         ("deleteRule", &c.rules.delete),
     ] {
         if let Some(r) = rule {
-            records::check_rule(conn, c, r).map_err(|e| field_err(key, e.to_string()))?;
+            check_rule(conn, c, r).map_err(|e| field_err(key, e.to_string()))?;
         }
     }
     Ok(())
+}
+
+/// The end of a create or update: rules checked, indexes made as the body
+/// asks, the collection's row written.
+fn save(conn: &Connection, body: &Map<String, Value>, mut c: Collection) -> ApiResult<Json<Value>> {
+    check_rules(conn, &c)?;
+    if let Some(want) = parse_indexes(body, &c)? {
+        apply_indexes(conn, &mut c, want)?;
+    }
+    c.update_meta(conn)?;
+    Ok(Json(c.to_json()))
 }
 
 pub async fn list(
@@ -256,7 +264,7 @@ pub async fn list(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    on_data(req, move |t, conn| {
+    req.read(move |t, conn| {
         require_superuser(t, conn, &headers)?;
         let all = schema::all_collections(conn)?;
         let per_page = q
@@ -293,7 +301,7 @@ pub async fn view(
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
     let name = p.get("collection").cloned().unwrap_or_default();
-    on_data(req, move |t, conn| {
+    req.read(move |t, conn| {
         require_superuser(t, conn, &headers)?;
         Ok(Json(schema::find_collection(conn, &name)?.to_json()))
     })
@@ -306,7 +314,7 @@ pub async fn create(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     let body = body_json(body)?;
-    on_data(req, move |t, conn| {
+    req.write(move |t, conn| {
         require_superuser(t, conn, &headers)?;
         let name = body.get("name").and_then(Value::as_str).unwrap_or("");
         if !valid_name(name) || name.starts_with('_') {
@@ -322,7 +330,7 @@ pub async fn create(
                 "Only base and auth collections are supported yet.",
             ));
         }
-        let tx = conn.transaction()?;
+        let tx = conn;
         if schema::find_collection(&tx, name).is_ok() {
             return Err(field_err("name", "The collection name must be unique."));
         }
@@ -334,15 +342,10 @@ pub async fn create(
         c.fields.extend(user);
         c.fields.extend(tail);
         c.create_table(&tx)?;
-        check_rules(&tx, &c)?;
-        if let Some(want) = parse_indexes(&body, &c)? {
-            apply_indexes(&tx, &mut c, want)?;
-        }
-        c.update_meta(&tx)?;
-        tx.commit()?;
-        Ok(Json(c.to_json()))
+        save(tx, &body, c)
     })
     .await
+    .map(|(r, _)| r)
 }
 
 pub async fn update(
@@ -353,7 +356,7 @@ pub async fn update(
 ) -> ApiResult<Json<Value>> {
     let name = p.get("collection").cloned().unwrap_or_default();
     let body = body_json(body)?;
-    on_data(req, move |t, conn| {
+    req.write(move |t, conn| {
         require_superuser(t, conn, &headers)?;
         let mut c = schema::find_collection(conn, &name)?;
         if body
@@ -367,7 +370,7 @@ pub async fn update(
             ));
         }
         c.rules = parse_rules(&body, c.rules.clone())?;
-        let tx = conn.transaction()?;
+        let tx = conn;
         let added = parse_fields(&tx, body.get("fields"), &c.fields)?;
         for f in &added {
             tx.execute_batch(&format!(
@@ -387,15 +390,10 @@ pub async fn update(
         c.fields.extend(added);
         c.fields.extend(tail);
         c.updated = schema::now();
-        check_rules(&tx, &c)?;
-        if let Some(want) = parse_indexes(&body, &c)? {
-            apply_indexes(&tx, &mut c, want)?;
-        }
-        c.update_meta(&tx)?;
-        tx.commit()?;
-        Ok(Json(c.to_json()))
+        save(tx, &body, c)
     })
     .await
+    .map(|(r, _)| r)
 }
 
 pub async fn delete(
@@ -404,7 +402,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let name = p.get("collection").cloned().unwrap_or_default();
-    on_data(req, move |t, conn| {
+    req.write(move |t, conn| {
         require_superuser(t, conn, &headers)?;
         let c = schema::find_collection(conn, &name)?;
         if c.system {
@@ -421,11 +419,11 @@ pub async fn delete(
                 oc.name, f.name
             )));
         }
-        let tx = conn.transaction()?;
+        let tx = conn;
         tx.execute_batch(&format!("DROP TABLE {}", filter::quote_ident(&c.name)))?;
         tx.execute("DELETE FROM _collections WHERE id = ?1", [&c.id])?;
-        tx.commit()?;
         Ok(StatusCode::NO_CONTENT.into_response())
     })
     .await
+    .map(|(r, _)| r)
 }

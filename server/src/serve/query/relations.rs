@@ -2,9 +2,9 @@
 //! on reads, and what a delete does to the records that point at the
 //! deleted one (cascade, clear, or refuse), as PocketBase does.
 
-use super::errors::{ApiError, ApiResult};
+use crate::serve::errors::{ApiError, ApiResult};
 use super::filter::quote_ident;
-use super::schema::{self, Collection, Field, FieldType};
+use crate::serve::schema::{self, Collection, Field, FieldType};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value, json};

@@ -1,0 +1,134 @@
+//! A tenant's PocketBase API, under `/t/<tenant>/` or the tenant's own
+//! domain: the routes, and the middleware that finds the tenant, holds it
+//! loaded for the request, and records the request (metrics, `_logs`).
+//!
+//! - [`records`]: records CRUD;
+//! - [`collections`]: collections CRUD (superusers);
+//! - [`auth`]: `auth-with-password`, `auth-refresh`;
+//! - [`body`]: request bodies (JSON, multipart).
+//!
+//! Handlers parse the request here, then run their SQL as one job on the
+//! tenant's connections (`Tenant::read`, `Tenant::write`).
+
+pub mod auth;
+pub mod body;
+pub mod collections;
+pub mod records;
+
+use super::App;
+use super::schema;
+use super::tenants::{Guard, LogRow};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::header;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a tenant request handler gets: a hold on the loaded tenant.
+pub type TenantReq = Arc<Guard>;
+
+/// The tenant API's routes, each reached with a tenant in the request.
+fn routes() -> Router<App> {
+    Router::new()
+        .route("/api/health", get(health))
+        .route(
+            "/api/collections",
+            get(collections::list).post(collections::create),
+        )
+        .route(
+            "/api/collections/{collection}",
+            get(collections::view)
+                .patch(collections::update)
+                .delete(collections::delete),
+        )
+        .route(
+            "/api/collections/{collection}/auth-with-password",
+            post(auth::auth_with_password),
+        )
+        .route(
+            "/api/collections/{collection}/auth-refresh",
+            post(auth::auth_refresh),
+        )
+        .route(
+            "/api/collections/{collection}/records",
+            get(records::list).post(records::create),
+        )
+        .route(
+            "/api/collections/{collection}/records/{id}",
+            get(records::view)
+                .patch(records::update)
+                .delete(records::delete),
+        )
+}
+
+/// The API by path (`/t/<tenant>/api/...`) and by host (a tenant's domain).
+pub fn by_path(app: &App) -> Router<App> {
+    routes().route_layer(from_fn_with_state(app.clone(), tenant_by_path))
+}
+
+pub fn by_host(app: &App) -> Router<App> {
+    routes().route_layer(from_fn_with_state(app.clone(), tenant_by_host))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"code": 200, "message": "API is healthy.", "data": {}}))
+}
+
+async fn tenant_by_path(
+    State(app): State<App>,
+    Path(p): Path<HashMap<String, String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let id = p.get("tenant").cloned().unwrap_or_default();
+    serve_tenant(app, id, req, next).await
+}
+
+async fn tenant_by_host(State(app): State<App>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match app.registry.tenant_for_host(&host).await {
+        Ok(id) => serve_tenant(app, id, req, next).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Load the tenant, run the handler with a hold on it, then record the
+/// request in metrics and in the tenant's `_logs` (written in batches).
+async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let guard: TenantReq = match app.registry.acquire(&id).await {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            let r = e.into_response();
+            app.metrics
+                .observe(r.status().as_u16(), start.elapsed().as_secs_f64());
+            return r;
+        }
+    };
+    let (method, url) = (req.method().to_string(), req.uri().to_string());
+    req.extensions_mut().insert(guard.clone());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let secs = start.elapsed().as_secs_f64();
+    app.metrics.observe(status, secs);
+    let created = schema::now();
+    let data = json!({"type": "request", "method": method, "url": url, "status": status, "execTime": secs * 1000.0});
+    guard.log(LogRow {
+        id: schema::new_id(),
+        created,
+        message: url,
+        data: data.to_string(),
+    });
+    resp
+}

@@ -1,0 +1,323 @@
+//! Records CRUD: `/api/collections/{c}/records[/{id}]`, with the
+//! collection's API rules applied as SQL conditions, PocketBase's list shape
+//! and field types. Reads run on a reader connection, writes in the
+//! writer's shared transaction; a password is hashed before the write.
+
+use super::TenantReq;
+use super::body::record_body;
+use crate::serve::auth::password;
+use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::query::filter::{Sql, quote_ident};
+use crate::serve::query::relations;
+use crate::serve::query::rules::{
+    Caller, and_filter, client_scope, find_allowed, rule_sql, select, sort_sql,
+};
+use crate::serve::records::output::{fetch, pick_fields, public};
+use crate::serve::records::values::{not_unique, password_to_hash, write_values};
+use crate::serve::schema::{self, Collection};
+use crate::serve::tenants::Commit;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+
+pub const DEFAULT_PER_PAGE: i64 = 30;
+pub const MAX_PER_PAGE: i64 = 1000;
+
+fn int_param(q: &HashMap<String, String>, name: &str, default: i64) -> ApiResult<i64> {
+    match q.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("Invalid `{name}` parameter."))),
+    }
+}
+
+fn collection_name(p: &HashMap<String, String>) -> String {
+    p.get("collection").cloned().unwrap_or_default()
+}
+
+/// Records as a client sees them: expanded as `expand` asks, then without
+/// hidden fields, then cut to `fields`.
+fn respond(
+    conn: &Connection,
+    c: &Collection,
+    mut recs: Vec<Map<String, Value>>,
+    call: &Caller,
+    q: &HashMap<String, String>,
+) -> ApiResult<Vec<Value>> {
+    if let Some(spec) = q.get("expand").filter(|s| !s.trim().is_empty()) {
+        let fetch = |conn: &Connection, c: &Collection, ids: &[String]| {
+            let mut w = Sql {
+                text: format!("id IN ({})", vec!["?"; ids.len()].join(", ")),
+                params: ids.iter().map(|i| SqlValue::Text(i.clone())).collect(),
+            };
+            // Related records show only where their view rule lets the caller.
+            match rule_sql(
+                conn,
+                c,
+                &c.rules.view,
+                call.who.as_ref(),
+                &call.request,
+                &mut w,
+            ) {
+                Ok(()) => select(conn, c, &w, ""),
+                Err(e) if e.status() == StatusCode::FORBIDDEN => Ok(vec![]),
+                Err(e) => Err(e),
+            }
+        };
+        let show = |c: &Collection, r| public(c, r, call.who.as_ref(), false);
+        relations::expand(conn, c, &mut recs, spec, &fetch, &show)?;
+    }
+    Ok(recs
+        .into_iter()
+        .map(|r| {
+            pick_fields(
+                public(c, r, call.who.as_ref(), false),
+                q.get("fields").map(String::as_str),
+            )
+        })
+        .collect())
+}
+
+pub async fn list(
+    Extension(req): Extension<TenantReq>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let name = collection_name(&p);
+    let page = int_param(&q, "page", 1)?.max(1);
+    let per_page = int_param(&q, "perPage", DEFAULT_PER_PAGE)?.clamp(1, MAX_PER_PAGE);
+    let skip_total = matches!(q.get("skipTotal").map(String::as_str), Some("1" | "true"));
+    req.read(move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let call = Caller::new(t, conn, "GET", &headers, &q, &Map::new())?;
+        let mut w = Sql {
+            text: "1".into(),
+            params: vec![],
+        };
+        rule_sql(
+            conn,
+            &c,
+            &c.rules.list,
+            call.who.as_ref(),
+            &call.request,
+            &mut w,
+        )?;
+        let scope = client_scope(call.who.as_ref());
+        and_filter(
+            conn,
+            &c,
+            q.get("filter").map_or("", String::as_str),
+            scope,
+            &call.request,
+            &mut w,
+        )?;
+        let order = sort_sql(conn, &c, q.get("sort").map_or("", String::as_str), scope)?;
+        let (total, pages) = if skip_total {
+            (-1, -1)
+        } else {
+            let n: i64 = conn
+                .prepare_cached(&format!(
+                    "SELECT COUNT(*) FROM {} WHERE {}",
+                    quote_ident(&c.name),
+                    w.text
+                ))?
+                .query_row(rusqlite::params_from_iter(w.params.iter()), |r| r.get(0))?;
+            (n, (n + per_page - 1) / per_page)
+        };
+        w.params.push(SqlValue::Integer(per_page));
+        w.params
+            .push(SqlValue::Integer((page - 1).saturating_mul(per_page)));
+        let recs = select(conn, &c, &w, &format!(" ORDER BY {order} LIMIT ? OFFSET ?"))?;
+        let items = respond(conn, &c, recs, &call, &q)?;
+        Ok(Json(json!({
+            "page": page,
+            "perPage": per_page,
+            "totalItems": total,
+            "totalPages": pages,
+            "items": items,
+        })))
+    })
+    .await
+}
+
+/// One record as the response body.
+fn respond_one(
+    conn: &Connection,
+    c: &Collection,
+    rec: Map<String, Value>,
+    call: &Caller,
+    q: &HashMap<String, String>,
+) -> ApiResult<Json<Value>> {
+    let mut v = respond(conn, c, vec![rec], call, q)?;
+    Ok(Json(v.pop().unwrap_or(Value::Null)))
+}
+
+pub async fn view(
+    Extension(req): Extension<TenantReq>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let name = collection_name(&p);
+    let id = p.get("id").cloned().unwrap_or_default();
+    req.read(move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let call = Caller::new(t, conn, "GET", &headers, &q, &Map::new())?;
+        let rec = find_allowed(conn, &c, &c.rules.view, &call, &id)?;
+        respond_one(conn, &c, rec, &call, &q)
+    })
+    .await
+}
+
+/// A write's answer, with where it stands in `data.db`'s history:
+/// `Strata-Txid` is the transaction it committed as (shared with the writes
+/// committed with it), `Strata-Replicated` the replicated watermark when it
+/// returned. Everything up to the watermark is in the bucket and survives
+/// the loss of this node.
+fn with_watermark(mut resp: Response, commit: Commit) -> Response {
+    for (header, v) in [
+        (TXID_HEADER, commit.txid),
+        (REPLICATED_HEADER, commit.replicated),
+    ] {
+        resp.headers_mut().insert(header, HeaderValue::from(v));
+    }
+    resp
+}
+
+pub const TXID_HEADER: &str = "strata-txid";
+pub const REPLICATED_HEADER: &str = "strata-replicated";
+
+/// The bcrypt hash of the body's password, if it is one to store: made
+/// before the write job, so no connection waits for it.
+async fn hash_password(body: &Map<String, Value>) -> ApiResult<Option<String>> {
+    match password_to_hash(body) {
+        Some(p) => Ok(Some(password::hash(p).await?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn create(
+    Extension(req): Extension<TenantReq>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let name = collection_name(&p);
+    let body = record_body(&headers, body)?;
+    let hash = hash_password(&body).await?;
+    let (out, commit) = req.write(move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let call = Caller::new(t, conn, "POST", &headers, &q, &body)?;
+        if call.who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
+            return Err(ApiError::forbidden());
+        }
+        let id = match body.get("id") {
+            None => schema::new_id(),
+            Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Failed to create record.",
+                    json!({"id": {"code": "validation_invalid_id", "message": "Must be 15 characters of a-z and 0-9."}}),
+                ));
+            }
+        };
+        let mut cols = write_values(conn, &c, &body, true, hash.as_deref())?;
+        let t = schema::now();
+        cols.push(("id".into(), SqlValue::Text(id.clone())));
+        cols.push(("created".into(), SqlValue::Text(t.clone())));
+        cols.push(("updated".into(), SqlValue::Text(t)));
+        if c.is_auth() {
+            cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
+        }
+        let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
+        let marks = vec!["?"; cols.len()].join(", ");
+        conn.prepare_cached(&format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            quote_ident(&c.name),
+            names.join(", ")
+        ))?
+        .execute(rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)))
+        .map_err(|e| not_unique(e, true))?;
+        // The create rule is checked against the new row inside the
+        // transaction; a row the rule rejects is rolled back.
+        let rec = match find_allowed(conn, &c, &c.rules.create, &call, &id) {
+            Ok(r) => r,
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                return Err(ApiError::bad_request("Failed to create record."));
+            }
+            Err(e) => return Err(e),
+        };
+        respond_one(conn, &c, rec, &call, &q)
+    })
+    .await?;
+    Ok(with_watermark(out.into_response(), commit))
+}
+
+pub async fn update(
+    Extension(req): Extension<TenantReq>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let name = collection_name(&p);
+    let id = p.get("id").cloned().unwrap_or_default();
+    let body = record_body(&headers, body)?;
+    let hash = hash_password(&body).await?;
+    let (out, commit) = req.write(move |t, conn| {
+        let c = schema::find_collection(conn, &name)?;
+        let call = Caller::new(t, conn, "PATCH", &headers, &q, &body)?;
+        find_allowed(conn, &c, &c.rules.update, &call, &id)?;
+        let mut cols = write_values(conn, &c, &body, false, hash.as_deref())?;
+        cols.push(("updated".into(), SqlValue::Text(schema::now())));
+        let sets: Vec<String> = cols
+            .iter()
+            .map(|(n, _)| format!("{} = ?", quote_ident(n)))
+            .collect();
+        let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
+        params.push(SqlValue::Text(id.clone()));
+        conn.execute(
+            &format!(
+                "UPDATE {} SET {} WHERE id = ?",
+                quote_ident(&c.name),
+                sets.join(", ")
+            ),
+            rusqlite::params_from_iter(params.iter()),
+        )
+        .map_err(|e| not_unique(e, false))?;
+        let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
+        respond_one(conn, &c, rec, &call, &q)
+    })
+    .await?;
+    Ok(with_watermark(out.into_response(), commit))
+}
+
+pub async fn delete(
+    Extension(req): Extension<TenantReq>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let name = collection_name(&p);
+    let id = p.get("id").cloned().unwrap_or_default();
+    let ((), commit) = req
+        .write(move |t, conn| {
+            let c = schema::find_collection(conn, &name)?;
+            let call = Caller::new(t, conn, "DELETE", &headers, &q, &Map::new())?;
+            find_allowed(conn, &c, &c.rules.delete, &call, &id)?;
+            // References to the record go in the same transaction: cascaded,
+            // cleared, or the delete is refused.
+            relations::delete_with_references(conn, &c, &id)
+        })
+        .await?;
+    Ok(with_watermark(StatusCode::NO_CONTENT.into_response(), commit))
+}

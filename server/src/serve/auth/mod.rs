@@ -1,0 +1,123 @@
+//! Auth records and tokens: who a request's `Authorization` header (raw
+//! token or `Bearer`) says the caller is, and the tokens this tenant
+//! issues. A token is signed with the tenant's secret (in `_params`) plus
+//! the record's `tokenKey`, so a token of another tenant, or of a record
+//! whose key changed, does not verify here.
+//!
+//! - [`token`]: HS256 JWTs;
+//! - [`password`]: bcrypt, on a bounded pool of its own, never while a
+//!   database connection is held.
+
+pub mod password;
+pub mod token;
+
+use super::errors::{ApiError, ApiResult};
+use super::records::output;
+use super::schema::{self, Collection};
+use super::tenants::Tenant;
+use axum::http::HeaderMap;
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{Map, Value, json};
+use token::{peek, sign, unix_now, verify};
+
+/// Token lifetimes PocketBase uses by default.
+const SUPERUSER_TTL_SECS: u64 = 86_400;
+const USER_TTL_SECS: u64 = 604_800;
+
+/// The caller, if the request carries a valid token of this tenant.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub collection_id: String,
+    pub collection_name: String,
+    pub record: Map<String, Value>,
+}
+
+impl Auth {
+    pub fn is_superuser(&self) -> bool {
+        self.collection_name == schema::SUPERUSERS
+    }
+    pub fn id(&self) -> &str {
+        self.record.get("id").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .trim();
+    let t = v.strip_prefix("Bearer ").unwrap_or(v).trim();
+    (!t.is_empty()).then_some(t)
+}
+
+pub fn token_key(conn: &Connection, coll: &Collection, id: &str) -> ApiResult<Option<String>> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT tokenKey FROM {} WHERE id = ?1",
+                super::query::filter::quote_ident(&coll.name)
+            ),
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Resolve the `Authorization` header. An invalid or foreign token makes the
+/// caller a guest (as in PocketBase); the rules then decide.
+pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<Option<Auth>> {
+    let Some(token) = bearer(headers) else {
+        return Ok(None);
+    };
+    let Some(claims) = peek(token) else {
+        return Ok(None);
+    };
+    let (Some(cid), Some(rid)) = (claims["collectionId"].as_str(), claims["id"].as_str()) else {
+        return Ok(None);
+    };
+    let coll = match schema::find_collection(conn, cid) {
+        Ok(c) if c.is_auth() && c.id == cid => c,
+        _ => return Ok(None),
+    };
+    let Some(key) = token_key(conn, &coll, rid)? else {
+        return Ok(None);
+    };
+    if verify(token, &format!("{}{key}", t.secret)).is_none() {
+        return Ok(None);
+    }
+    let mut record = output::fetch(conn, &coll, rid)?.ok_or_else(ApiError::not_found)?;
+    // `@request.auth.*` must not reach the password hash or the token key.
+    for f in coll.fields.iter().filter(|f| f.hidden) {
+        record.remove(&f.name);
+    }
+    Ok(Some(Auth {
+        collection_id: coll.id.clone(),
+        collection_name: coll.name.clone(),
+        record,
+    }))
+}
+
+/// A token for `record` of `coll` and the answer PocketBase gives with it.
+/// `key` is the record's `tokenKey`.
+pub fn issue(t: &Tenant, coll: &Collection, record: Map<String, Value>, key: &str) -> ApiResult<Value> {
+    let id = record
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let ttl = if coll.name == schema::SUPERUSERS {
+        SUPERUSER_TTL_SECS
+    } else {
+        USER_TTL_SECS
+    };
+    let claims = json!({
+        "id": id,
+        "type": "auth",
+        "collectionId": coll.id,
+        "refreshable": true,
+        "exp": unix_now() + ttl,
+    });
+    let token = sign(&claims, &format!("{}{key}", t.secret))?;
+    Ok(json!({"token": token, "record": output::public(coll, record, None, true)}))
+}

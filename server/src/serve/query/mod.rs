@@ -1,0 +1,15 @@
+//! From a client's words to SQL: every piece of SQL a request makes is
+//! built here, from bound parameters and names found in the schema.
+//!
+//! - [`filter`]: the filter language, parsed to an AST and compiled to SQL;
+//! - [`names`]: what a filter's names are in a tenant's schema (relation
+//!   hops, `@collection` joins) and how far a client may reach;
+//! - [`rules`]: the caller, API rules as conditions, the records' `SELECT`;
+//! - [`relations`]: select and relation values, `expand`, delete cascades;
+//! - [`indexes`]: collection indexes, parsed rather than run as given.
+
+pub mod filter;
+pub mod indexes;
+pub mod names;
+pub mod relations;
+pub mod rules;

@@ -1,0 +1,275 @@
+//! The registry: which tenants are loaded on this node, loading on first
+//! request, LRU and idle eviction with draining.
+
+use super::lifecycle::read_meta;
+use super::tenant::{AUX_DB, DATA_DB, Guard, Tenant, open_tenant};
+use super::{Config, blocking, check_tenant_id};
+use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::metrics::Metrics;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+use strata_vfs::bucket::Store;
+use strata_vfs::format::keys::DbKeys;
+
+pub struct Registry {
+    pub cfg: Config,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub(super) map: Mutex<HashMap<String, Arc<Tenant>>>,
+    /// Loads are serialized so that one tenant is never opened twice.
+    pub(super) load_lock: tokio::sync::Mutex<()>,
+    pub(super) domains: Mutex<HashMap<String, String>>,
+    start: Instant,
+    /// Connections open, every tenant and database (a gauge in /metrics).
+    pub connections: Arc<AtomicI64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    Ready,
+    Wait,
+    Missing,
+}
+
+impl Registry {
+    pub fn new(cfg: Config, store: Store, metrics: Arc<Metrics>) -> Registry {
+        Registry {
+            cfg,
+            store,
+            metrics,
+            map: Mutex::new(HashMap::new()),
+            load_lock: tokio::sync::Mutex::new(()),
+            domains: Mutex::new(HashMap::new()),
+            start: Instant::now(),
+            connections: Arc::default(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn try_get(&self, id: &str) -> (Lookup, Option<Guard>) {
+        let map = self.map.lock();
+        match map.get(id) {
+            Some(t) if !t.evicting.load(Ordering::Acquire) => {
+                t.inflight.fetch_add(1, Ordering::AcqRel);
+                t.last_used.store(self.now_ms(), Ordering::Relaxed);
+                (Lookup::Ready, Some(Guard(t.clone())))
+            }
+            Some(_) => (Lookup::Wait, None),
+            None => (Lookup::Missing, None),
+        }
+    }
+
+    pub fn is_loaded(&self, id: &str) -> bool {
+        self.map.lock().contains_key(id)
+    }
+
+    pub fn loaded_count(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    /// The tenant, loading it from the bucket if needed.
+    pub async fn acquire(self: &Arc<Self>, id: &str) -> ApiResult<Guard> {
+        check_tenant_id(id)?;
+        let deadline = Instant::now() + self.cfg.drain_timeout;
+        loop {
+            match self.try_get(id) {
+                (Lookup::Ready, Some(g)) => return Ok(g),
+                (Lookup::Missing, _) => {
+                    let _l = self.load_lock.lock().await;
+                    match self.try_get(id) {
+                        (Lookup::Ready, Some(g)) => return Ok(g),
+                        (Lookup::Wait, _) => {}
+                        _ => {
+                            let (cfg, store, tid, gauge) = (
+                                self.cfg.clone(),
+                                self.store.clone(),
+                                id.to_string(),
+                                self.connections.clone(),
+                            );
+                            let t = blocking(move || {
+                                let (meta, _) = read_meta(&store, &tid)?;
+                                if meta.deleted.is_some() {
+                                    return Err(ApiError::not_found());
+                                }
+                                open_tenant(&cfg, &tid, &gauge)
+                            })
+                            .await?;
+                            let g = self.insert(t);
+                            self.metrics.loads.inc();
+                            self.enforce_max(id);
+                            return Ok(g);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            // Evicting: wait for the close to finish, then load again.
+            if Instant::now() > deadline {
+                return Err(ApiError::unavailable(
+                    "The tenant is being unloaded, retry.",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn insert(&self, t: Tenant) -> Guard {
+        let t = Arc::new(t);
+        t.inflight.fetch_add(1, Ordering::AcqRel);
+        t.last_used.store(self.now_ms(), Ordering::Relaxed);
+        let mut map = self.map.lock();
+        map.insert(t.id.clone(), t.clone());
+        self.metrics.loaded.set(map.len() as i64);
+        Guard(t)
+    }
+
+    /// Over `--max-tenants`: evict the least recently used idle tenants.
+    fn enforce_max(self: &Arc<Self>, keep: &str) {
+        let victims: Vec<String> = {
+            let map = self.map.lock();
+            let over = map.len().saturating_sub(self.cfg.max_tenants);
+            let mut idle: Vec<_> = map
+                .values()
+                .filter(|t| t.id != keep && !t.evicting.load(Ordering::Acquire))
+                .map(|t| (t.last_used.load(Ordering::Relaxed), t.id.clone()))
+                .collect();
+            idle.sort();
+            idle.into_iter().take(over).map(|(_, id)| id).collect()
+        };
+        for id in victims {
+            let reg = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = reg.evict(&id).await {
+                    tracing::warn!(tenant = %id, error = %e, "LRU eviction failed");
+                }
+            });
+        }
+    }
+
+    /// Background upkeep of loaded tenants: request logs that waited long
+    /// enough are written, readers unused for `reader_idle` are closed.
+    pub async fn maintain(self: &Arc<Self>) {
+        let loaded: Vec<Arc<Tenant>> = self.map.lock().values().cloned().collect();
+        for t in &loaded {
+            if !t.evicting.load(Ordering::Acquire) {
+                t.flush_logs_due();
+            }
+        }
+        let idle = self.cfg.reader_idle;
+        let closed = blocking(move || {
+            Ok(loaded
+                .iter()
+                .map(|t| t.data.shrink(idle) + t.aux.shrink(idle))
+                .sum::<usize>())
+        })
+        .await
+        .unwrap_or(0);
+        if closed > 0 {
+            tracing::debug!(closed, "idle readers closed");
+        }
+        self.metrics
+            .connections
+            .set(self.connections.load(Ordering::Relaxed));
+    }
+
+    /// Evict tenants idle for longer than `--idle-ttl`.
+    pub async fn sweep_idle(self: &Arc<Self>) {
+        let ttl = self.cfg.idle_ttl.as_millis() as u64;
+        let now = self.now_ms();
+        let idle: Vec<String> = self
+            .map
+            .lock()
+            .values()
+            .filter(|t| {
+                t.inflight.load(Ordering::Acquire) == 0
+                    && now.saturating_sub(t.last_used.load(Ordering::Relaxed)) >= ttl
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for id in idle {
+            if let Err(e) = self.evict(&id).await {
+                tracing::warn!(tenant = %id, error = %e, "idle eviction failed");
+            }
+        }
+    }
+
+    /// Mark evicting, drain in-flight requests (bounded), flush, close.
+    /// `Ok(false)` if the tenant was not loaded.
+    pub async fn evict(self: &Arc<Self>, id: &str) -> ApiResult<bool> {
+        let t = {
+            let map = self.map.lock();
+            match map.get(id) {
+                Some(t) if !t.evicting.swap(true, Ordering::AcqRel) => t.clone(),
+                _ => return Ok(false),
+            }
+        };
+        let deadline = Instant::now() + self.cfg.drain_timeout;
+        while t.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let closing = t.clone();
+        let reg = self.clone();
+        // Still marked evicting here, so no load of this tenant can start
+        // while its files go.
+        let wait = self.cfg.drain_timeout;
+        let result = blocking(move || {
+            closing.close(wait)?;
+            if reg.cfg.drop_local_on_evict {
+                reg.drop_local(&closing.id)?;
+            }
+            Ok(())
+        })
+        .await;
+        {
+            let mut map = self.map.lock();
+            map.remove(id);
+            self.metrics.loaded.set(map.len() as i64);
+        }
+        self.metrics.evictions.inc();
+        tracing::info!(tenant = %id, "evicted");
+        result.map(|()| true)
+    }
+
+    /// Remove a closed tenant's local directory if the bucket has every
+    /// commit of both databases; otherwise keep it (it uploads at the next
+    /// open). Blocking.
+    fn drop_local(&self, id: &str) -> ApiResult<()> {
+        let dir = self.cfg.data_dir.join(id);
+        for db in [DATA_DB, AUX_DB] {
+            let keys = DbKeys::new(id, db)?;
+            let st = strata_vfs::engine::status::local_status(
+                &dir.join(db),
+                self.store.as_ref(),
+                &keys,
+            )?;
+            if st.unreplicated() > 0 {
+                tracing::warn!(tenant = %id, db, unreplicated = st.unreplicated(), "local copy kept: not all of it is in the bucket");
+                return Ok(());
+            }
+        }
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("remove {}: {e}", dir.display())))?;
+        tracing::info!(tenant = %id, "local copy dropped");
+        Ok(())
+    }
+
+    /// Evict every tenant (shutdown).
+    pub async fn close_all(self: &Arc<Self>) -> usize {
+        let ids: Vec<String> = self.map.lock().keys().cloned().collect();
+        let mut failed = 0;
+        for id in ids {
+            if let Err(e) = self.evict(&id).await {
+                tracing::error!(tenant = %id, error = %e, "flush at shutdown failed");
+                failed += 1;
+            }
+        }
+        failed
+    }
+
+}

@@ -1,0 +1,240 @@
+//! A loaded tenant: its two databases as connection pools ([`pool::Db`]),
+//! its JWT secret, the request log rows waiting to be written, and what the
+//! registry needs to evict it (requests in flight, last use).
+
+use super::Config;
+use super::pool::{Commit, Db, Opener};
+use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::schema;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const DATA_DB: &str = "data.db";
+pub const AUX_DB: &str = "auxiliary.db";
+
+/// Request log rows are written to `auxiliary.db` in batches of this many,
+/// or when the oldest has waited [`LOG_FLUSH_EVERY`] (as PocketBase batches
+/// its logs): one transaction per batch instead of one per request.
+pub const LOG_BATCH: usize = 200;
+pub const LOG_FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+/// One request log row, as `_logs` stores it.
+pub struct LogRow {
+    pub id: String,
+    pub created: String,
+    pub message: String,
+    pub data: String,
+}
+
+pub struct Tenant {
+    pub id: String,
+    pub secret: String,
+    pub data: Arc<Db>,
+    pub aux: Arc<Db>,
+    logs: Mutex<LogBuffer>,
+    log_cap: u64,
+    pub(super) inflight: AtomicUsize,
+    pub(super) evicting: AtomicBool,
+    /// Milliseconds since the registry started.
+    pub(super) last_used: AtomicU64,
+}
+
+#[derive(Default)]
+struct LogBuffer {
+    rows: Vec<LogRow>,
+    since: Option<Instant>,
+    /// A flush job is queued or running.
+    flushing: bool,
+}
+
+impl Tenant {
+    /// Run `f` on a reader of `data.db`.
+    pub async fn read<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Tenant, &Connection) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<R> {
+        let t = self.clone();
+        self.data.read(move |c| f(&t, c)).await
+    }
+
+    /// Run `f` in a write transaction of `data.db` (see [`Db::write`]).
+    pub async fn write<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Tenant, &Connection) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<(R, Commit)> {
+        let t = self.clone();
+        self.data.write(move |c| f(&t, c)).await
+    }
+
+    /// Queue a request log row; a full batch is written at once (in the
+    /// background), a partial one by [`Tenant::flush_logs_due`].
+    pub fn log(self: &Arc<Self>, row: LogRow) {
+        let full = {
+            let mut b = self.logs.lock();
+            b.rows.push(row);
+            b.since.get_or_insert_with(Instant::now);
+            b.rows.len() >= LOG_BATCH && !b.flushing
+        };
+        if full {
+            self.spawn_log_flush();
+        }
+    }
+
+    /// Write the waiting log rows if the oldest has waited long enough.
+    pub fn flush_logs_due(self: &Arc<Self>) {
+        let due = {
+            let b = self.logs.lock();
+            !b.flushing && b.since.is_some_and(|t| t.elapsed() >= LOG_FLUSH_EVERY)
+        };
+        if due {
+            self.spawn_log_flush();
+        }
+    }
+
+    fn spawn_log_flush(self: &Arc<Self>) {
+        let t = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = t.flush_logs().await {
+                tracing::warn!(tenant = %t.id, error = %e, "request log write failed");
+            }
+        });
+    }
+
+    /// Write every waiting log row in one transaction, keeping at most
+    /// `log_cap` rows in `_logs`.
+    pub async fn flush_logs(self: &Arc<Self>) -> ApiResult<()> {
+        let rows = {
+            let mut b = self.logs.lock();
+            if b.rows.is_empty() || b.flushing {
+                return Ok(());
+            }
+            b.flushing = true;
+            b.since = None;
+            std::mem::take(&mut b.rows)
+        };
+        let cap = self.log_cap as i64;
+        let r = self
+            .aux
+            .write(move |c| write_logs(c, &rows, cap))
+            .await
+            .map(drop);
+        self.logs.lock().flushing = false;
+        r
+    }
+
+    /// Write the logs, then upload everything committed and close every
+    /// connection of both databases. Blocking (called off the runtime,
+    /// with the tenant marked evicting and its requests drained).
+    pub(super) fn close(&self, wait: Duration) -> ApiResult<()> {
+        // A background flush in progress finishes first.
+        let deadline = Instant::now() + wait;
+        while self.logs.lock().flushing && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let rows = std::mem::take(&mut self.logs.lock().rows);
+        if !rows.is_empty() {
+            let cap = self.log_cap as i64;
+            let written = self.aux.with_idle_writer(|c| {
+                c.execute_batch("BEGIN")?;
+                let r = write_logs(c, &rows, cap);
+                c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                r
+            });
+            match written {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(tenant = %self.id, error = %e, "request logs lost at close")
+                }
+                None => tracing::warn!(tenant = %self.id, "request logs lost at close: auxiliary.db busy"),
+            }
+        }
+        let data = self.data.close(wait);
+        let aux = self.aux.close(wait);
+        data.and(aux)
+    }
+
+    /// Connections open now, both databases.
+    pub fn open_connections(&self) -> usize {
+        self.data.open_connections() + self.aux.open_connections()
+    }
+}
+
+fn write_logs(c: &Connection, rows: &[LogRow], cap: i64) -> ApiResult<()> {
+    let mut ins = c.prepare_cached(
+        "INSERT INTO _logs (id, level, message, data, created, updated) VALUES (?1, 0, ?2, ?3, ?4, ?4)",
+    )?;
+    for r in rows {
+        ins.execute(rusqlite::params![r.id, r.message, r.data, r.created])?;
+    }
+    // Rowids grow by one per row, so the oldest are those below max - cap.
+    c.prepare_cached("DELETE FROM _logs WHERE rowid <= (SELECT max(rowid) FROM _logs) - ?1")?
+        .execute([cap])?;
+    Ok(())
+}
+
+/// A request's hold on a loaded tenant: while it exists, eviction waits.
+pub struct Guard(pub(super) Arc<Tenant>);
+
+impl std::ops::Deref for Guard {
+    type Target = Arc<Tenant>;
+    fn deref(&self) -> &Arc<Tenant> {
+        &self.0
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The URI that opens `db` of `tenant` through the strata VFS.
+pub fn opener(cfg: &Config, dir: &Path, tenant: &str, db: &str) -> Opener {
+    Opener {
+        uri: crate::demo::vfs_uri(&dir.join(db), &cfg.bucket, tenant, db),
+        busy_timeout: Duration::from_secs(5),
+    }
+}
+
+/// One connection of its own to `db` of `tenant`, outside any pool (tenant
+/// creation, restore): the tenant must not be loaded. Blocking.
+pub fn open_db(cfg: &Config, dir: &Path, tenant: &str, db: &str) -> ApiResult<Connection> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ApiError::unavailable(format!("create {}: {e}", dir.display())))?;
+    opener(cfg, dir, tenant, db).open_standalone()
+}
+
+/// Open a tenant lazily from the bucket: the writers of both databases
+/// (readers open on demand). Blocking.
+pub fn open_tenant(cfg: &Config, id: &str, gauge: &Arc<AtomicI64>) -> ApiResult<Tenant> {
+    let dir = cfg.data_dir.join(id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| ApiError::unavailable(format!("create {}: {e}", dir.display())))?;
+    let data = Db::open(
+        DATA_DB,
+        opener(cfg, &dir, id, DATA_DB),
+        cfg.max_readers,
+        gauge.clone(),
+    )?;
+    // auxiliary.db is written by the log flush only: one reader is plenty.
+    let aux = Db::open(AUX_DB, opener(cfg, &dir, id, AUX_DB), 1, gauge.clone())?;
+    let secret = data
+        .with_idle_writer(schema::jwt_secret)
+        .unwrap_or_else(|| Err(ApiError::internal("data.db busy at load")))?;
+    tracing::info!(tenant = %id, "loaded");
+    Ok(Tenant {
+        id: id.into(),
+        secret,
+        data,
+        aux,
+        logs: Mutex::default(),
+        log_cap: cfg.log_cap,
+        inflight: AtomicUsize::new(0),
+        evicting: AtomicBool::new(false),
+        last_used: AtomicU64::new(0),
+    })
+}
