@@ -717,7 +717,16 @@ mod tests {
             }
             assert_eq!(peak.load(Ordering::SeqCst), 3);
             assert_eq!(db.open_connections(), 4);
-            assert_eq!(db.shrink(Duration::ZERO), 3);
+            // Runners put their connection back just after the last answer.
+            let mut closed = 0;
+            for _ in 0..100 {
+                closed += db.shrink(Duration::ZERO);
+                if closed == 3 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(closed, 3);
             assert_eq!(db.open_connections(), 1);
             // A reader may not write.
             let e = db
