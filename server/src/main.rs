@@ -141,8 +141,10 @@ enum Cmd {
     Mount(mount::Args),
     /// Measure strata against plain SQLite on this machine (see docs/benchmarks.md).
     Bench(bench::Args),
-    /// A guided tour on a local bucket: write, replicate, look at history, restore.
-    Demo {
+    /// A guided tour of replication on a local bucket: write, replicate,
+    /// look at history, restore. (The main job is `strata serve --demo`.)
+    #[command(alias = "demo")]
+    Tour {
         /// Working directory (default: ./strata-data/demo).
         #[arg(long, default_value = "strata-data/demo")]
         dir: PathBuf,
@@ -497,7 +499,7 @@ fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Mount(args) => mount::run(args),
         Cmd::Bench(args) => bench::run(args),
-        Cmd::Demo { dir } => demo::run(&dir),
+        Cmd::Tour { dir } => demo::run(&dir),
         Cmd::Serve(args) => serve::run(args),
         Cmd::Tenant { server, cmd } => {
             let token = std::env::var("STRATA_ADMIN_TOKEN").ok();

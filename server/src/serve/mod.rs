@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod demo;
 pub mod errors;
 pub mod metrics;
 pub mod query;
@@ -82,6 +83,11 @@ pub struct Args {
     /// Close a reader connection after this long unused.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     reader_idle: Duration,
+    /// Make a ready demo tenant (`demo`, with a superuser and a `posts`
+    /// collection) if there is none, and print how to reach it. Without
+    /// STRATA_ADMIN_TOKEN, a token is generated for this run.
+    #[arg(long)]
+    demo: bool,
 }
 
 /// One reader per core, and at least two.
@@ -127,9 +133,13 @@ pub fn run(args: Args) -> Result<()> {
         max_readers: args.max_readers.max(1),
         reader_idle: args.reader_idle,
     };
-    let admin_token = std::env::var("STRATA_ADMIN_TOKEN")
+    let mut admin_token = std::env::var("STRATA_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.is_empty());
+    let generated = args.demo && admin_token.is_none();
+    if generated {
+        admin_token = Some(schema::new_secret());
+    }
     if admin_token.is_none() {
         tracing::warn!("STRATA_ADMIN_TOKEN is not set: the admin API is closed");
     }
@@ -142,10 +152,13 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("start the runtime")?;
-    rt.block_on(serve(app, args.listen, args.max_body))
+    let demo = args.demo.then_some(generated);
+    rt.block_on(serve(app, args.listen, args.max_body, demo))
 }
 
-async fn serve(app: App, listen: SocketAddr, max_body: usize) -> Result<()> {
+/// Serve until SIGTERM or Ctrl-C. `demo`: set the demo tenant up once
+/// listening (`Some(true)` if its admin token was generated).
+async fn serve(app: App, listen: SocketAddr, max_body: usize, demo: Option<bool>) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
@@ -177,6 +190,23 @@ async fn serve(app: App, listen: SocketAddr, max_body: usize) -> Result<()> {
             }
         })
     };
+    if let (Some(generated), Some(token)) = (demo, app.admin_token.clone()) {
+        let base = format!("http://{addr}");
+        let cfg = app.registry.cfg.clone();
+        tokio::spawn(async move {
+            let t = token.clone();
+            match tokio::task::spawn_blocking(move || demo::setup(&base, &t)).await {
+                Ok(Ok(())) => {
+                    // Nobody may be reading stdout any more (a test, a pipe).
+                    use std::io::Write;
+                    let g = demo::guide(addr, &token, generated, &cfg);
+                    let _ = writeln!(std::io::stdout(), "{g}");
+                }
+                Ok(Err(e)) => eprintln!("error: {e:#}"),
+                Err(e) => eprintln!("error: demo setup: {e}"),
+            }
+        });
+    }
     axum::serve(listener, router(app.clone(), max_body))
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -229,6 +259,11 @@ pub fn router(app: App, max_body: usize) -> Router {
 }
 
 async fn render_metrics(State(app): State<App>) -> Response {
+    app.metrics.connections.set(
+        app.registry
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

@@ -175,9 +175,6 @@ impl Registry {
         if closed > 0 {
             tracing::debug!(closed, "idle readers closed");
         }
-        self.metrics
-            .connections
-            .set(self.connections.load(Ordering::Relaxed));
     }
 
     /// Evict tenants idle for longer than `--idle-ttl`.
