@@ -44,18 +44,25 @@ fn freeze_outside_bucket_lock(b: &Backend, c: &Child) -> Result<()> {
         signal(c, libc::SIGSTOP);
         return Ok(());
     };
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(strata_vfs::bucket::local::LOCK_FILE))?;
+    let locks = strata_vfs::bucket::local::lock_files(&dir)
+        .iter()
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(p)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    // SAFETY: flock on our own open descriptors.
+    let free = |f: &std::fs::File| unsafe {
+        libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
+            && libc::flock(f.as_raw_fd(), libc::LOCK_UN) == 0
+    };
     for _ in 0..1000 {
         signal(c, libc::SIGSTOP);
         std::thread::sleep(Duration::from_millis(5)); // let the stop land
-        // SAFETY: flock on our own open descriptor.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            // SAFETY: as above.
-            unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
+        if locks.iter().all(free) {
             return Ok(());
         }
         signal(c, libc::SIGCONT);

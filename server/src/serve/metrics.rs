@@ -2,7 +2,7 @@
 //! engine's (`strata_vfs::metrics::render`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 
 pub struct Metrics {
@@ -13,6 +13,8 @@ pub struct Metrics {
     pub evictions: IntCounter,
     pub requests: IntCounterVec,
     pub latency: Histogram,
+    /// Where tenant loads and evictions spend their time, by phase.
+    pub phases: HistogramVec,
 }
 
 impl Metrics {
@@ -41,6 +43,17 @@ impl Metrics {
             ]),
         )
         .expect("static");
+        let phases = HistogramVec::new(
+            HistogramOpts::new(
+                "tenant_phase_seconds",
+                "Time of each phase of a tenant load (metadata, open_data, schema) and eviction (drain, queue for a close slot, close, drop_local)",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["phase"],
+        )
+        .expect("static");
         for c in [
             Box::new(loaded.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(connections.clone()),
@@ -48,6 +61,7 @@ impl Metrics {
             Box::new(evictions.clone()),
             Box::new(requests.clone()),
             Box::new(latency.clone()),
+            Box::new(phases.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -59,6 +73,14 @@ impl Metrics {
             evictions,
             requests,
             latency,
+            phases,
+        }
+    }
+
+    /// Record the phases timed by `p`.
+    pub fn phases(&self, p: &Phases) {
+        for (name, d) in &p.0 {
+            self.phases.with_label_values(&[name]).observe(d.as_secs_f64());
         }
     }
 
@@ -80,5 +102,24 @@ impl Metrics {
         let mut out = strata_vfs::metrics::render();
         out.push_str(&String::from_utf8_lossy(&buf));
         out
+    }
+}
+
+/// Consecutive phases of one piece of work, each timed from the end of the
+/// one before.
+pub struct Phases(Vec<(&'static str, std::time::Duration)>, std::time::Instant);
+
+impl Default for Phases {
+    fn default() -> Self {
+        Phases(Vec::new(), std::time::Instant::now())
+    }
+}
+
+impl Phases {
+    /// The phase `name` ends now.
+    pub fn mark(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.0.push((name, now - self.1));
+        self.1 = now;
     }
 }

@@ -3,9 +3,9 @@
 //! Every write goes to a temp file in the target's directory, is fsynced, then
 //! renamed into place (and the directory fsynced), so readers see the old or
 //! the new object, never a torn one. Every mutation (put, conditional put,
-//! delete) takes an exclusive `flock` on `<root>/.strata-lock` around its
-//! check+rename, which makes conditional puts atomic across threads and across
-//! processes sharing the directory. Data is written before the lock is taken,
+//! delete) takes an exclusive `flock` on one of `<root>/.strata-lock-NN`
+//! (the key's stripe) around its check+rename, which makes conditional puts
+//! atomic across threads and across processes sharing the directory. Data is written before the lock is taken,
 //! so the critical section is a stat/read plus a rename.
 //!
 //! Names starting with `.strata-` are reserved (the lock file, temp files) and
@@ -23,8 +23,20 @@ use std::path::{Path, PathBuf};
 
 /// Reserved name prefix for the store's own files (lock, temp files).
 const RESERVED: &str = ".strata-";
-/// The file whose `flock` serializes conditional writes to a bucket directory.
-pub const LOCK_FILE: &str = ".strata-lock";
+/// Conditional writes and deletes of one key are serialized by the `flock`
+/// of one of these files, chosen by the key's hash (`.strata-lock-00` ..
+/// `-63`): writes to different keys (thousands of tenants' manifests) do
+/// not wait for each other.
+pub const LOCK_STRIPES: usize = 64;
+const LOCK_PREFIX: &str = ".strata-lock-";
+
+/// Every lock file of the bucket directory `root` (for tools and tests
+/// that must know no process holds any of them).
+pub fn lock_files(root: &Path) -> Vec<PathBuf> {
+    (0..LOCK_STRIPES)
+        .map(|i| root.join(format!("{LOCK_PREFIX}{i:02}")))
+        .collect()
+}
 /// How long a conditional write waits for that lock before it reports the
 /// bucket unavailable (a process frozen while holding it must not hang
 /// every other writer).
@@ -176,6 +188,10 @@ fn mix(h: u64) -> u64 {
 #[derive(Debug)]
 pub struct LocalStore {
     root: PathBuf,
+    /// In this process, a thread waits for a stripe here (woken when it is
+    /// free) rather than polling its `flock`, which only other processes
+    /// then contend for.
+    stripes: Vec<parking_lot::Mutex<()>>,
 }
 
 /// Removes a temp file on drop unless it was renamed into place.
@@ -192,8 +208,10 @@ impl Drop for TempFile {
 }
 
 /// An exclusive `flock` on the store's lock file, released on drop (close).
-struct LockGuard {
+struct LockGuard<'a> {
+    // Released in field order: the flock, then this process's stripe.
     _file: File,
+    _stripe: parking_lot::MutexGuard<'a, ()>,
 }
 
 enum Cond<'a> {
@@ -220,7 +238,10 @@ impl LocalStore {
             )));
         }
         fs::create_dir_all(&root).io_ctx(format!("create bucket directory {}", root.display()))?;
-        Ok(LocalStore { root })
+        Ok(LocalStore {
+            root,
+            stripes: (0..LOCK_STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
+        })
     }
 
     /// The bucket directory.
@@ -233,8 +254,10 @@ impl LocalStore {
         Ok(self.root.join(key))
     }
 
-    fn lock(&self) -> Result<LockGuard> {
-        let path = self.root.join(LOCK_FILE);
+    fn lock(&self, key: &str) -> Result<LockGuard<'_>> {
+        let stripe = crc32c::crc32c(key.as_bytes()) as usize % LOCK_STRIPES;
+        let held = self.stripes[stripe].lock();
+        let path = self.root.join(format!("{LOCK_PREFIX}{stripe:02}"));
         // A fresh open file description per lock: flock excludes other
         // descriptions, including other threads of this process.
         let file = OpenOptions::new()
@@ -250,7 +273,10 @@ impl LocalStore {
             // SAFETY: flock on a valid, owned descriptor.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
-                return Ok(LockGuard { _file: file });
+                return Ok(LockGuard {
+                    _file: file,
+                    _stripe: held,
+                });
             }
             let err = io::Error::last_os_error();
             match err.kind() {
@@ -329,7 +355,7 @@ impl LocalStore {
             f.sync_all().io_ctx(format!("put {key}: fsync"))?;
         }
 
-        let _lock = self.lock().map_err(|e| e.context(format!("put {key}")))?;
+        let lock = self.lock(key).map_err(|e| e.context(format!("put {key}")))?;
         match cond {
             Cond::None => {}
             Cond::Absent => match fs::symlink_metadata(&path) {
@@ -369,6 +395,10 @@ impl LocalStore {
             }
         })?;
         tmp.path = None;
+        // The check and the rename are what must not interleave; making
+        // the rename durable needs no lock (a later writer's own fsync of
+        // the directory covers this entry too).
+        drop(lock);
         sync_dir(&dir).io_ctx(format!("put {key}: fsync directory"))?;
         Ok(content_etag(data))
     }
@@ -559,7 +589,7 @@ impl ObjectStore for LocalStore {
     fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         let _lock = self
-            .lock()
+            .lock(key)
             .map_err(|e| e.context(format!("delete {key}")))?;
         match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => return Ok(()), // keys live under it; no object here
@@ -654,10 +684,16 @@ mod tests {
         let mut names = Vec::new();
         walk(dir.path(), &mut names);
         names.sort();
-        assert_eq!(
-            names,
-            vec![".strata-lock", "a/b/c", "a/d"],
-            "only objects and the lock file remain"
+        let stripes: Vec<String> = lock_files(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let (locks, objects): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| stripes.contains(n));
+        assert_eq!(objects, vec!["a/b/c", "a/d"], "only objects and lock files remain");
+        assert!(
+            !locks.is_empty() && locks.len() <= 2,
+            "one lock file per stripe used: {locks:?}"
         );
         let keys: Vec<String> = store.list("").unwrap().into_iter().map(|m| m.key).collect();
         assert_eq!(keys, vec!["a/b/c", "a/d"]);

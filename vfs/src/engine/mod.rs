@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// What a node remembers about its replica between opens (`<db>-strata/state.json`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct LocalState {
     pub db_id: DbId,
     pub page_size: u32,

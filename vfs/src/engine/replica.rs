@@ -64,6 +64,24 @@ pub(crate) struct Core {
     pub writer: Mutex<Writer>,
     pub progress: Mutex<Progress>,
     pub progress_cv: Condvar,
+    /// The writer epoch: claimed at the first write, not at open.
+    pub claim: Mutex<Claim>,
+}
+
+/// Where the claim of the writer epoch stands. A replica that only reads
+/// never claims: it makes no bucket request after its open. The first
+/// commit claims (one conditional put) before its commit frame is written,
+/// so a write refused by another writer's lease never happened; the
+/// uploader takes the claimed manifest over (or claims itself, if the
+/// bucket was down at that commit).
+#[derive(Default)]
+pub(crate) struct Claim {
+    /// The epoch is claimed, or its claim is left to the uploader.
+    pub done: bool,
+    /// The manifest read at open: the claim needs no second GET.
+    pub seen: Option<(Manifest, ETag)>,
+    /// Claimed by a committing thread, for the uploader to take.
+    pub handoff: Option<(Manifest, ETag)>,
 }
 
 pub(crate) struct Writer {
@@ -143,6 +161,7 @@ impl Replica {
         let mut spool = Spool::open(&dir.join("spool"))?;
         drop_uncommitted(path, &mut spool)?;
         let mut state = LocalState::load(&dir)?;
+        let loaded = state.clone();
         let rebuilt = rebuild_from_wal(path, &mut spool, state.as_ref())?;
         if rebuilt > 0 {
             tracing::info!(
@@ -173,7 +192,7 @@ impl Replica {
                 )?;
                 tracing::warn!(error = %e, partial = lazy.is_some(), "bucket unreachable at open: writing locally, replicating when it returns");
                 let lazy = Lazy::Known(lazy);
-                return Self::start(keys, cfg, path, dir, lock, spool, state, None, false, lazy);
+                return Self::start(keys, cfg, path, dir, lock, spool, state, None, lazy);
             }
             Err(e) => return Err(e.context(format!("open {}", keys.manifest()))),
         };
@@ -276,9 +295,12 @@ impl Replica {
                 wal: Default::default(),
             },
         };
-        state.save(&dir)?;
+        // Unchanged (a reopen with nothing new): no write, no fsync.
+        if loaded.as_ref() != Some(&state) {
+            state.save(&dir)?;
+        }
         Self::start(
-            keys, cfg, path, dir, lock, spool, state, manifest, true, lazy,
+            keys, cfg, path, dir, lock, spool, state, manifest, lazy,
         )
     }
 
@@ -292,7 +314,6 @@ impl Replica {
         spool: Spool,
         state: LocalState,
         manifest: Option<(Manifest, ETag)>,
-        online: bool,
         lazy: Lazy,
     ) -> Result<Option<Replica>> {
         let last = spool.last_txid().unwrap_or_default().max(state.head);
@@ -323,35 +344,17 @@ impl Replica {
             }),
             progress_cv: Condvar::new(),
             me: uploader::writer_name(path),
+            claim: Mutex::new(Claim::default()),
         });
-        // Claim the writer lease now when the bucket answers, so a second
-        // writer is refused at open with a clear message, not fenced later.
-        // (A lazy copy's page map is being built meanwhile; wait for it
-        // whatever the claim's outcome, so no thread outlives a failed open.)
-        let claimed = online.then(|| uploader::claim(&core, manifest));
-        let lazy = lazy.wait();
-        let manifest = claimed.transpose()?;
-        let lazy = match lazy {
-            Ok(l) => l,
-            Err(e) => {
-                // Hand the lease straight back: the open failed.
-                if let Some((m, etag)) = &manifest {
-                    let mut released = m.clone();
-                    released.lease = None;
-                    released.updated = crate::types::Millis::now();
-                    let _ = core.cfg.store.put_if_match(
-                        &core.keys.manifest(),
-                        released.to_bytes(),
-                        etag,
-                    );
-                }
-                return Err(e);
-            }
-        };
+        // The lease is claimed at the first write (`ensure_claimed`), not
+        // here: a replica that only reads makes no bucket request. A lazy
+        // copy's page map is being built meanwhile; wait for it.
+        core.claim.lock().seen = manifest;
+        let lazy = lazy.wait()?;
         let c = core.clone();
         let handle = std::thread::Builder::new()
             .name(format!("strata-upload-{}", core.cfg.db))
-            .spawn(move || uploader::run(c, manifest))
+            .spawn(move || uploader::run(c))
             .map_err(|e| Error::unavailable(format!("start uploader thread: {e}")))?;
         Ok(Some(Replica {
             core,
@@ -379,6 +382,7 @@ impl Replica {
         let core = &self.core;
         let hold = stage == Stage::JournalSynced;
         let refusable = stage != Stage::JournalDone;
+        self.ensure_claimed(refusable)?;
         {
             let p = core.progress.lock();
             if let Some(f) = &p.fenced {
@@ -438,6 +442,46 @@ impl Replica {
         };
         METRICS.commits.inc();
         Ok(txid)
+    }
+
+    /// Claim the writer epoch before the first commit (see [`Claim`]).
+    /// Another writer's valid lease refuses the commit (`Conflict`, so
+    /// SQLITE_READONLY); an unreachable bucket lets an async commit go on
+    /// (the uploader claims when it answers) and refuses a sync one
+    /// (`NotApplied`). A commit past its commit point (`!refusable`) always
+    /// goes on: the uploader's claim then fences or succeeds.
+    fn ensure_claimed(&self, refusable: bool) -> Result<()> {
+        let core = &self.core;
+        let mut c = core.claim.lock();
+        if c.done {
+            return Ok(());
+        }
+        let seen = c.seen.take();
+        match uploader::claim(core, seen) {
+            Ok(m) => {
+                c.handoff = Some(m);
+                c.done = true;
+                Ok(())
+            }
+            Err(e) if !refusable => {
+                tracing::warn!(error = %e, "writer epoch not claimed at a commit that cannot be refused; the uploader retries");
+                c.done = true;
+                Ok(())
+            }
+            Err(e)
+                if e.kind() == ErrorKind::Unavailable
+                    && core.cfg.durability != Durability::Sync =>
+            {
+                tracing::warn!(error = %e, "bucket unreachable at the first write: writing locally, claiming when it returns");
+                c.done = true;
+                Ok(())
+            }
+            Err(e) if e.kind() == ErrorKind::Unavailable => Err(Error::not_applied(format!(
+                "sync mode: cannot claim the database in {} ({e}); the transaction was not committed: retry it when the bucket is back",
+                core.cfg.store.describe()
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// A held (rollback-journal) transaction reached its commit point.

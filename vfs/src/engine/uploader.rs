@@ -33,12 +33,12 @@ const MERGE_BYTES: u64 = 4 << 20;
 /// writer (a node may hold thousands); older ones a merge GETs back.
 const RECENT_BYTES: u64 = 1 << 20;
 
-/// Run the uploader of `core`; `claimed` is the manifest as claimed at open
-/// (`None` if the bucket was unreachable then: the first tick claims).
-pub(crate) fn run(core: Arc<Core>, claimed: Option<(Manifest, ETag)>) {
+/// Run the uploader of `core`. It holds the manifest once the epoch is
+/// claimed (by the first commit, or by its own first upload).
+pub(crate) fn run(core: Arc<Core>) {
     let mut up = Uploader {
         core,
-        manifest: claimed,
+        manifest: None,
         shutdown_deadline: None,
         last_batch: (0, Duration::ZERO),
         recent: Default::default(),
@@ -351,6 +351,10 @@ impl Uploader {
             }
         }
         shipped?;
+        // Closing: what is left is to release the lease, not to tidy up.
+        if self.shutdown_deadline.is_some() {
+            return Ok(());
+        }
         match self.maybe_merge() {
             Err(e) if e.kind() == ErrorKind::Conflict => return Err(e),
             // Only an optimization: the next tick tries again.
@@ -370,9 +374,10 @@ impl Uploader {
         Ok(())
     }
 
-    /// Claim if needed, then upload every sealed spool file, in order.
+    /// Upload every sealed spool file, in order, claiming first if needed.
+    /// Nothing to upload, nothing claimed: a replica that only reads makes
+    /// no request here.
     fn ship(&mut self) -> Result<()> {
-        self.claim()?;
         {
             let mut w = self.core.writer.lock();
             if !w.held {
@@ -389,6 +394,7 @@ impl Uploader {
             if batch.is_empty() {
                 break;
             }
+            self.claim()?;
             self.upload(&batch)?;
             let mut w = self.core.writer.lock();
             for sealed in &batch {
@@ -406,7 +412,7 @@ impl Uploader {
     /// Hand the database over at close: release the lease so the next writer
     /// need not wait for it to expire.
     fn release(&mut self) {
-        if self.manifest.is_some()
+        if self.manifest.as_ref().is_some_and(|(m, _)| m.lease.is_some())
             && self.core.progress.lock().fenced.is_none()
             && let Err(e) = self.publish_until(|_| {}, Millis(0))
         {
@@ -414,10 +420,21 @@ impl Uploader {
         }
     }
 
-    /// Claim the database if that could not be done at open (bucket down).
+    /// Take the epoch the first commit claimed, or claim it now (that
+    /// commit found the bucket down).
     fn claim(&mut self) -> Result<()> {
         if self.manifest.is_none() {
-            self.manifest = Some(claim(&self.core, None)?);
+            let mut c = self.core.claim.lock();
+            let m = match c.handoff.take() {
+                Some(m) => m,
+                None => {
+                    let seen = c.seen.take();
+                    let m = claim(&self.core, seen)?;
+                    c.done = true;
+                    m
+                }
+            };
+            self.manifest = Some(m);
         }
         Ok(())
     }
@@ -488,13 +505,25 @@ impl Uploader {
         };
         let (seg, body) = put_segment(core, &meta, &pages)?;
         METRICS.segments_uploaded.inc();
-        self.publish(|m| {
-            m.segments.push(seg.clone());
-            m.head = last.txid;
-            m.head_commit = last.commit;
-            m.db_pages = last.db_pages;
-            m.page_size = page_size;
-        })?;
+        // The last upload of a closing replica releases the lease with the
+        // same put (no commit can follow: its connections are closed).
+        let closing_done = self.shutdown_deadline.is_some()
+            && core.progress.lock().committed == last.txid;
+        let lease_until = if closing_done {
+            Millis(0)
+        } else {
+            Millis(Millis::now().0 + core.cfg.lease_ttl.as_millis() as u64)
+        };
+        self.publish_until(
+            |m| {
+                m.segments.push(seg.clone());
+                m.head = last.txid;
+                m.head_commit = last.commit;
+                m.db_pages = last.db_pages;
+                m.page_size = page_size;
+            },
+            lease_until,
+        )?;
         self.remember(seg.key.clone(), body);
         // The bucket now has it: trim progress and remember the head locally.
         let mut p = core.progress.lock();

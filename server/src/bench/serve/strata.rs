@@ -17,6 +17,11 @@ pub struct Server {
     log: PathBuf,
 }
 
+/// The phases `strata serve` times (serve/metrics.rs).
+pub const PHASES: &[&str] = &[
+    "metadata", "open_data", "schema", "drain", "queue", "close", "drop_local",
+];
+
 impl Server {
     pub fn start(
         dir: &Path,
@@ -85,18 +90,38 @@ impl Server {
         super::proc_kib(self.pid(), field)
     }
 
-    /// An unlabelled sample from `/metrics`.
-    pub async fn metric(&self, name: &str) -> Result<f64> {
+    async fn metrics_text(&self) -> Result<String> {
         let body = self
             .conn()
             .await?
             .send(&Req::get("/metrics".into()))
             .await?
             .ok("/metrics")?;
-        String::from_utf8_lossy(&body)
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// An unlabelled sample from `/metrics`.
+    pub async fn metric(&self, name: &str) -> Result<f64> {
+        self.metrics_text()
+            .await?
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .with_context(|| format!("{name} not in /metrics"))
+    }
+
+    /// `strata_serve_tenant_phase_seconds`: (phase, total seconds, count).
+    pub async fn phases(&self) -> Result<Vec<(String, f64, f64)>> {
+        let text = self.metrics_text().await?;
+        let value = |suffix: &str, phase: &str| {
+            let key = format!("strata_serve_tenant_phase_seconds_{suffix}{{phase=\"{phase}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(&key)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(PHASES
+            .iter()
+            .map(|p| (p.to_string(), value("sum", p), value("count", p)))
+            .collect())
     }
 
     /// SIGTERM: the server drains, flushes every loaded tenant and must exit 0.

@@ -228,6 +228,7 @@ pub async fn tenants(dir: &Path, bucket: &str, o: &Opts, table: &mut Table) -> R
         String::new(),
     );
     let rss_created = s.status_kib("VmRSS");
+    let phases_before = s.phases().await?;
     let pb = bar(n, "touch tenants");
     let r = load(s.peer(), conc, n, Some(pb.clone()), move |i| {
         Req::get(format!("/t/{}/api/health", id(i)))
@@ -235,9 +236,39 @@ pub async fn tenants(dir: &Path, bucket: &str, o: &Opts, table: &mut Table) -> R
     .await?;
     pb.finish_and_clear();
     r.check("touch tenant")?;
+    // Sustained: the evictions the loads caused must be done too.
+    let settle = Instant::now();
+    while s.metric("strata_serve_tenants_loaded").await? > o.serve_max_tenants as f64 {
+        ensure!(
+            settle.elapsed() < Duration::from_secs(120),
+            "evictions did not catch up with the loads"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let settled = r.elapsed + settle.elapsed();
+    println!(
+        "back within --max-tenants {:.2} s after the last request: {:.0} loads/s sustained",
+        settle.elapsed().as_secs_f64(),
+        n as f64 / settled.as_secs_f64()
+    );
     sampler.abort();
     let loads = s.metric("strata_serve_tenant_loads_total").await?;
     let evictions = s.metric("strata_serve_tenant_evictions_total").await?;
+    // Where a load's time went (each phase's mean over this run).
+    let breakdown: Vec<String> = s
+        .phases()
+        .await?
+        .iter()
+        .zip(&phases_before)
+        .filter(|((_, _, c), (_, _, c0))| c > c0)
+        .map(|((p, t, c), (_, t0, c0))| format!("{p} {:.2} ms", (t - t0) * 1e3 / (c - c0)))
+        .collect();
+    println!("mean time per phase: {}", breakdown.join(", "));
+    table.row(
+        "one load, by phase (mean; eviction of another tenant included)",
+        breakdown.join(", "),
+        String::new(),
+    );
     let loaded = s.metric("strata_serve_tenants_loaded").await?;
     let (hwm, rss) = (s.status_kib("VmHWM"), s.status_kib("VmRSS"));
     println!(
@@ -260,7 +291,10 @@ pub async fn tenants(dir: &Path, bucket: &str, o: &Opts, table: &mut Table) -> R
             o.serve_max_tenants
         ),
         format!("{:.0} s = {}", r.elapsed.as_secs_f64(), r.summary()),
-        format!("{loads} loads, {evictions} evictions, {loaded} loaded at the end"),
+        format!(
+            "{loads} loads, {evictions} evictions; {:.0} loads/s sustained (until back within the bound)",
+            n as f64 / settled.as_secs_f64()
+        ),
     );
     table.row(
         &format!("server process, {n} tenants"),

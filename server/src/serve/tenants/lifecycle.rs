@@ -135,7 +135,7 @@ impl Registry {
         check_tenant_id(id)?;
         self.read_meta(id)?;
         self.evict(id).await?;
-        let _no_loads = self.load_lock.lock().await;
+        let _no_loads = self.load_lock(id).await;
         let (cfg, store, tid) = (self.cfg.clone(), self.store.clone(), id.to_string());
         blocking(move || {
             let keys = DbKeys::new(&tid, DATA_DB)?;
@@ -220,7 +220,7 @@ impl Registry {
         let loaded = self.map.lock().get(id).cloned();
         if let Some(t) = loaded {
             t.flush_logs().await?;
-            for db in [&t.data, &t.aux] {
+            for db in std::iter::once(t.data.clone()).chain(t.aux_if_open()) {
                 db.on_writer(|c| {
                     Ok(c.query_row("PRAGMA strata_flush", [], |r| r.get::<_, String>(0))?)
                 })
@@ -360,7 +360,7 @@ impl Registry {
             return None;
         }
         let mut out = serde_json::Map::new();
-        for db in [&t.data, &t.aux] {
+        for db in std::iter::once(t.data.clone()).chain(t.aux_if_open()) {
             // A write holds the writer: say so rather than wait.
             let v = match db.with_idle_writer(replica_status) {
                 Some(Ok(v)) => v,

@@ -5,7 +5,7 @@ use super::lifecycle::read_meta;
 use super::tenant::{AUX_DB, DATA_DB, Guard, Tenant, open_tenant};
 use super::{Config, blocking, check_tenant_id};
 use crate::serve::errors::{ApiError, ApiResult};
-use crate::serve::metrics::Metrics;
+use crate::serve::metrics::{Metrics, Phases};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,13 +19,25 @@ pub struct Registry {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub(super) map: Mutex<HashMap<String, Arc<Tenant>>>,
-    /// Loads are serialized so that one tenant is never opened twice.
-    pub(super) load_lock: tokio::sync::Mutex<()>,
+    /// One lock per tenant being loaded (or restored), so that a tenant is
+    /// never opened twice while different tenants load in parallel.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(super) domains: Mutex<HashMap<String, String>>,
     start: Instant,
     /// Connections open, every tenant and database (a gauge in /metrics).
     pub connections: Arc<AtomicI64>,
+    /// Closes running at once. A close is mostly disk and bucket writes
+    /// (the final upload); unbounded, hundreds of them at once after a
+    /// burst of loads slowed the loads themselves (the requests waiting).
+    closing: tokio::sync::Semaphore,
+    /// Notified when an eviction ends.
+    evicted: tokio::sync::Notify,
 }
+
+/// Closes at once, at most (see `Registry::closing`).
+const CLOSES_AT_ONCE: usize = 4;
+/// Tenants waiting to be closed before a new load waits (`room_to_load`).
+const CLOSE_BACKLOG: usize = 4 * CLOSES_AT_ONCE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lookup {
@@ -41,10 +53,12 @@ impl Registry {
             store,
             metrics,
             map: Mutex::new(HashMap::new()),
-            load_lock: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
             domains: Mutex::new(HashMap::new()),
             start: Instant::now(),
             connections: Arc::default(),
+            closing: tokio::sync::Semaphore::new(CLOSES_AT_ONCE),
+            evicted: tokio::sync::Notify::new(),
         }
     }
 
@@ -65,6 +79,48 @@ impl Registry {
         }
     }
 
+    /// Wait while the tenants being closed are more than the close slots
+    /// can take soon: loads must not outrun evictions, or the LRU bound
+    /// (and the memory it stands for) would not hold. The wait shows in
+    /// the first request's latency.
+    async fn room_to_load(&self, deadline: Instant) -> ApiResult<()> {
+        loop {
+            let closing = self
+                .map
+                .lock()
+                .values()
+                .filter(|t| t.evicting.load(Ordering::Acquire))
+                .count();
+            if closing < CLOSE_BACKLOG {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(ApiError::unavailable(
+                    "The node is unloading other tenants, retry.",
+                ));
+            }
+            let evicted = self.evicted.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(20), evicted).await;
+        }
+    }
+
+    /// Hold `id`'s load lock: no load of `id` starts while it is held.
+    pub(super) async fn load_lock(&self, id: &str) -> LoadGuard<'_> {
+        let lock = self
+            .loading
+            .lock()
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let guard = lock.clone().lock_owned().await;
+        LoadGuard {
+            reg: self,
+            id: id.to_string(),
+            lock,
+            _guard: guard,
+        }
+    }
+
     pub fn is_loaded(&self, id: &str) -> bool {
         self.map.lock().contains_key(id)
     }
@@ -81,25 +137,29 @@ impl Registry {
             match self.try_get(id) {
                 (Lookup::Ready, Some(g)) => return Ok(g),
                 (Lookup::Missing, _) => {
-                    let _l = self.load_lock.lock().await;
+                    let _l = self.load_lock(id).await;
                     match self.try_get(id) {
                         (Lookup::Ready, Some(g)) => return Ok(g),
                         (Lookup::Wait, _) => {}
                         _ => {
+                            self.room_to_load(deadline).await?;
                             let (cfg, store, tid, gauge) = (
                                 self.cfg.clone(),
                                 self.store.clone(),
                                 id.to_string(),
                                 self.connections.clone(),
                             );
-                            let t = blocking(move || {
+                            let (t, phases) = blocking(move || {
+                                let mut phases = Phases::default();
                                 let (meta, _) = read_meta(&store, &tid)?;
                                 if meta.deleted.is_some() {
                                     return Err(ApiError::not_found());
                                 }
-                                open_tenant(&cfg, &tid, &gauge)
+                                phases.mark("metadata");
+                                Ok((open_tenant(&cfg, &tid, &gauge, &mut phases)?, phases))
                             })
                             .await?;
+                            self.metrics.phases(&phases);
                             let g = self.insert(t);
                             self.metrics.loads.inc();
                             self.enforce_max(id);
@@ -133,7 +193,12 @@ impl Registry {
     fn enforce_max(self: &Arc<Self>, keep: &str) {
         let victims: Vec<String> = {
             let map = self.map.lock();
-            let over = map.len().saturating_sub(self.cfg.max_tenants);
+            // Tenants already on their way out do not count.
+            let staying = map
+                .values()
+                .filter(|t| !t.evicting.load(Ordering::Acquire))
+                .count();
+            let over = staying.saturating_sub(self.cfg.max_tenants);
             let mut idle: Vec<_> = map
                 .values()
                 .filter(|t| t.id != keep && !t.evicting.load(Ordering::Acquire))
@@ -165,7 +230,7 @@ impl Registry {
         let closed = blocking(move || {
             let closed = loaded
                 .iter()
-                .map(|t| t.data.shrink(idle) + t.aux.shrink(idle))
+                .map(|t| t.data.shrink(idle) + t.aux_if_open().map_or(0, |a| a.shrink(idle)))
                 .sum::<usize>();
             release_freed_memory();
             Ok(closed)
@@ -208,10 +273,14 @@ impl Registry {
                 _ => return Ok(false),
             }
         };
+        let mut phases = Phases::default();
         let deadline = Instant::now() + self.cfg.drain_timeout;
         while t.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        phases.mark("drain");
+        let _slot = self.closing.acquire().await;
+        phases.mark("queue");
         let closing = t.clone();
         let reg = self.clone();
         // Still marked evicting here, so no load of this tenant can start
@@ -219,20 +288,26 @@ impl Registry {
         let wait = self.cfg.drain_timeout;
         let result = blocking(move || {
             closing.close(wait)?;
+            phases.mark("close");
             if reg.cfg.drop_local_on_evict {
                 reg.drop_local(&closing.id)?;
+                phases.mark("drop_local");
             }
-            Ok(())
+            Ok(phases)
         })
         .await;
+        if let Ok(p) = &result {
+            self.metrics.phases(p);
+        }
         {
             let mut map = self.map.lock();
             map.remove(id);
             self.metrics.loaded.set(map.len() as i64);
         }
         self.metrics.evictions.inc();
+        self.evicted.notify_waiters();
         tracing::info!(tenant = %id, "evicted");
-        result.map(|()| true)
+        result.map(|_| true)
     }
 
     /// Remove a closed tenant's local directory if the bucket has every
@@ -280,5 +355,23 @@ fn release_freed_memory() {
     // SAFETY: malloc_trim has no preconditions.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// A held load lock; the last holder removes the tenant's entry.
+pub(super) struct LoadGuard<'a> {
+    reg: &'a Registry,
+    id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.reg.loading.lock();
+        // Ours, the map's and the guard's: nobody else waits for it.
+        if Arc::strong_count(&self.lock) <= 3 {
+            map.remove(&self.id);
+        }
     }
 }

@@ -5,6 +5,7 @@
 use super::Config;
 use super::pool::{Commit, Db, Opener};
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::metrics::Phases;
 use crate::serve::schema;
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -34,9 +35,13 @@ pub struct Tenant {
     pub id: String,
     pub secret: String,
     pub data: Arc<Db>,
-    pub aux: Arc<Db>,
+    /// `auxiliary.db`, opened on the first log write rather than at load:
+    /// a load on the request path opens `data.db` alone.
+    aux: Mutex<Option<Arc<Db>>>,
+    aux_opener: Opener,
     logs: Mutex<LogBuffer>,
     log_cap: u64,
+    gauge: Arc<AtomicI64>,
     pub(super) inflight: AtomicUsize,
     pub(super) evicting: AtomicBool,
     /// Milliseconds since the registry started.
@@ -117,13 +122,31 @@ impl Tenant {
             std::mem::take(&mut b.rows)
         };
         let cap = self.log_cap as i64;
-        let r = self
-            .aux
-            .write(move |c| write_logs(c, &rows, cap))
-            .await
-            .map(drop);
+        let r = async {
+            let t = self.clone();
+            let aux = super::blocking(move || t.aux_db()).await?;
+            aux.write(move |c| write_logs(c, &rows, cap)).await.map(drop)
+        }
+        .await;
         self.logs.lock().flushing = false;
         r
+    }
+
+    /// `auxiliary.db`, opening it if this is its first use. Blocking.
+    fn aux_db(&self) -> ApiResult<Arc<Db>> {
+        let mut slot = self.aux.lock();
+        if let Some(db) = &*slot {
+            return Ok(db.clone());
+        }
+        // Writes come from the log flush only: one reader is plenty.
+        let db = Db::open(AUX_DB, self.aux_opener.clone(), 1, self.gauge.clone())?;
+        *slot = Some(db.clone());
+        Ok(db)
+    }
+
+    /// `auxiliary.db` if it is open (nothing is opened for asking).
+    pub fn aux_if_open(&self) -> Option<Arc<Db>> {
+        self.aux.lock().clone()
     }
 
     /// Write the logs, then upload everything committed and close every
@@ -138,12 +161,18 @@ impl Tenant {
         let rows = std::mem::take(&mut self.logs.lock().rows);
         if !rows.is_empty() {
             let cap = self.log_cap as i64;
-            let written = self.aux.with_idle_writer(|c| {
-                c.execute_batch("BEGIN")?;
-                let r = write_logs(c, &rows, cap);
-                c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-                r
+            let written = self.aux_db().map(|aux| {
+                aux.with_idle_writer(|c| {
+                    c.execute_batch("BEGIN")?;
+                    let r = write_logs(c, &rows, cap);
+                    c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                    r
+                })
             });
+            let written = match written {
+                Ok(w) => w,
+                Err(e) => Some(Err(e)),
+            };
             match written {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
@@ -153,13 +182,16 @@ impl Tenant {
             }
         }
         let data = self.data.close(wait);
-        let aux = self.aux.close(wait);
+        let aux = match self.aux.lock().take() {
+            Some(aux) => aux.close(wait),
+            None => Ok(()),
+        };
         data.and(aux)
     }
 
     /// Connections open now, both databases.
     pub fn open_connections(&self) -> usize {
-        self.data.open_connections() + self.aux.open_connections()
+        self.data.open_connections() + self.aux_if_open().map_or(0, |a| a.open_connections())
     }
 }
 
@@ -208,9 +240,14 @@ pub fn open_db(cfg: &Config, dir: &Path, tenant: &str, db: &str) -> ApiResult<Co
     opener(cfg, dir, tenant, db).open_standalone()
 }
 
-/// Open a tenant lazily from the bucket: the writers of both databases
-/// (readers open on demand). Blocking.
-pub fn open_tenant(cfg: &Config, id: &str, gauge: &Arc<AtomicI64>) -> ApiResult<Tenant> {
+/// Open a tenant lazily from the bucket: `data.db`'s writer (readers and
+/// `auxiliary.db` open on demand). Blocking.
+pub fn open_tenant(
+    cfg: &Config,
+    id: &str,
+    gauge: &Arc<AtomicI64>,
+    phases: &mut Phases,
+) -> ApiResult<Tenant> {
     let dir = cfg.data_dir.join(id);
     std::fs::create_dir_all(&dir)
         .map_err(|e| ApiError::unavailable(format!("create {}: {e}", dir.display())))?;
@@ -220,19 +257,21 @@ pub fn open_tenant(cfg: &Config, id: &str, gauge: &Arc<AtomicI64>) -> ApiResult<
         cfg.max_readers,
         gauge.clone(),
     )?;
-    // auxiliary.db is written by the log flush only: one reader is plenty.
-    let aux = Db::open(AUX_DB, opener(cfg, &dir, id, AUX_DB), 1, gauge.clone())?;
+    phases.mark("open_data");
     let secret = data
         .with_idle_writer(schema::jwt_secret)
         .unwrap_or_else(|| Err(ApiError::internal("data.db busy at load")))?;
+    phases.mark("schema");
     tracing::info!(tenant = %id, "loaded");
     Ok(Tenant {
         id: id.into(),
         secret,
         data,
-        aux,
+        aux: Mutex::new(None),
+        aux_opener: opener(cfg, &dir, id, AUX_DB),
         logs: Mutex::default(),
         log_cap: cfg.log_cap,
+        gauge: gauge.clone(),
         inflight: AtomicUsize::new(0),
         evicting: AtomicBool::new(false),
         last_used: AtomicU64::new(0),
