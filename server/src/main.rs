@@ -23,7 +23,7 @@ use strata_vfs::{ErrorKind, Millis, TxId};
 /// uploader thread per database and a pool of blocking threads, a burst of
 /// writes left RSS at 3-5x the live heap. Fewer arenas (one per two cores)
 /// measured 20-35% less RSS here, with no throughput lost above the noise
-/// (docs/benchmarks.md). Freed memory is also handed back periodically by
+/// (`strata bench --serve`, RSS rows). Freed memory is also handed back periodically by
 /// `strata serve` (`malloc_trim` in `Registry::maintain`).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

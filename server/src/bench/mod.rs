@@ -40,8 +40,8 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     mount_mib: u64,
     /// Only the server benchmark: `strata serve` over HTTP (getOne, list,
-    /// create, evicted tenants, many tenants), against PocketBase's
-    /// published figures.
+    /// create, update, auth, evicted tenants, many tenants), side by side
+    /// with the real PocketBase started in the same run (`--serve-only`).
     #[arg(long, conflicts_with = "mount")]
     serve: bool,
     #[command(flatten)]

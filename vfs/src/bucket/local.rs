@@ -8,7 +8,7 @@
 //! atomic across threads and across processes sharing the directory. Data is written before the lock is taken,
 //! so the critical section is a stat/read plus a rename.
 //!
-//! Names starting with `.strata-` are reserved (the lock file, temp files) and
+//! Names starting with `.strata-` are reserved (the lock files, temp files) and
 //! are rejected as key segments by every backend (see `check_key`).
 
 use super::{ETag, Object, ObjectMeta, ObjectStore};
@@ -207,7 +207,7 @@ impl Drop for TempFile {
     }
 }
 
-/// An exclusive `flock` on the store's lock file, released on drop (close).
+/// An exclusive `flock` on one stripe's lock file, released on drop (close).
 struct LockGuard<'a> {
     // Released in field order: the flock, then this process's stripe.
     _file: File,

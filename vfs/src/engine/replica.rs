@@ -2,11 +2,12 @@
 //! writer's side of the engine. The VFS calls [`Replica::commit`] for every
 //! committed transaction; a background thread (`uploader.rs`) ships the spool.
 //!
-//! Opening reconciles three things, in this order: the spool against the WAL
-//! (drop a transaction SQLite never committed), the local copy against the
-//! bucket (the bucket is the truth: a stale copy is replaced), and the writer
-//! epoch (claimed with a conditional put on the manifest, which fences any
-//! previous writer).
+//! Opening reconciles two things, in this order: the spool against the WAL
+//! (drop a transaction SQLite never committed) and the local copy against
+//! the bucket (the bucket is the truth: a stale copy is replaced). The writer
+//! epoch (a conditional put on the manifest, which fences any previous
+//! writer) is claimed at the first commit, so a process that only reads
+//! never waits for it (`ensure_claimed`).
 
 use super::config::{Durability, ReplicaConfig};
 use super::lazy::LazyFile;
@@ -755,7 +756,7 @@ fn replace_from_bucket(
         }
     }
     if cfg.lazy {
-        // The page map's GETs overlap the writer's lease claim (`start`).
+        // The page map's GETs run beside the rest of the open (`start`).
         let (path, dir, store, keys, m) = (
             path.to_path_buf(),
             dir.to_path_buf(),
@@ -779,7 +780,7 @@ fn replace_from_bucket(
 }
 
 /// A local copy's lazy state: known, or being built on another thread (its
-/// page map is read from the bucket) while the writer's lease is claimed.
+/// page map is read from the bucket) while the open goes on.
 enum Lazy {
     Known(Option<LazyFile>),
     Building(std::thread::JoinHandle<Result<Option<LazyFile>>>),
