@@ -5,7 +5,8 @@ use crate::Options;
 use moka::sync::Cache;
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use strata_vfs::bucket::deadline::DeadlineStore;
 use strata_vfs::bucket::metered::MeteredStore;
 use strata_vfs::bucket::{ObjectStore, Store};
@@ -21,6 +22,23 @@ pub struct Ctx {
     /// yet (a bucket has no empty folders): (tenant, path).
     pub made_dirs: Mutex<BTreeSet<(Arc<str>, String)>>,
     pub db_files: crate::db_file::DbFiles,
+    /// Tells the kernel to drop cached pages (set once mounted).
+    pub notifier: OnceLock<fuser::Notifier>,
+    pub counters: Counters,
+}
+
+/// What the kernel asked of the database files (for `/.strata-stats`).
+#[derive(Default)]
+pub struct Counters {
+    /// Read requests on database files that reached this process, and bytes.
+    pub db_reads: AtomicU64,
+    pub db_read_bytes: AtomicU64,
+    /// F_SETLK/F_GETLK requests on database files.
+    pub lock_requests: AtomicU64,
+    /// Times a live file moved to a newer head.
+    pub live_moves: AtomicU64,
+    /// Page ranges dropped from the kernel's cache.
+    pub invalidations: AtomicU64,
 }
 
 impl Ctx {
@@ -38,6 +56,8 @@ impl Ctx {
                 .build(),
             made_dirs: Mutex::new(BTreeSet::new()),
             db_files: Default::default(),
+            notifier: OnceLock::new(),
+            counters: Counters::default(),
             opts,
         }
     }

@@ -5,12 +5,13 @@ use crate::ctx::Ctx;
 use crate::db_file::{self, DbHandle};
 use crate::errno::{FsError, FsResult, NO_ENTRY, READ_ONLY};
 use crate::inodes::{Inodes, Node};
+use crate::locks::Locks;
 use crate::plain_file::{self, Kind, ObjectHandle};
 use crate::{history, root, stats, tenant};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, LockOwner,
     OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyEmpty, ReplyEntry, ReplyLock, ReplyOpen, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -30,9 +31,12 @@ enum Handle {
 }
 
 pub struct StrataFs {
-    ctx: Ctx,
+    ctx: Arc<Ctx>,
     inodes: Inodes,
     handles: Mutex<HashMap<u64, Arc<Mutex<Handle>>>>,
+    /// POSIX locks on every file but live databases (those keep theirs in
+    /// db_file.rs, where they decide when the file may move), by inode.
+    locks: Mutex<HashMap<u64, Locks>>,
     next_fh: AtomicU64,
     uid: u32,
     gid: u32,
@@ -74,11 +78,12 @@ fn wants_write(flags: OpenFlags) -> bool {
 }
 
 impl StrataFs {
-    pub fn new(ctx: Ctx) -> StrataFs {
+    pub fn new(ctx: Arc<Ctx>) -> StrataFs {
         StrataFs {
             ctx,
             inodes: Inodes::new(),
             handles: Mutex::default(),
+            locks: Mutex::default(),
             next_fh: AtomicU64::new(1),
             uid: unsafe { libc::geteuid() },
             gid: unsafe { libc::getegid() },
@@ -128,15 +133,20 @@ impl StrataFs {
                 Duration::ZERO,
             ),
             Node::Db { tenant, db, at } => {
-                if let Some(fh) = fh
-                    && let Ok(h) = self.handle(fh)
-                    && let Handle::Db(d) = &*h.lock()
-                {
-                    return Ok(Attr::file(d.map.size(), 0o444, refresh));
+                let open = fh
+                    .and_then(|fh| self.handle(fh).ok())
+                    .and_then(|h| match &*h.lock() {
+                        Handle::Db(d) => Some(d.clone()),
+                        _ => None,
+                    });
+                if let Some(d) = open {
+                    return Ok(Attr::file(d.map(&self.ctx)?.size(), 0o444, refresh));
                 }
                 match at {
+                    // The size of the state the file shows now (looking at
+                    // the head would move it: only locks and opens do).
                     None => {
-                        let map = db_file::live(&self.ctx, tenant, db)?.current(&self.ctx)?;
+                        let map = db_file::live(&self.ctx, tenant, db)?.map(&self.ctx)?;
                         Attr::file(map.size(), 0o444, refresh)
                     }
                     Some(at) => {
@@ -273,7 +283,13 @@ impl StrataFs {
         Ok((self.file_attr(ino, &a), a.ttl))
     }
 
-    fn do_open(&self, ino: INodeNo, flags: OpenFlags) -> FsResult<(FileHandle, FopenFlags)> {
+    /// A new handle, its open flags, and for a live database file the file
+    /// (which answers the open itself: it may move first).
+    fn do_open(
+        &self,
+        ino: INodeNo,
+        flags: OpenFlags,
+    ) -> FsResult<(FileHandle, FopenFlags, Option<Arc<db_file::Live>>)> {
         let node = self.node(ino)?;
         let write = wants_write(flags);
         let (h, fopen) = match &node {
@@ -284,14 +300,11 @@ impl StrataFs {
                 at: None,
             } => {
                 let live = db_file::live(&self.ctx, tenant, db)?;
-                let map = live.current(&self.ctx)?;
-                let h = DbHandle {
-                    map,
-                    live: Some(live),
-                };
-                // Every read reaches us, so a live file can move on between
-                // SQLite's transactions.
-                (Handle::Db(h), FopenFlags::FOPEN_DIRECT_IO)
+                live.map(&self.ctx)?;
+                // The kernel keeps pages across opens; a move drops the
+                // ones that changed (db_file.rs).
+                let fh = self.add_handle(Handle::Db(DbHandle::Live(live.clone())));
+                return Ok((fh, FopenFlags::FOPEN_KEEP_CACHE, Some(live)));
             }
             Node::Db {
                 tenant,
@@ -299,7 +312,7 @@ impl StrataFs {
                 at: Some(at),
             } => {
                 let map = db_file::past(&self.ctx, tenant, db, *at)?;
-                let h = DbHandle { map, live: None };
+                let h = DbHandle::Past(map);
                 // The kernel may keep the pages of what cannot change.
                 let cache = if db_file::settled(*at) {
                     FopenFlags::FOPEN_KEEP_CACHE
@@ -326,22 +339,15 @@ impl StrataFs {
             }
             _ => return Err(FsError::Sys(Errno::EISDIR)),
         };
-        Ok((self.add_handle(h), fopen))
+        Ok((self.add_handle(h), fopen, None))
     }
 
     fn do_read(&self, fh: FileHandle, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         tracing::trace!(offset, size, "read");
         let h = self.handle(fh)?;
         // Take what is needed and let go of the handle before any I/O.
-        let map = match &mut *h.lock() {
-            Handle::Db(d) => {
-                if let Some(live) = &d.live
-                    && DbHandle::starts_transaction(offset, size)
-                {
-                    d.map = live.current(&self.ctx)?;
-                }
-                d.map.clone()
-            }
+        let d = match &mut *h.lock() {
+            Handle::Db(d) => d.clone(),
             Handle::Object { h, .. } => return h.read(&self.ctx, offset, size),
             Handle::Stats(s) => {
                 let start = (offset as usize).min(s.len());
@@ -350,10 +356,44 @@ impl StrataFs {
             }
             Handle::Dir(_) => return Err(FsError::Sys(Errno::EISDIR)),
         };
+        let map = d.map(&self.ctx)?;
+        let c = &self.ctx.counters;
+        c.db_reads.fetch_add(1, Ordering::Relaxed);
+        c.db_read_bytes.fetch_add(size as u64, Ordering::Relaxed);
         let mut buf = vec![0u8; size as usize];
         let n = db_file::read(&self.ctx, &map, offset, &mut buf)?;
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// The live file `ino` is, if it is one.
+    fn live_of(&self, node: &Node) -> FsResult<Option<Arc<db_file::Live>>> {
+        match node {
+            Node::Db {
+                tenant,
+                db,
+                at: None,
+            } => db_file::live(&self.ctx, tenant, db).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// A process closed a descriptor of `ino`: POSIX drops all its locks
+    /// on the file.
+    fn drop_locks(&self, ino: INodeNo, owner: LockOwner) {
+        let Ok(node) = self.node(ino) else { return };
+        match self.live_of(&node) {
+            Ok(Some(live)) => live.drop_owner(owner.0),
+            _ => {
+                let mut t = self.locks.lock();
+                if let Some(l) = t.get_mut(&ino.0) {
+                    l.drop_owner(owner.0);
+                    if l.is_empty() {
+                        t.remove(&ino.0);
+                    }
+                }
+            }
+        }
     }
 
     fn do_flush(&self, fh: FileHandle) -> FsResult<()> {
@@ -431,6 +471,19 @@ impl StrataFs {
         plain_file::rename(&self.ctx, &t1, &from, &to)
     }
 
+    /// The node a lock request is about; requests on database files are
+    /// counted (`/.strata-stats`).
+    fn lock_node(&self, ino: INodeNo) -> FsResult<Node> {
+        let node = self.node(ino)?;
+        if matches!(node, Node::Db { .. }) {
+            self.ctx
+                .counters
+                .lock_requests
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(node)
+    }
+
     fn do_opendir(&self, ino: INodeNo) -> FsResult<FileHandle> {
         let node = self.node(ino)?;
         let mut entries = vec![
@@ -446,9 +499,23 @@ impl StrataFs {
 
 impl Filesystem for StrataFs {
     fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
-        // Larger kernel read-ahead on cached (past) files: fewer, longer
-        // reads, each one ranged GET of adjacent pages.
+        // Larger kernel read-ahead on cached files: fewer, longer reads,
+        // each one ranged GET of adjacent pages.
         let _ = config.set_max_readahead(1 << 20);
+        // fcntl locks come here: a live file moves only while none is held.
+        if let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_POSIX_LOCKS) {
+            tracing::warn!(
+                "the kernel does not forward POSIX locks ({missing:?}): live files move to newer commits only when opened"
+            );
+        }
+        // A new size must not drop all of a file's cached pages (the kernel
+        // does, unless told it gets explicit invalidations): a live file
+        // that grows drops only what changed (db_file.rs).
+        if let Err(missing) = config.add_capabilities(fuser::InitFlags::FUSE_EXPLICIT_INVAL_DATA) {
+            tracing::warn!(
+                "the kernel cannot leave invalidations to the filesystem ({missing:?}): a live file that grows or shrinks is read again whole"
+            );
+        }
         Ok(())
     }
 
@@ -507,7 +574,8 @@ impl Filesystem for StrataFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.do_open(ino, flags) {
-            Ok((fh, f)) => reply.opened(fh, f),
+            Ok((fh, f, Some(live))) => live.opened(&self.ctx, ino.0, fh, f, reply),
+            Ok((fh, f, None)) => reply.opened(fh, f),
             Err(e) => reply.error(e.errno("open")),
         }
     }
@@ -554,11 +622,13 @@ impl Filesystem for StrataFs {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        // close(): the kernel sends no unlock for the process's locks.
+        self.drop_locks(ino, lock_owner);
         match self.do_flush(fh) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e.errno("flush")),
@@ -568,18 +638,106 @@ impl Filesystem for StrataFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if let Some(owner) = lock_owner {
+            self.drop_locks(ino, owner);
+        }
         let r = self.do_flush(fh);
         self.handles.lock().remove(&fh.0);
         match r {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e.errno("release")),
+        }
+    }
+
+    fn getlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        _pid: u32,
+        reply: ReplyLock,
+    ) {
+        let node = match self.lock_node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e.errno("getlk")),
+        };
+        let conflict = match self.live_of(&node) {
+            Ok(Some(live)) => live.conflict(lock_owner.0, start, end, typ),
+            Ok(None) => self
+                .locks
+                .lock()
+                .get(&ino.0)
+                .and_then(|l| l.conflict(lock_owner.0, start, end, typ)),
+            Err(e) => return reply.error(e.errno("getlk")),
+        };
+        match conflict {
+            Some((s, e, t, pid)) => reply.locked(s, e, t, pid),
+            None => reply.locked(start, end, libc::F_UNLCK, 0),
+        }
+    }
+
+    fn setlk(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        _sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let node = match self.lock_node(ino) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e.errno("setlk")),
+        };
+        let owner = lock_owner.0;
+        let read_only = matches!(node, Node::Db { .. } | Node::Stats);
+        // Nothing writes a read-only file: a write lock is always busy
+        // (SQLITE_BUSY). The kernel refuses one on an O_RDONLY descriptor
+        // itself, so this is a backstop.
+        if read_only && typ == libc::F_WRLCK {
+            return reply.error(Errno::EAGAIN);
+        }
+        match self.live_of(&node) {
+            Ok(Some(live)) => match typ {
+                libc::F_RDLCK => live.read_lock(&self.ctx, ino.0, (owner, pid, start, end), reply),
+                libc::F_UNLCK => {
+                    live.unlock(owner, start, end);
+                    reply.ok()
+                }
+                _ => reply.error(Errno::EINVAL),
+            },
+            Ok(None) => {
+                // A conflict is EAGAIN even for F_SETLKW: nothing waits here.
+                let r = {
+                    let mut t = self.locks.lock();
+                    let l = t.entry(ino.0).or_default();
+                    let r = l.set(owner, pid, start, end, typ);
+                    if l.is_empty() {
+                        t.remove(&ino.0);
+                    }
+                    r
+                };
+                match r {
+                    Ok(()) => reply.ok(),
+                    Err(e) => reply.error(e),
+                }
+            }
+            Err(e) => reply.error(e.errno("setlk")),
         }
     }
 

@@ -14,7 +14,14 @@
 //!     metadata.json          plain_file.rs
 //! ```
 //!
+//! The live file is cached by the kernel and shows one state to every
+//! reader; it moves to a newer head only while no process holds a POSIX
+//! lock on it (SQLite read-locks around each read transaction), dropping
+//! exactly the changed pages from the kernel's cache before the next lock
+//! is granted: a transaction never sees pages of two states (db_file.rs).
+//!
 //! - `fs.rs`: the `fuser::Filesystem` that dispatches to those files.
+//! - `locks.rs`: the POSIX locks the kernel forwards, per inode and owner.
 //! - `inodes.rs`: inode numbers ↔ nodes.
 //! - `ctx.rs`: the bucket (each call bounded by `--timeout`, and metered),
 //!   the options, cached listings.
@@ -27,6 +34,7 @@ mod errno;
 mod fs;
 mod history;
 mod inodes;
+mod locks;
 mod plain_file;
 mod root;
 mod session;
@@ -41,7 +49,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How often a live database file, and listings, may look at the bucket
-    /// again for news (at most once per interval, and only when used).
+    /// again for news (at most once per interval, and only when used: a
+    /// live file looks when a read lock or an open arrives with no lock held).
     pub refresh: Duration,
     /// The longest any one bucket request may take; past it, EIO.
     pub timeout: Duration,

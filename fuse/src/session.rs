@@ -67,9 +67,15 @@ pub fn mount(store: Store, mountpoint: &Path, opts: Options) -> Result<Mounted> 
     }
     cfg.n_threads = Some(opts.threads.max(1));
     block_signals();
-    let fs = StrataFs::new(Ctx::new(store, opts));
-    let session = fuser::spawn_mount2(fs, mountpoint, &cfg)
-        .map_err(|e| Error::io(format!("mount {}", mountpoint.display()), e))?;
+    let ctx = std::sync::Arc::new(Ctx::new(store, opts));
+    let fs = StrataFs::new(ctx.clone());
+    let io = |e| Error::io(format!("mount {}", mountpoint.display()), e);
+    // Mounted and initialized, not yet serving: the notifier (live files
+    // drop changed pages from the kernel's cache with it) is there before
+    // the first request.
+    let session = fuser::Session::new(fs, mountpoint, &cfg).map_err(io)?;
+    let _ = ctx.notifier.set(session.notifier());
+    let session = session.spawn().map_err(io)?;
     tracing::info!("mounted at {}", mountpoint.display());
     Ok(Mounted {
         session,

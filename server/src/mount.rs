@@ -12,7 +12,8 @@ pub struct Args {
     mountpoint: PathBuf,
     /// How often a live database file (and a listing) may check the bucket
     /// for news; a reader's transaction sees the bucket as of at most this
-    /// long before it started.
+    /// long before it started (or older while another process keeps a read
+    /// transaction open: the file moves only while no lock is held).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     refresh: Duration,
     /// The longest one bucket request may take before the file operation

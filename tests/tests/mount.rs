@@ -2,7 +2,8 @@
 //! directory and a moto S3 server), the real `sqlite3` CLI reads the live
 //! and past database files, and the answers are compared with restores of
 //! the same points. Also: errno for bad paths and writes, hooks/storage
-//! written back to the bucket, a live file following new commits, a bucket
+//! written back to the bucket, a live file following new commits (cached by
+//! the kernel, one consistent state per read transaction), a bucket
 //! that goes down, clean and unclean unmounts, and what a point query on a
 //! 256 MiB tenant costs.
 //!
@@ -632,5 +633,279 @@ fn a_point_query_on_a_256_mib_tenant_fetches_little() -> Result<()> {
         read * 50 < size,
         "read {read} bytes of {size}: more than 2%"
     );
+    m.stop()
+}
+
+/// A connection that writes `acme/data.db` through the strata VFS, in this
+/// process (uploads every 50ms).
+fn vfs_writer(b: &Backend, dir: &Path) -> Result<rusqlite::Connection> {
+    strata_vfs::sqlite::register_static()?;
+    let uri = format!(
+        "file:{}?vfs=strata&{}&db=data.db&sync_interval=50ms",
+        dir.join("node.db").display(),
+        b.params("acme")
+    );
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+    let c = rusqlite::Connection::open_with_flags(&uri, flags)?;
+    c.pragma_update(None, "journal_mode", "wal")?;
+    Ok(c)
+}
+
+fn flush(c: &rusqlite::Connection) -> Result<u64> {
+    let t: String = c.query_row("PRAGMA strata_flush", [], |r| r.get(0))?;
+    Ok(t.parse()?)
+}
+
+/// Accounts whose balances always sum to `ACCOUNTS * 1000`, a log that
+/// gains one row per transaction, and the transaction count `gen.n`: a
+/// state mixing pages of two commits breaks one of the three.
+const ACCOUNTS: i64 = 300;
+const CHECK: &str = "SELECT (SELECT sum(bal) FROM acct), (SELECT count(*) FROM log), \
+                     (SELECT coalesce(max(n), 0) FROM log), (SELECT n FROM gen);";
+
+/// `CHECK`'s answer: the transaction count, if the state is consistent.
+fn consistent(line: &str) -> Result<i64> {
+    let f: Vec<i64> = line
+        .trim()
+        .split('|')
+        .map(|x| x.parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parse {line:?}"))?;
+    ensure!(
+        f.len() == 4 && f[0] == ACCOUNTS * 1000 && f[1] == f[3] && f[2] == f[3],
+        "an inconsistent state: sum|count|max|gen = {line:?}"
+    );
+    Ok(f[3])
+}
+
+fn create_accounts(c: &rusqlite::Connection) -> Result<()> {
+    c.execute_batch(&format!(
+        "CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER, pad TEXT);
+         CREATE TABLE log(n INTEGER PRIMARY KEY, pad TEXT);
+         CREATE TABLE gen(n INTEGER);
+         INSERT INTO gen VALUES (0);
+         WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < {ACCOUNTS})
+         INSERT INTO acct SELECT x, 1000, printf('%01000d', x) FROM i;"
+    ))?;
+    Ok(())
+}
+
+/// Transaction `g`: money moves between two accounts (whose pages are far
+/// apart), the log grows, the count goes up.
+fn transfer(c: &mut rusqlite::Connection, g: i64) -> Result<()> {
+    let (a, b) = (g * 37 % ACCOUNTS + 1, g * 101 % ACCOUNTS + 1);
+    let tx = c.transaction()?;
+    tx.execute(
+        "UPDATE acct SET bal = bal - 7, pad = printf('%01000d', ?2) WHERE id = ?1",
+        (a, g),
+    )?;
+    tx.execute("UPDATE acct SET bal = bal + 7 WHERE id = ?1", [b])?;
+    tx.execute("INSERT INTO log VALUES (?1, printf('%0300d', ?1))", [g])?;
+    tx.execute("UPDATE gen SET n = ?1", [g])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The live file, cached by the kernel, under sqlite3 readers in a loop
+/// (two at once) and one long read transaction, while commits arrive:
+/// every read transaction sees one committed state, the long one keeps its
+/// state across a refresh interval, and the file follows the commits.
+#[test]
+fn readers_of_the_live_file_see_one_state_while_commits_arrive() -> Result<()> {
+    let b = Backend::local()?;
+    let work = tempfile::tempdir()?;
+    let mut w = vfs_writer(&b, work.path())?;
+    create_accounts(&w)?;
+    flush(&w)?;
+    let m = Mount::start(&b, &[])?;
+    let db = m.path().join("acme/data.db");
+    ensure!(consistent(&sqlite3(&db, CHECK)?)? == 0);
+    const N: i64 = 150;
+    let (seen, long) = std::thread::scope(|s| -> Result<_> {
+        let writer = s.spawn(|| -> Result<()> {
+            for g in 1..=N {
+                transfer(&mut w, g)?;
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            flush(&w)?;
+            Ok(())
+        });
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| -> Result<Vec<i64>> {
+                    let mut seen = Vec::new();
+                    let sql = format!("{CHECK} PRAGMA integrity_check;");
+                    let t = Instant::now();
+                    loop {
+                        let out = sqlite3(&db, &sql)?;
+                        let mut lines = out.lines();
+                        let g = consistent(lines.next().unwrap_or(""))?;
+                        ensure!(lines.next() == Some("ok"), "integrity: {out}");
+                        seen.push(g);
+                        if g == N {
+                            return Ok(seen);
+                        }
+                        if t.elapsed() > Duration::from_secs(60) {
+                            seen.dedup();
+                            bail!("the live file never reached transaction {N}: saw {seen:?}");
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        // One long read transaction across several refresh intervals: its
+        // state must not move, whatever the others see meanwhile.
+        let long = s.spawn(|| -> Result<(i64, i64)> {
+            std::thread::sleep(Duration::from_millis(300));
+            let c = rusqlite::Connection::open_with_flags(
+                &db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )?;
+            let check = |c: &rusqlite::Connection| -> Result<i64> {
+                let line: String = c.query_row(CHECK, [], |r| {
+                    Ok(format!(
+                        "{}|{}|{}|{}",
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?
+                    ))
+                })?;
+                consistent(&line)
+            };
+            // First only gen's page, so that the rest is read (from the
+            // kernel's cache or the mount) after the others moved on.
+            c.execute_batch("BEGIN")?;
+            let first: i64 = c.query_row("SELECT n FROM gen", [], |r| r.get(0))?;
+            std::thread::sleep(Duration::from_millis(700));
+            let again = check(&c)?;
+            c.execute_batch("COMMIT")?;
+            ensure!(
+                first == again,
+                "one read transaction saw transaction {first}, then {again}"
+            );
+            Ok((first, check(&c)?))
+        });
+        writer.join().expect("writer")?;
+        let after_flush = Instant::now();
+        let mut seen = Vec::new();
+        for h in readers {
+            seen.push(h.join().expect("reader")?);
+        }
+        let took = after_flush.elapsed();
+        // --refresh 200ms: the last commit shows within a few intervals.
+        ensure!(
+            took < Duration::from_secs(3),
+            "the last commit took {took:?} to show"
+        );
+        Ok((seen, long.join().expect("long reader")?))
+    })?;
+    for s in &seen {
+        ensure!(s.windows(2).all(|w| w[0] <= w[1]), "went back: {s:?}");
+        let mut d = s.clone();
+        d.dedup();
+        ensure!(
+            d.len() >= 4,
+            "a reader saw only the states {d:?} while {N} commits arrived"
+        );
+    }
+    let (held, after) = long;
+    ensure!(
+        after >= held,
+        "after its transaction the long reader saw {after} < {held}"
+    );
+    let stats = m.stats()?;
+    ensure!(stats["live_moves"] >= 3, "{stats:?}");
+    eprintln!(
+        "readers saw {} and {} states; the long transaction held {held}; {stats:?}",
+        seen[0].len(),
+        seen[1].len()
+    );
+    m.stop()
+}
+
+/// The kernel keeps the live file's pages: a second pass of the same scan
+/// (another sqlite3 process, so SQLite's own cache is cold) barely reaches
+/// the mount, and after a small commit only the changed pages do.
+#[test]
+fn the_kernel_caches_the_live_file_and_a_commit_drops_only_what_changed() -> Result<()> {
+    let b = Backend::local()?;
+    let work = tempfile::tempdir()?;
+    let mut w = vfs_writer(&b, work.path())?;
+    w.execute_batch(&format!(
+        "CREATE TABLE log(n INTEGER PRIMARY KEY, pad TEXT);
+         CREATE TABLE gen(n INTEGER);
+         INSERT INTO gen VALUES (0);
+         CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER, pad TEXT);
+         WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < {ACCOUNTS} * 8)
+         INSERT INTO acct SELECT x, 1000, printf('%01000d', x) FROM i;
+         DELETE FROM acct WHERE id > {ACCOUNTS};"
+    ))?;
+    // The deleted rows' pages are free pages: the scan reads acct's.
+    w.execute_batch(&format!(
+        "WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < {})
+         INSERT INTO acct SELECT {ACCOUNTS} + x, 0, printf('%01000d', x) FROM i;",
+        ACCOUNTS * 7
+    ))?;
+    flush(&w)?;
+    let m = Mount::start(&b, &[])?;
+    let db = m.path().join("acme/data.db");
+    let size = std::fs::metadata(&db)?.len();
+    let scan = "SELECT sum(length(pad)), sum(bal) FROM acct;";
+    let reads = |f: &mut dyn FnMut() -> Result<String>| -> Result<(String, u64, u64)> {
+        let before = m.stats()?;
+        let out = f()?;
+        let after = m.stats()?;
+        Ok((
+            out,
+            after["db_read_bytes"] - before["db_read_bytes"],
+            after["lock_requests"] - before["lock_requests"],
+        ))
+    };
+    let (first, r1, l1) = reads(&mut || sqlite3(&db, scan))?;
+    let (second, r2, l2) = reads(&mut || sqlite3(&db, scan))?;
+    ensure!(first == second);
+    eprintln!("{size} bytes; first scan read {r1} bytes from the mount, the second {r2}");
+    ensure!(
+        r1 * 2 > size,
+        "the first scan read only {r1} of {size} bytes"
+    );
+    ensure!(
+        r2 * 20 < r1,
+        "the second scan read {r2} bytes from the mount (the first {r1}): the kernel cache is not used"
+    );
+    // The mount saw both transactions' locks: they decide when it moves.
+    ensure!(l1 >= 2 && l2 >= 2, "lock requests {l1}, {l2}");
+
+    // One small commit: the next scan reads the changed pages (and page 1).
+    let moves = m.stats()?["live_moves"];
+    let (_, r3, _) = reads(&mut || {
+        transfer(&mut w, 1)?;
+        flush(&w)?;
+        let t = Instant::now();
+        loop {
+            if consistent(&sqlite3(&db, CHECK)?)? == 1 {
+                break;
+            }
+            ensure!(
+                t.elapsed() < Duration::from_secs(5),
+                "the commit never showed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sqlite3(&db, scan)
+    })?;
+    let stats = m.stats()?;
+    eprintln!("after one commit the scan read {r3} bytes; {stats:?}");
+    ensure!(stats["live_moves"] > moves, "{stats:?}");
+    ensure!(r3 > 0, "nothing was read again after a commit");
+    ensure!(
+        r3 * 4 < r1,
+        "one commit made the scan read {r3} bytes again (a full scan reads {r1})"
+    );
+    ensure!(sqlite3(&db, "PRAGMA integrity_check")?.trim() == "ok");
     m.stop()
 }

@@ -1,10 +1,14 @@
 //! `strata bench --mount`: read throughput through `strata mount` against
-//! the same file on local disk, as ratios. A database of `--mount-mib` MiB
-//! of random rows is imported into a fresh local bucket and mounted by a
-//! child `strata mount` (this binary); then, on the live file and on the
-//! local copy: one sequential pass (1 MiB reads, cold for the mount: every
-//! page comes from the bucket), a second pass, random 4 KiB reads, and
-//! random point queries through SQLite.
+//! the same file on local disk, as ratios measured in the same run. A
+//! database of `--mount-mib` MiB of random rows is imported into a fresh
+//! local bucket and mounted by a child `strata mount` (this binary); then,
+//! on the live file and on the local copy: one sequential pass (1 MiB
+//! reads, cold for the mount: every page comes from the bucket), a second
+//! pass (the kernel's page cache), random 4 KiB reads, and random point
+//! queries through SQLite. The mount's `/.strata-stats` tells how many
+//! requests of each pass reached the mount process: reads the kernel could
+//! not serve from its cache, and the POSIX lock requests SQLite makes
+//! around every read transaction (each one a FUSE round trip).
 
 use super::{per_second, start_self, stop_self};
 use anyhow::{Result, bail};
@@ -43,7 +47,7 @@ pub fn run(dir: &Path, mib: u64) -> Result<()> {
         Stdio::inherit(),
         "mounted",
     )?;
-    let result = measure(&local, &mp.join("bench/data.db"), rows)
+    let result = measure(&local, &mp, rows)
         .and_then(|()| measure_past(&local, &mp.join("bench/@txid/1/data.db")));
     stop_self(&mut child)?;
     result
@@ -81,20 +85,42 @@ fn measure_past(local: &Path, past: &Path) -> Result<()> {
     Ok(())
 }
 
-fn measure(local: &Path, mounted: &Path, rows: u64) -> Result<()> {
+/// `/.strata-stats` of the mount at `mp`: db_reads, lock_requests.
+fn daemon_counts(mp: &Path) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(mp.join(".strata-stats"))?;
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('=')?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((get("db_reads"), get("lock_requests")))
+}
+
+/// What `f` made reach the mount process: (reads, lock requests).
+fn counted<T>(mp: &Path, f: impl FnOnce() -> Result<T>) -> Result<(T, u64, u64)> {
+    let (r0, l0) = daemon_counts(mp)?;
+    let v = f()?;
+    let (r1, l1) = daemon_counts(mp)?;
+    Ok((v, r1 - r0, l1 - l0))
+}
+
+fn measure(local: &Path, mp: &Path, rows: u64) -> Result<()> {
+    let mounted = &mp.join("bench/data.db");
     let size = std::fs::metadata(local)?.len();
     println!(
         "mount: {} MiB database, local copy vs the live file through `strata mount` (local-directory bucket)",
         size >> 20
     );
-    let (m1, l1) = (seq(mounted)?, seq(local)?);
+    let (m1, r1, _) = counted(mp, || seq(mounted))?;
+    let l1 = seq(local)?;
     println!(
-        "sequential, first pass (mount cold): local {l1:.0} MiB/s, mount {m1:.0} MiB/s, ratio {:.3}",
+        "sequential, first pass (mount cold): local {l1:.0} MiB/s, mount {m1:.0} MiB/s, ratio {:.3} ({r1} reads reached the mount)",
         m1 / l1
     );
-    let (m2, l2) = (seq(mounted)?, seq(local)?);
+    let (m2, r2, _) = counted(mp, || seq(mounted))?;
+    let l2 = seq(local)?;
     println!(
-        "sequential, second pass: local {l2:.0} MiB/s, mount {m2:.0} MiB/s, ratio {:.3}",
+        "sequential, second pass (kernel cache): local {l2:.0} MiB/s, mount {m2:.0} MiB/s, ratio {:.3} ({r2} reads reached the mount)",
         m2 / l2
     );
     let random = |p: &Path| -> Result<f64> {
@@ -106,9 +132,10 @@ fn measure(local: &Path, mounted: &Path, rows: u64) -> Result<()> {
             Ok(f.read_exact_at(&mut buf, rng.random_range(0..pages) * 4096)?)
         })
     };
-    let (mr, lr) = (random(mounted)?, random(local)?);
+    let (mr, rr, _) = counted(mp, || random(mounted))?;
+    let lr = random(local)?;
     println!(
-        "random 4 KiB reads: local {lr:.0}/s, mount {mr:.0}/s, ratio {:.3}",
+        "random 4 KiB reads: local {lr:.0}/s, mount {mr:.0}/s, ratio {:.3} ({rr} reads reached the mount)",
         mr / lr
     );
     let queries = |p: &Path| -> Result<f64> {
@@ -121,10 +148,14 @@ fn measure(local: &Path, mounted: &Path, rows: u64) -> Result<()> {
             Ok(())
         })
     };
-    let (mq, lq) = (queries(mounted)?, queries(local)?);
+    let (mq, rq, lk) = counted(mp, || queries(mounted))?;
+    let lq = queries(local)?;
+    let n = (mq * 3.0).max(1.0);
     println!(
-        "random point queries (sqlite, one connection): local {lq:.0}/s, mount {mq:.0}/s, ratio {:.3}",
-        mq / lq
+        "random point queries (sqlite, one connection): local {lq:.0}/s, mount {mq:.0}/s, ratio {:.3} (per query: {:.2} reads, {:.1} lock requests reached the mount)",
+        mq / lq,
+        rq as f64 / n,
+        lk as f64 / n
     );
     Ok(())
 }

@@ -184,6 +184,30 @@ impl PageMap {
         }
     }
 
+    /// The pages whose image differs between `old` and this map (another
+    /// restore point of the same database): those held by a different
+    /// object entry, and those past the end of either, in ascending order.
+    /// Object entries are immutable, so a page at the same entry of the
+    /// same object reads the same in both. (Page 1 is among them only if
+    /// its image moved; a caller presenting a header derived from the map
+    /// must treat it as changed itself.)
+    pub fn changed_since(&self, old: &PageMap) -> Vec<PageNo> {
+        fn at(m: &PageMap, p: usize) -> Option<(&str, u32)> {
+            let &(o, e) = m.locs.get(p).filter(|l| **l != NOWHERE)?;
+            Some((&m.objects[o as usize].key, e))
+        }
+        let (shared, most) = (
+            self.db_pages.min(old.db_pages),
+            self.db_pages.max(old.db_pages),
+        );
+        let mut out: Vec<PageNo> = (1..=shared as usize)
+            .filter(|&p| at(self, p) != at(old, p))
+            .map(|p| PageNo(p as u32))
+            .collect();
+        out.extend((shared + 1..=most).map(PageNo));
+        out
+    }
+
     /// The objects this map reads from, as a restore plan (for bulk hydration).
     pub fn plan(&self) -> restore::Plan {
         self.plan.clone()
@@ -694,8 +718,9 @@ mod tests {
     use crate::bucket::memory::MemoryStore;
     use std::sync::Arc;
 
-    #[test]
-    fn read_at_spans_pages_and_stops_at_the_end() {
+    /// A 40-row database of 1 KiB pages imported into a memory bucket: the
+    /// store, its keys and the file's bytes.
+    fn imported() -> (Store, DbKeys, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.db");
         let c = rusqlite::Connection::open(&src).unwrap();
@@ -710,6 +735,12 @@ mod tests {
         let store: Store = Arc::new(MemoryStore::new());
         let keys = DbKeys::new("acme", "data.db").unwrap();
         crate::engine::import::import(&store, &keys, &src).unwrap();
+        (store, keys, file)
+    }
+
+    #[test]
+    fn read_at_spans_pages_and_stops_at_the_end() {
+        let (store, keys, file) = imported();
         let map = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
         assert_eq!(map.size(), file.len() as u64);
         // A range across three pages, one at the very end, one past it.
@@ -724,6 +755,26 @@ mod tests {
                 .unwrap(),
             0
         );
+    }
+
+    #[test]
+    fn changed_since_names_rewritten_pages_and_the_tail() {
+        let (store, keys, _) = imported();
+        let a = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
+        assert!(a.changed_since(&a).is_empty());
+        let b = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
+        assert!(b.changed_since(&a).is_empty(), "same point, same pages");
+        // A map that is shorter (by hand): the tail counts as changed both ways.
+        let mut short = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
+        short.db_pages -= 3;
+        short.locs.truncate(short.db_pages as usize + 1);
+        let tail: Vec<PageNo> = (short.db_pages + 1..=a.db_pages).map(PageNo).collect();
+        assert_eq!(a.changed_since(&short), tail);
+        assert_eq!(short.changed_since(&a), tail);
+        // A page held by another entry is changed.
+        let mut moved = PageMap::build(store.as_ref(), &keys, Target::Latest).unwrap();
+        moved.locs[5] = moved.locs[6];
+        assert_eq!(moved.changed_since(&a), vec![PageNo(5)]);
     }
 
     /// A page stored as a delta, right before the next page's entry in the
