@@ -10,16 +10,21 @@
 /// costs 8 bytes).
 const MERGE_GAP: usize = 16;
 
-/// Runs `(offset, len)` where `new` differs from `old` (same length).
-fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
-    let word = |b: &[u8], i: usize| u64::from_ne_bytes(b[i..i + 8].try_into().unwrap_or_default());
+/// Runs `(offset, len)` where `new` differs from `old` (same length), or
+/// `None` once their encoding would exceed `max_len` bytes (a page that
+/// changed a lot is stored whole, so there is no point in finishing).
+fn changed_runs(old: &[u8], new: &[u8], max_len: usize) -> Option<Vec<(usize, usize)>> {
+    // Equal stretches are skipped a block at a time (slice equality is a
+    // vectorized memcmp), then a byte at a time inside the first block
+    // that differs.
+    const BLOCK: usize = 32;
     let mut runs: Vec<(usize, usize)> = Vec::new();
     let n = new.len();
+    let mut len = 4;
     let mut i = 0;
     while i < n {
-        // Skip equal words (pages are mostly unchanged), then bytes.
-        while i + 8 <= n && word(old, i) == word(new, i) {
-            i += 8;
+        while i + BLOCK <= n && old[i..i + BLOCK] == new[i..i + BLOCK] {
+            i += BLOCK;
         }
         while i < n && old[i] == new[i] {
             i += 1;
@@ -32,11 +37,20 @@ fn changed_runs(old: &[u8], new: &[u8]) -> Vec<(usize, usize)> {
             i += 1;
         }
         match runs.last_mut() {
-            Some((s, l)) if start - (*s + *l) < MERGE_GAP => *l = i - *s,
-            _ => runs.push((start, i - start)),
+            Some((s, l)) if start - (*s + *l) < MERGE_GAP => {
+                len += i - (*s + *l);
+                *l = i - *s;
+            }
+            _ => {
+                len += 8 + (i - start);
+                runs.push((start, i - start));
+            }
+        }
+        if len > max_len {
+            return None;
         }
     }
-    runs
+    (len <= max_len).then_some(runs)
 }
 
 /// Append the delta from `old` to `new` to `out` if it is at most `max_len`
@@ -45,11 +59,9 @@ pub fn encode(old: &[u8], new: &[u8], max_len: usize, out: &mut Vec<u8>) -> bool
     if old.len() != new.len() {
         return false;
     }
-    let runs = changed_runs(old, new);
-    let len = 4 + runs.iter().map(|(_, l)| 8 + l).sum::<usize>();
-    if len > max_len {
+    let Some(runs) = changed_runs(old, new, max_len) else {
         return false;
-    }
+    };
     out.extend_from_slice(&(runs.len() as u32).to_le_bytes());
     for (off, l) in runs {
         out.extend_from_slice(&(off as u32).to_le_bytes());
@@ -115,6 +127,42 @@ mod tests {
         let mut d = Vec::new();
         assert!(encode(&old, &old, 4096, &mut d));
         assert_eq!(d.len(), 4);
+    }
+
+    /// Many random edits: every delta applies back to the new page, and a
+    /// delta is refused exactly when it would exceed the limit (its full
+    /// length, found with no limit, decides).
+    #[test]
+    fn random_edits_roundtrip_and_the_limit_is_exact() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..2000 {
+            let size = [512usize, 4096, 65536][round % 3];
+            let old: Vec<u8> = (0..size).map(|_| next() as u8).collect();
+            let mut new = old.clone();
+            for _ in 0..(next() % 40) {
+                let at = next() as usize % size;
+                let len = (next() as usize % 300).min(size - at);
+                for b in &mut new[at..at + len] {
+                    *b = b.wrapping_add(1 + (next() % 255) as u8);
+                }
+            }
+            let mut full = Vec::new();
+            assert!(encode(&old, &new, usize::MAX, &mut full));
+            let mut page = old.clone();
+            assert_eq!(apply(&mut page, &full).unwrap(), full.len());
+            assert_eq!(page, new, "round {round}");
+            for limit in [full.len() - 1, full.len(), size / 2] {
+                let mut d = Vec::new();
+                assert_eq!(encode(&old, &new, limit, &mut d), full.len() <= limit, "round {round} limit {limit} full {} d {}", full.len(), d.len());
+                assert!(d.is_empty() || d == full);
+            }
+        }
     }
 
     #[test]
