@@ -318,7 +318,7 @@ impl Live {
 /// meaning "to the end". Page 1 always (its header shows the txid and the
 /// size), runs of changed pages coalesced, the tail if the size changed;
 /// the whole file if the page size changed or over a quarter of it did.
-pub fn invalidation(old: &PageMap, new: &PageMap, changed: &[PageNo]) -> Vec<(u64, u64)> {
+fn invalidation(old: &PageMap, new: &PageMap, changed: &[PageNo]) -> Vec<(u64, u64)> {
     plan_ranges(
         (old.page_size, old.db_pages),
         (new.page_size, new.db_pages),

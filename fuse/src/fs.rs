@@ -384,16 +384,20 @@ impl StrataFs {
         let Ok(node) = self.node(ino) else { return };
         match self.live_of(&node) {
             Ok(Some(live)) => live.drop_owner(owner.0),
-            _ => {
-                let mut t = self.locks.lock();
-                if let Some(l) = t.get_mut(&ino.0) {
-                    l.drop_owner(owner.0);
-                    if l.is_empty() {
-                        t.remove(&ino.0);
-                    }
-                }
-            }
+            _ => self.file_locks(ino, |l| l.drop_owner(owner.0)),
         }
+    }
+
+    /// Run `f` on the lock table of `ino` (not a live database: those keep
+    /// their own); an emptied table is dropped.
+    fn file_locks<R>(&self, ino: INodeNo, f: impl FnOnce(&mut Locks) -> R) -> R {
+        let mut t = self.locks.lock();
+        let l = t.entry(ino.0).or_default();
+        let r = f(l);
+        if l.is_empty() {
+            t.remove(&ino.0);
+        }
+        r
     }
 
     fn do_flush(&self, fh: FileHandle) -> FsResult<()> {
@@ -723,16 +727,7 @@ impl Filesystem for StrataFs {
             },
             Ok(None) => {
                 // A conflict is EAGAIN even for F_SETLKW: nothing waits here.
-                let r = {
-                    let mut t = self.locks.lock();
-                    let l = t.entry(ino.0).or_default();
-                    let r = l.set(owner, pid, start, end, typ);
-                    if l.is_empty() {
-                        t.remove(&ino.0);
-                    }
-                    r
-                };
-                match r {
+                match self.file_locks(ino, |l| l.set(owner, pid, start, end, typ)) {
                     Ok(()) => reply.ok(),
                     Err(e) => reply.error(e),
                 }

@@ -102,7 +102,10 @@ fn concurrent_readers_see_every_acknowledged_write_and_eviction_closes_them_all(
                 ensure!(r.status == 200, "list: {r:?}");
                 let total = r.body["totalItems"].as_u64().context("totalItems")?;
                 let want = before[0] + before[1];
-                ensure!(total >= want, "list saw {total}, {want} acknowledged before it");
+                ensure!(
+                    total >= want,
+                    "list saw {total}, {want} acknowledged before it"
+                );
             }
             Ok(())
         }));
@@ -129,8 +132,14 @@ fn concurrent_readers_see_every_acknowledged_write_and_eviction_closes_them_all(
     ensure!(writes > 50, "too few writes to mean anything: {writes}");
     // data.db's writer, auxiliary.db's writer and at least two readers.
     let peak = peak.load(Ordering::SeqCst);
-    ensure!(peak >= 4, "readers did not run side by side: at most {peak} connections");
-    ensure!(peak <= 2 + 4 + 1, "more connections than the pool allows: {peak}");
+    ensure!(
+        peak >= 4,
+        "readers did not run side by side: at most {peak} connections"
+    );
+    ensure!(
+        peak <= 2 + 4 + 1,
+        "more connections than the pool allows: {peak}"
+    );
 
     let tenant_dir = node.join("acme");
     ensure!(
@@ -259,7 +268,13 @@ fn a_failed_write_stores_nothing_and_leaves_the_writer_usable() -> Result<()> {
     for t in threads {
         want.extend(t.join().expect("thread")?);
     }
-    let r = s.api("acme", "GET", "/api/collections/gated/records?perPage=1000", None, None)?;
+    let r = s.api(
+        "acme",
+        "GET",
+        "/api/collections/gated/records?perPage=1000",
+        None,
+        None,
+    )?;
     let got: BTreeSet<i64> = r.body["items"]
         .as_array()
         .context("items")?
@@ -299,7 +314,10 @@ fn a_failed_write_stores_nothing_and_leaves_the_writer_usable() -> Result<()> {
         None,
         None,
     )?;
-    ensure!(v.body["title"] == "t0", "the refused update left no trace: {v:?}");
+    ensure!(
+        v.body["title"] == "t0",
+        "the refused update left no trace: {v:?}"
+    );
     Ok(())
 }
 
@@ -318,7 +336,11 @@ fn serve_demo_makes_a_ready_tenant_once() -> Result<()> {
             if r.status == 200 && n >= 3 {
                 return Ok(n);
             }
-            ensure!(Instant::now() < deadline, "no demo tenant: {r:?} {}", s.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "no demo tenant: {r:?} {}",
+                s.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };

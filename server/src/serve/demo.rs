@@ -24,7 +24,13 @@ fn ok(what: &str, (status, body): (u16, Value)) -> Result<Value> {
 /// few records, unless they exist. Blocking (run it off the runtime).
 pub fn setup(base: &str, admin_token: &str) -> Result<()> {
     let admin = Some(admin_token);
-    let (status, _) = request(base, "GET", &format!("/_strata/api/tenants/{TENANT}"), admin, None)?;
+    let (status, _) = request(
+        base,
+        "GET",
+        &format!("/_strata/api/tenants/{TENANT}"),
+        admin,
+        None,
+    )?;
     if status == 404 {
         ok(
             "create the tenant",
@@ -49,7 +55,13 @@ pub fn setup(base: &str, admin_token: &str) -> Result<()> {
         )?,
     )?;
     let token = auth["token"].as_str().unwrap_or_default().to_string();
-    let (status, _) = request(base, "GET", &format!("{api}/collections/posts"), Some(&token), None)?;
+    let (status, _) = request(
+        base,
+        "GET",
+        &format!("{api}/collections/posts"),
+        Some(&token),
+        None,
+    )?;
     if status == 404 {
         ok(
             "create the posts collection",

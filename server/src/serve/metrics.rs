@@ -2,7 +2,8 @@
 //! engine's (`strata_vfs::metrics::render`).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 
 pub struct Metrics {
@@ -79,8 +80,10 @@ impl Metrics {
 
     /// Record the phases timed by `p`.
     pub fn phases(&self, p: &Phases) {
-        for (name, d) in &p.0 {
-            self.phases.with_label_values(&[name]).observe(d.as_secs_f64());
+        for (phase, d) in &p.0 {
+            self.phases
+                .with_label_values(&[phase.label()])
+                .observe(d.as_secs_f64());
         }
     }
 
@@ -105,9 +108,53 @@ impl Metrics {
     }
 }
 
+/// A timed phase of a tenant load or eviction (the `phase` label of
+/// `strata_serve_tenant_phase_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the tenant's metadata object.
+    Metadata,
+    /// Opening `data.db` (lazily, from the bucket).
+    OpenData,
+    /// The first query: the tenant's secret from the schema.
+    Schema,
+    /// Waiting for the tenant's requests in flight to end.
+    Drain,
+    /// Waiting for a close slot.
+    Queue,
+    /// Closing: logs, final upload, connections.
+    Close,
+    /// Removing the node's local files (`--drop-local-on-evict`).
+    DropLocal,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::Metadata,
+        Phase::OpenData,
+        Phase::Schema,
+        Phase::Drain,
+        Phase::Queue,
+        Phase::Close,
+        Phase::DropLocal,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Metadata => "metadata",
+            Phase::OpenData => "open_data",
+            Phase::Schema => "schema",
+            Phase::Drain => "drain",
+            Phase::Queue => "queue",
+            Phase::Close => "close",
+            Phase::DropLocal => "drop_local",
+        }
+    }
+}
+
 /// Consecutive phases of one piece of work, each timed from the end of the
 /// one before.
-pub struct Phases(Vec<(&'static str, std::time::Duration)>, std::time::Instant);
+pub struct Phases(Vec<(Phase, std::time::Duration)>, std::time::Instant);
 
 impl Default for Phases {
     fn default() -> Self {
@@ -117,7 +164,7 @@ impl Default for Phases {
 
 impl Phases {
     /// The phase `name` ends now.
-    pub fn mark(&mut self, name: &'static str) {
+    pub fn mark(&mut self, name: Phase) {
         let now = std::time::Instant::now();
         self.0.push((name, now - self.1));
         self.1 = now;

@@ -167,8 +167,10 @@ async fn serve(app: App, listen: SocketAddr, max_body: usize, demo: Option<bool>
     println!("strata serve: listening on http://{addr}");
     let sweeper = {
         let reg = app.registry.clone();
-        let every = (reg.cfg.idle_ttl / 4)
-            .clamp(Duration::from_millis(100), tenants::tenant::LOG_FLUSH_EVERY / 2);
+        let every = (reg.cfg.idle_ttl / 4).clamp(
+            Duration::from_millis(100),
+            tenants::tenant::LOG_FLUSH_EVERY / 2,
+        );
         // Purging lists every tenant: at most once a minute (or per grace).
         let purge_every = reg
             .cfg

@@ -182,7 +182,10 @@ impl Field {
             FieldType::Json => "JSON DEFAULT NULL",
             _ => "TEXT DEFAULT '' NOT NULL",
         };
-        format!("{} {ty}", crate::serve::query::filter::quote_ident(&self.name))
+        format!(
+            "{} {ty}",
+            crate::serve::query::filter::quote_ident(&self.name)
+        )
     }
 }
 

@@ -240,7 +240,9 @@ impl LocalStore {
         fs::create_dir_all(&root).io_ctx(format!("create bucket directory {}", root.display()))?;
         Ok(LocalStore {
             root,
-            stripes: (0..LOCK_STRIPES).map(|_| parking_lot::Mutex::new(())).collect(),
+            stripes: (0..LOCK_STRIPES)
+                .map(|_| parking_lot::Mutex::new(()))
+                .collect(),
         })
     }
 
@@ -355,7 +357,9 @@ impl LocalStore {
             f.sync_all().io_ctx(format!("put {key}: fsync"))?;
         }
 
-        let lock = self.lock(key).map_err(|e| e.context(format!("put {key}")))?;
+        let lock = self
+            .lock(key)
+            .map_err(|e| e.context(format!("put {key}")))?;
         match cond {
             Cond::None => {}
             Cond::Absent => match fs::symlink_metadata(&path) {
@@ -690,7 +694,11 @@ mod tests {
             .collect();
         let (locks, objects): (Vec<String>, Vec<String>) =
             names.into_iter().partition(|n| stripes.contains(n));
-        assert_eq!(objects, vec!["a/b/c", "a/d"], "only objects and lock files remain");
+        assert_eq!(
+            objects,
+            vec!["a/b/c", "a/d"],
+            "only objects and lock files remain"
+        );
         assert!(
             !locks.is_empty() && locks.len() <= 2,
             "one lock file per stripe used: {locks:?}"

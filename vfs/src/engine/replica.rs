@@ -300,9 +300,7 @@ impl Replica {
         if loaded.as_ref() != Some(&state) {
             state.save(&dir)?;
         }
-        Self::start(
-            keys, cfg, path, dir, lock, spool, state, manifest, lazy,
-        )
+        Self::start(keys, cfg, path, dir, lock, spool, state, manifest, lazy)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -412,7 +412,10 @@ impl Uploader {
     /// Hand the database over at close: release the lease so the next writer
     /// need not wait for it to expire.
     fn release(&mut self) {
-        if self.manifest.as_ref().is_some_and(|(m, _)| m.lease.is_some())
+        if self
+            .manifest
+            .as_ref()
+            .is_some_and(|(m, _)| m.lease.is_some())
             && self.core.progress.lock().fenced.is_none()
             && let Err(e) = self.publish_until(|_| {}, Millis(0))
         {
@@ -507,12 +510,12 @@ impl Uploader {
         METRICS.segments_uploaded.inc();
         // The last upload of a closing replica releases the lease with the
         // same put (no commit can follow: its connections are closed).
-        let closing_done = self.shutdown_deadline.is_some()
-            && core.progress.lock().committed == last.txid;
+        let closing_done =
+            self.shutdown_deadline.is_some() && core.progress.lock().committed == last.txid;
         let lease_until = if closing_done {
             Millis(0)
         } else {
-            Millis(Millis::now().0 + core.cfg.lease_ttl.as_millis() as u64)
+            self.renewed_lease()
         };
         self.publish_until(
             |m| {
@@ -565,8 +568,12 @@ impl Uploader {
     /// Apply `change` to the manifest and write it conditionally. A conflict
     /// caused by our own lost response is recognised and absorbed.
     fn publish(&mut self, change: impl Fn(&mut Manifest)) -> Result<()> {
-        let until = Millis(Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64);
-        self.publish_until(change, until)
+        self.publish_until(change, self.renewed_lease())
+    }
+
+    /// A lease renewed now expires at this time.
+    fn renewed_lease(&self) -> Millis {
+        Millis(Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64)
     }
 
     fn publish_until(&mut self, change: impl Fn(&mut Manifest), lease_until: Millis) -> Result<()> {

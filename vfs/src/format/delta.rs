@@ -159,7 +159,13 @@ mod tests {
             assert_eq!(page, new, "round {round}");
             for limit in [full.len() - 1, full.len(), size / 2] {
                 let mut d = Vec::new();
-                assert_eq!(encode(&old, &new, limit, &mut d), full.len() <= limit, "round {round} limit {limit} full {} d {}", full.len(), d.len());
+                assert_eq!(
+                    encode(&old, &new, limit, &mut d),
+                    full.len() <= limit,
+                    "round {round} limit {limit} full {} d {}",
+                    full.len(),
+                    d.len()
+                );
                 assert!(d.is_empty() || d == full);
             }
         }

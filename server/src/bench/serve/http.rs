@@ -268,4 +268,3 @@ pub async fn load(
     ));
     Ok(run)
 }
-

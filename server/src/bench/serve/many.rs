@@ -12,7 +12,13 @@ use super::{Opts, Table, bar};
 use anyhow::Result;
 use std::path::Path;
 
-pub async fn run(dir: &Path, bucket: &str, pb_bin: &Path, o: &Opts, table: &mut Table) -> Result<()> {
+pub async fn run(
+    dir: &Path,
+    bucket: &str,
+    pb_bin: &Path,
+    o: &Opts,
+    table: &mut Table,
+) -> Result<()> {
     let n = o.serve_pb_tenants.max(1);
     let records = o.serve_pb_records;
     let s = Server::start(dir, "many", bucket, &[], &[])?;
@@ -39,7 +45,9 @@ pub async fn run(dir: &Path, bucket: &str, pb_bin: &Path, o: &Opts, table: &mut 
         progress.inc(1);
     }
     progress.finish_and_clear();
-    println!("{n} tenants of {records} records each: in one strata process, and in {n} PocketBase processes");
+    println!(
+        "{n} tenants of {records} records each: in one strata process, and in {n} PocketBase processes"
+    );
     let ends = |v: &[Side]| -> Vec<Endpoint> {
         v.iter()
             .map(|x| Endpoint {
@@ -57,7 +65,12 @@ pub async fn run(dir: &Path, bucket: &str, pb_bin: &Path, o: &Opts, table: &mut 
             continue;
         };
         let (a, b) = compare(dir, o, mix, (&se, &spids), (&pe, &ppids), n)?;
-        side::row(table, &format!("{name}, {n} tenants ({n} connections)"), &a, &b);
+        side::row(
+            table,
+            &format!("{name}, {n} tenants ({n} connections)"),
+            &a,
+            &b,
+        );
     }
     let sm = memory(s.pid());
     let pm = ppids

@@ -23,7 +23,11 @@ pub fn find(given: Option<&Path>) -> Result<PathBuf> {
         .chain(std::env::var_os("STRATA_POCKETBASE").map(PathBuf::from))
         .chain(
             std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join("pocketbase")).collect::<Vec<_>>())
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join("pocketbase"))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default(),
         )
         .chain([PathBuf::from("target/pocketbase/bin/pocketbase")])
@@ -86,7 +90,9 @@ impl PocketBase {
             .args(["serve", "--http", &addr.to_string(), "--dir"])
             .arg(&data)
             .stdout(Stdio::from(std::fs::File::create(&log)?))
-            .stderr(Stdio::from(std::fs::File::create(dir.join("pocketbase.err"))?))
+            .stderr(Stdio::from(std::fs::File::create(
+                dir.join("pocketbase.err"),
+            )?))
             .spawn()
             .context("start pocketbase serve")?;
         let pb = PocketBase { child, addr, log };

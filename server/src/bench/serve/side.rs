@@ -7,8 +7,8 @@ use super::pocketbase::PocketBase;
 use super::strata::Server;
 use super::wrk::{self, Endpoint, Mix, Report};
 use super::{
-    ADMIN_TOKEN, COLLECTION, MEMBER, Opts, SUPERUSER, Table, bar, children_cpu_secs, cpu_secs,
-    ms, post, posts_collection, proc_kib, record_id,
+    ADMIN_TOKEN, COLLECTION, MEMBER, Opts, SUPERUSER, Table, bar, children_cpu_secs, cpu_secs, ms,
+    post, posts_collection, proc_kib, record_id,
 };
 use anyhow::{Context, Result};
 use hyper::Method;
@@ -287,7 +287,13 @@ pub fn memory(pid: u32) -> (u64, u64) {
 }
 
 /// The `api` part. Returns strata's median create rate.
-pub async fn run(dir: &Path, bucket: &str, pb_bin: &Path, o: &Opts, table: &mut Table) -> Result<f64> {
+pub async fn run(
+    dir: &Path,
+    bucket: &str,
+    pb_bin: &Path,
+    o: &Opts,
+    table: &mut Table,
+) -> Result<f64> {
     let s = Server::start(dir, "api", bucket, &[], &[])?;
     create_tenant(&s, "bench").await?;
     let pb = PocketBase::start(pb_bin, &dir.join("pb-api"))?;
@@ -308,7 +314,10 @@ pub async fn run(dir: &Path, bucket: &str, pb_bin: &Path, o: &Opts, table: &mut 
             ins_s.as_secs_f64(),
             ins_p.as_secs_f64()
         ),
-        format!("{:.2}x", ins_p.as_secs_f64() / ins_s.as_secs_f64().max(1e-9)),
+        format!(
+            "{:.2}x",
+            ins_p.as_secs_f64() / ins_s.as_secs_f64().max(1e-9)
+        ),
     );
     println!(
         "wrk: {} thread(s), {conc} connections, {} s per run after {} s of warm-up, {} alternating rounds",

@@ -1,9 +1,10 @@
 //! `strata serve` as a child process (this binary) on a free loopback
 //! port, with a fresh data directory and the bench's admin token.
 
-use super::http::{Conn, Peer, Req};
 use super::ADMIN_TOKEN;
+use super::http::{Conn, Peer, Req};
 use crate::bench::{start_self, stop_self};
+use crate::serve::metrics::Phase;
 use anyhow::{Context, Result, ensure};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,11 +17,6 @@ pub struct Server {
     pub data_dir: PathBuf,
     log: PathBuf,
 }
-
-/// The phases `strata serve` times (serve/metrics.rs).
-pub const PHASES: &[&str] = &[
-    "metadata", "open_data", "schema", "drain", "queue", "close", "drop_local",
-];
 
 impl Server {
     pub fn start(
@@ -118,9 +114,12 @@ impl Server {
                 .find_map(|l| l.strip_prefix(&key)?.trim().parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        Ok(PHASES
+        Ok(Phase::ALL
             .iter()
-            .map(|p| (p.to_string(), value("sum", p), value("count", p)))
+            .map(|p| {
+                let l = p.label();
+                (l.to_string(), value("sum", l), value("count", l))
+            })
             .collect())
     }
 
@@ -148,4 +147,3 @@ impl Drop for Server {
 pub fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
-

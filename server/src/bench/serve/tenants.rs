@@ -6,9 +6,7 @@ use super::http::{Latencies, Req, load};
 use super::side::{self, Side, create_tenant, median, sample, seed};
 use super::strata::{Server, open_fds};
 use super::wrk::Endpoint;
-use super::{
-    COLLECTION, Opts, SUPERUSER, Table, bar, ms, post, record_id,
-};
+use super::{COLLECTION, Opts, SUPERUSER, Table, bar, ms, post, record_id};
 use anyhow::{Context, Result, ensure};
 use hyper::Method;
 use serde_json::json;
@@ -44,14 +42,21 @@ pub async fn sync(
         addr: side.peer.addr,
         prefix: side.prefix.clone(),
     }];
-    let uploads_before = s.metric("strata_segments_uploaded_total").await.unwrap_or(0.0);
+    let uploads_before = s
+        .metric("strata_segments_uploaded_total")
+        .await
+        .unwrap_or(0.0);
     let mut runs = Vec::new();
     for _ in 0..o.serve_rounds.max(1) {
         let r = sample(dir, o, mix, &end, o.serve_threads, &[s.pid()])?;
         println!("  create (durability=sync): {}", r.report.summary());
         runs.push(r);
     }
-    let uploads = s.metric("strata_segments_uploaded_total").await.unwrap_or(0.0) - uploads_before;
+    let uploads = s
+        .metric("strata_segments_uploaded_total")
+        .await
+        .unwrap_or(0.0)
+        - uploads_before;
     let requests: u64 = runs.iter().map(|r| r.report.requests).sum();
     let rate = median(runs.iter().map(|r| r.report.rate).collect());
     let p99 = median(runs.iter().map(|r| ms(r.report.p99)).collect());
@@ -73,7 +78,13 @@ pub async fn evicted(dir: &Path, bucket: &str, o: &Opts, table: &mut Table) -> R
     let server = Server::start(dir, "evicted", bucket, &[], &[])?;
     let s = &server;
     create_tenant(s, "bench").await?;
-    seed(&Side::strata(s, "bench"), o.serve_records, o.serve_concurrency, true).await?;
+    seed(
+        &Side::strata(s, "bench"),
+        o.serve_records,
+        o.serve_concurrency,
+        true,
+    )
+    .await?;
     let n = o.serve_evicted;
     let ids: Vec<String> = (0..n).map(|i| format!("ev{i:05}")).collect();
     let pb = bar(n, "fork");
@@ -307,4 +318,3 @@ pub async fn tenants(dir: &Path, bucket: &str, o: &Opts, table: &mut Table) -> R
     );
     server.stop()
 }
-

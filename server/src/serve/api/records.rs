@@ -273,31 +273,32 @@ pub async fn update(
     let id = p.get("id").cloned().unwrap_or_default();
     let body = record_body(&headers, body)?;
     let hash = hash_password(&body).await?;
-    let (out, commit) = req.write(move |t, conn| {
-        let c = schema::find_collection(conn, &name)?;
-        let call = Caller::new(t, conn, "PATCH", &headers, &q, &body)?;
-        find_allowed(conn, &c, &c.rules.update, &call, &id)?;
-        let mut cols = write_values(conn, &c, &body, false, hash.as_deref())?;
-        cols.push(("updated".into(), SqlValue::Text(schema::now())));
-        let sets: Vec<String> = cols
-            .iter()
-            .map(|(n, _)| format!("{} = ?", quote_ident(n)))
-            .collect();
-        let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
-        params.push(SqlValue::Text(id.clone()));
-        conn.execute(
-            &format!(
-                "UPDATE {} SET {} WHERE id = ?",
-                quote_ident(&c.name),
-                sets.join(", ")
-            ),
-            rusqlite::params_from_iter(params.iter()),
-        )
-        .map_err(|e| not_unique(e, false))?;
-        let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
-        respond_one(conn, &c, rec, &call, &q)
-    })
-    .await?;
+    let (out, commit) = req
+        .write(move |t, conn| {
+            let c = schema::find_collection(conn, &name)?;
+            let call = Caller::new(t, conn, "PATCH", &headers, &q, &body)?;
+            find_allowed(conn, &c, &c.rules.update, &call, &id)?;
+            let mut cols = write_values(conn, &c, &body, false, hash.as_deref())?;
+            cols.push(("updated".into(), SqlValue::Text(schema::now())));
+            let sets: Vec<String> = cols
+                .iter()
+                .map(|(n, _)| format!("{} = ?", quote_ident(n)))
+                .collect();
+            let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
+            params.push(SqlValue::Text(id.clone()));
+            conn.execute(
+                &format!(
+                    "UPDATE {} SET {} WHERE id = ?",
+                    quote_ident(&c.name),
+                    sets.join(", ")
+                ),
+                rusqlite::params_from_iter(params.iter()),
+            )
+            .map_err(|e| not_unique(e, false))?;
+            let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
+            respond_one(conn, &c, rec, &call, &q)
+        })
+        .await?;
     Ok(with_watermark(out.into_response(), commit))
 }
 
@@ -319,5 +320,8 @@ pub async fn delete(
             relations::delete_with_references(conn, &c, &id)
         })
         .await?;
-    Ok(with_watermark(StatusCode::NO_CONTENT.into_response(), commit))
+    Ok(with_watermark(
+        StatusCode::NO_CONTENT.into_response(),
+        commit,
+    ))
 }

@@ -100,7 +100,12 @@ pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<
 
 /// A token for `record` of `coll` and the answer PocketBase gives with it.
 /// `key` is the record's `tokenKey`.
-pub fn issue(t: &Tenant, coll: &Collection, record: Map<String, Value>, key: &str) -> ApiResult<Value> {
+pub fn issue(
+    t: &Tenant,
+    coll: &Collection,
+    record: Map<String, Value>,
+    key: &str,
+) -> ApiResult<Value> {
     let id = record
         .get("id")
         .and_then(Value::as_str)

@@ -14,9 +14,8 @@ pub const COST: u32 = 10;
 /// bcrypt's input limit: a longer password would be cut silently.
 pub const MAX_BYTES: usize = 72;
 
-static SLOTS: LazyLock<Semaphore> = LazyLock::new(|| {
-    Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-});
+static SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())));
 
 /// A stand-in hash of cost [`COST`] to check a password against when the
 /// identity is unknown, so that a failed login takes as long either way.

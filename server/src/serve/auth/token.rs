@@ -1,15 +1,14 @@
 //! HS256 JSON Web Tokens with `exp`: signed and verified here, with the
 //! key the caller gives (the tenant's secret plus the record's `tokenKey`).
 
+use crate::serve::errors::{ApiError, ApiResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use crate::serve::errors::{ApiError, ApiResult};
 use hmac::{KeyInit, Mac};
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
-
 
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -59,4 +58,3 @@ pub fn verify(token: &str, key: &str) -> Option<Value> {
     let claims: Value = serde_json::from_slice(&B64.decode(body).ok()?).ok()?;
     (claims["exp"].as_u64()? > unix_now()).then_some(claims)
 }
-

@@ -2,8 +2,8 @@
 //! on reads, and what a delete does to the records that point at the
 //! deleted one (cascade, clear, or refuse), as PocketBase does.
 
-use crate::serve::errors::{ApiError, ApiResult};
 use super::filter::quote_ident;
+use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::schema::{self, Collection, Field, FieldType};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;

@@ -26,7 +26,6 @@ pub fn normalize_host(host: &str) -> Option<String> {
     ok.then_some(h)
 }
 
-
 impl Registry {
     /// The tenant serving `host`, from the domain claims in the bucket.
     pub async fn tenant_for_host(&self, host: &str) -> ApiResult<String> {

@@ -414,7 +414,6 @@ impl Registry {
     }
 }
 
-
 /// `PRAGMA strata_status` of an open connection as JSON.
 fn replica_status(c: &Connection) -> ApiResult<serde_json::Value> {
     let line: String = c.query_row("PRAGMA strata_status", [], |r| r.get(0))?;
@@ -443,7 +442,10 @@ fn ensure_absent(store: &Store, key: &str, msg: impl FnOnce() -> String) -> ApiR
     }
 }
 
-pub(super) fn read_meta(store: &Store, id: &str) -> ApiResult<(Metadata, strata_vfs::bucket::ETag)> {
+pub(super) fn read_meta(
+    store: &Store,
+    id: &str,
+) -> ApiResult<(Metadata, strata_vfs::bucket::ETag)> {
     check_tenant_id(id)?;
     match store.get(&meta_key(id)) {
         Ok(o) => {
@@ -462,4 +464,3 @@ fn scratch(dir: &Path) -> ApiResult<PathBuf> {
         .map_err(|e| ApiError::unavailable(format!("create {}: {e}", dir.display())))?;
     Ok(dir.join(format!("restore-{}.db", schema::new_id())))
 }
-

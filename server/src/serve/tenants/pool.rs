@@ -629,19 +629,20 @@ mod tests {
             }
             assert_eq!(ok, 26);
             let n: i64 = db
-                .read(|c| Ok(c.query_row("SELECT count(*) FROM t WHERE x % 3 != 0", [], |r| r.get(0))?))
+                .read(|c| {
+                    Ok(c.query_row("SELECT count(*) FROM t WHERE x % 3 != 0", [], |r| r.get(0))?)
+                })
                 .await
                 .unwrap();
             let bad: i64 = db
-                .read(|c| Ok(c.query_row("SELECT count(*) FROM t WHERE x % 3 = 0", [], |r| r.get(0))?))
+                .read(|c| {
+                    Ok(c.query_row("SELECT count(*) FROM t WHERE x % 3 = 0", [], |r| r.get(0))?)
+                })
                 .await
                 .unwrap();
             assert_eq!((n, bad), (26, 0));
             // The writer is free again: no stuck transaction.
-            let (v, _) = db
-                .write(|c| Ok(c.is_autocommit()))
-                .await
-                .unwrap();
+            let (v, _) = db.write(|c| Ok(c.is_autocommit())).await.unwrap();
             assert!(!v, "a job runs inside the batch's transaction");
             // The answer comes before the runner puts the writer back.
             let mut idle = None;
@@ -652,7 +653,11 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            assert_eq!(idle, Some(true), "the writer is back, out of any transaction");
+            assert_eq!(
+                idle,
+                Some(true),
+                "the writer is back, out of any transaction"
+            );
         });
     }
 

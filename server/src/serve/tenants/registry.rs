@@ -5,7 +5,7 @@ use super::lifecycle::read_meta;
 use super::tenant::{AUX_DB, DATA_DB, Guard, Tenant, open_tenant};
 use super::{Config, blocking, check_tenant_id};
 use crate::serve::errors::{ApiError, ApiResult};
-use crate::serve::metrics::{Metrics, Phases};
+use crate::serve::metrics::{Metrics, Phase, Phases};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,7 +155,7 @@ impl Registry {
                                 if meta.deleted.is_some() {
                                     return Err(ApiError::not_found());
                                 }
-                                phases.mark("metadata");
+                                phases.mark(Phase::Metadata);
                                 Ok((open_tenant(&cfg, &tid, &gauge, &mut phases)?, phases))
                             })
                             .await?;
@@ -278,9 +278,9 @@ impl Registry {
         while t.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        phases.mark("drain");
+        phases.mark(Phase::Drain);
         let _slot = self.closing.acquire().await;
-        phases.mark("queue");
+        phases.mark(Phase::Queue);
         let closing = t.clone();
         let reg = self.clone();
         // Still marked evicting here, so no load of this tenant can start
@@ -288,10 +288,10 @@ impl Registry {
         let wait = self.cfg.drain_timeout;
         let result = blocking(move || {
             closing.close(wait)?;
-            phases.mark("close");
+            phases.mark(Phase::Close);
             if reg.cfg.drop_local_on_evict {
                 reg.drop_local(&closing.id)?;
-                phases.mark("drop_local");
+                phases.mark(Phase::DropLocal);
             }
             Ok(phases)
         })
@@ -345,7 +345,6 @@ impl Registry {
         }
         failed
     }
-
 }
 
 /// Hand memory that malloc keeps after a burst (freed segment and spool

@@ -5,7 +5,7 @@
 use super::Config;
 use super::pool::{Commit, Db, Opener};
 use crate::serve::errors::{ApiError, ApiResult};
-use crate::serve::metrics::Phases;
+use crate::serve::metrics::{Phase, Phases};
 use crate::serve::schema;
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -125,7 +125,9 @@ impl Tenant {
         let r = async {
             let t = self.clone();
             let aux = super::blocking(move || t.aux_db()).await?;
-            aux.write(move |c| write_logs(c, &rows, cap)).await.map(drop)
+            aux.write(move |c| write_logs(c, &rows, cap))
+                .await
+                .map(drop)
         }
         .await;
         self.logs.lock().flushing = false;
@@ -161,24 +163,25 @@ impl Tenant {
         let rows = std::mem::take(&mut self.logs.lock().rows);
         if !rows.is_empty() {
             let cap = self.log_cap as i64;
-            let written = self.aux_db().map(|aux| {
-                aux.with_idle_writer(|c| {
-                    c.execute_batch("BEGIN")?;
-                    let r = write_logs(c, &rows, cap);
-                    c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
-                    r
-                })
-            });
-            let written = match written {
-                Ok(w) => w,
-                Err(e) => Some(Err(e)),
-            };
+            let written = self.aux_db().map_or_else(
+                |e| Some(Err(e)),
+                |aux| {
+                    aux.with_idle_writer(|c| {
+                        c.execute_batch("BEGIN")?;
+                        let r = write_logs(c, &rows, cap);
+                        c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+                        r
+                    })
+                },
+            );
             match written {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
                     tracing::warn!(tenant = %self.id, error = %e, "request logs lost at close")
                 }
-                None => tracing::warn!(tenant = %self.id, "request logs lost at close: auxiliary.db busy"),
+                None => {
+                    tracing::warn!(tenant = %self.id, "request logs lost at close: auxiliary.db busy")
+                }
             }
         }
         let data = self.data.close(wait);
@@ -257,11 +260,11 @@ pub fn open_tenant(
         cfg.max_readers,
         gauge.clone(),
     )?;
-    phases.mark("open_data");
+    phases.mark(Phase::OpenData);
     let secret = data
         .with_idle_writer(schema::jwt_secret)
         .unwrap_or_else(|| Err(ApiError::internal("data.db busy at load")))?;
-    phases.mark("schema");
+    phases.mark(Phase::Schema);
     tracing::info!(tenant = %id, "loaded");
     Ok(Tenant {
         id: id.into(),
