@@ -1,5 +1,5 @@
 //! Reading objects by offset whatever their layout. A split snapshot
-//! (`format/segment.rs`, `docs/format.md` §2.8) keeps its header and index
+//! (`format/segment/`, `docs/format.md` §2.8) keeps its header and index
 //! in one object and its body in parts of a bounded size, so that no
 //! request, upload or buffer ever has to hold a whole large database, and a
 //! ranged GET of one page reads from an object of a few MiB.
