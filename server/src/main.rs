@@ -2,20 +2,14 @@
 //! `strata_vfs`'s engine API; errors are printed with their context chain and
 //! mapped to an exit code once, here.
 
-mod bench;
-mod demo;
-mod mount;
-mod serve;
-
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strata_vfs::bucket::{Store, open_bucket};
-use strata_vfs::engine::restore::{self, Options, Target};
+use strata_server::{bench, db_keys, demo, mount, restore_options, serve, store};
+use strata_vfs::engine::restore::{self, Target};
 use strata_vfs::engine::{history, import, verify};
-use strata_vfs::format::keys::DbKeys;
 use strata_vfs::{ErrorKind, Millis, TxId};
 
 /// glibc's malloc keeps one arena per thread that allocated (up to eight
@@ -197,29 +191,6 @@ fn main() {
     }
 }
 
-pub(crate) fn db_keys(db: &str) -> Result<DbKeys> {
-    let Some((tenant, name)) = db.split_once('/') else {
-        bail!("DB must be `tenant/name`, e.g. `acme/data.db`, not `{db}`");
-    };
-    Ok(DbKeys::new(tenant, name)?)
-}
-
-/// `PRAGMA integrity_check` must say `ok`.
-pub(crate) fn integrity_check(path: &Path) -> strata_vfs::Result<()> {
-    let conn =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|e| strata_vfs::Error::corrupt(format!("open restored database: {e}")))?;
-    let res: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| strata_vfs::Error::corrupt(format!("integrity_check: {e}")))?;
-    if res != "ok" {
-        return Err(strata_vfs::Error::corrupt(format!(
-            "integrity_check: {res}"
-        )));
-    }
-    Ok(())
-}
-
 fn progress_bar(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -233,28 +204,10 @@ fn progress_bar(msg: &str) -> ProgressBar {
     pb
 }
 
-pub(crate) fn restore_options(parallelism: usize, pb: Option<ProgressBar>) -> Options {
-    Options {
-        parallelism,
-        progress: pb.map(|pb| {
-            Arc::new(move |done: u64, total: u64| {
-                pb.set_length(total);
-                pb.set_position(done);
-            }) as restore::ProgressFn
-        }),
-        verify: Some(Arc::new(integrity_check)),
-        ..Options::default()
-    }
-}
-
 fn parse_time(s: &str) -> Result<Millis> {
     let t = humantime::parse_rfc3339_weak(s)
         .with_context(|| format!("bad time `{s}`: use RFC 3339, e.g. 2026-11-25T10:00:00Z"))?;
     Ok(Millis::from_system_time(t))
-}
-
-fn store(url: &str) -> Result<Store> {
-    Ok(open_bucket(url)?)
 }
 
 fn run(cmd: Cmd) -> Result<()> {
