@@ -95,20 +95,26 @@ impl Locks {
     /// A lock of another owner that a lock of type `typ` (F_RDLCK or
     /// F_WRLCK) by `owner` over `start..=end` would conflict with.
     pub fn conflict(&self, owner: u64, start: u64, end: u64, typ: i32) -> Option<Conflict> {
+        // The lowest conflicting range, so the answer does not depend on
+        // the map's iteration order.
         self.owners
             .iter()
             .filter(|(o, _)| **o != owner)
-            .find_map(|(_, h)| {
-                if let Some((a, b)) = h.write.overlapping(start, end) {
-                    return Some((a, b, libc::F_WRLCK, h.pid));
+            .filter_map(|(_, h)| {
+                let write = h
+                    .write
+                    .overlapping(start, end)
+                    .map(|(a, b)| (a, b, libc::F_WRLCK, h.pid));
+                let read = (typ == libc::F_WRLCK)
+                    .then(|| h.read.overlapping(start, end))
+                    .flatten()
+                    .map(|(a, b)| (a, b, libc::F_RDLCK, h.pid));
+                match (write, read) {
+                    (Some(w), Some(r)) => Some(if r.0 < w.0 { r } else { w }),
+                    (w, r) => w.or(r),
                 }
-                if typ == libc::F_WRLCK
-                    && let Some((a, b)) = h.read.overlapping(start, end)
-                {
-                    return Some((a, b, libc::F_RDLCK, h.pid));
-                }
-                None
             })
+            .min_by_key(|c| (c.0, c.3))
     }
 
     /// F_SETLK: take (F_RDLCK, F_WRLCK) or release (F_UNLCK) `start..=end`
@@ -208,6 +214,7 @@ mod tests {
         // Another process reads at the same time: read locks never conflict.
         l.set(8, 200, PENDING, PENDING, libc::F_RDLCK).unwrap();
         l.set(8, 200, SHARED.0, SHARED.1, libc::F_RDLCK).unwrap();
+        l.set(8, 200, PENDING, PENDING, libc::F_UNLCK).unwrap();
         // A writer would be refused, and F_GETLK names a holder.
         assert_eq!(
             code(l.set(9, 300, SHARED.0, SHARED.1, libc::F_WRLCK)),
