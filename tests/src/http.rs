@@ -38,10 +38,19 @@ pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result
     // A server that refuses the body early may close before it is all sent.
     let _ = s.write_all(body);
     let raw = read_response(&mut s)?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("malformed response: {text:?}"))?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .with_context(|| format!("malformed response: {:?}", String::from_utf8_lossy(&raw)))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("\ntransfer-encoding: chunked")
+    {
+        body = dechunk(&body)?;
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -55,9 +64,30 @@ pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result
     Ok(Response {
         status,
         headers,
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
-        text: body.to_string(),
+        body: serde_json::from_str(&body).unwrap_or(Value::Null),
+        text: body,
     })
+}
+
+/// A `Transfer-Encoding: chunked` body's content (as PocketBase sends
+/// larger answers).
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("chunk size line")?;
+        let size = std::str::from_utf8(&b[..eol])?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .with_context(|| format!("chunk size {size:?}"))?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(b.get(..size).context("short chunk")?);
+        b = b.get(size + 2..).context("chunk end")?;
+    }
 }
 
 /// Until the server closes, or until `Content-Length` bytes of body have

@@ -1,6 +1,7 @@
 //! Test harness: real processes and real servers on loopback.
 //!
 //! - [`s3server`]: a moto S3 server on a free loopback port.
+//! - [`pocketbase`]: the real PocketBase as a child process, the reference.
 //! - [`serve`]: `strata serve` as a child process, and HTTP helpers for it.
 //! - [`webdriver`]: headless Chromium driven through chromedriver.
 //! - [`Backend`]: the same test body runs against a local-directory bucket
@@ -8,6 +9,7 @@
 //! - helpers to find the built binaries and compare database contents.
 
 pub mod http;
+pub mod pocketbase;
 pub mod s3server;
 pub mod serve;
 pub mod webdriver;

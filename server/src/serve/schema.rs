@@ -218,6 +218,10 @@ pub struct Rules {
     pub update: Option<String>,
     #[serde(rename = "deleteRule", default)]
     pub delete: Option<String>,
+    /// Auth collections: who may set another record's `verified`, `email`
+    /// and password without its old password (kept in `options`).
+    #[serde(rename = "manageRule", default)]
+    pub manage: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -247,7 +251,7 @@ impl Collection {
             .filter(|f| f.kind != FieldType::Password && !f.hidden)
     }
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.id,
             "name": self.name,
             "type": self.kind,
@@ -261,7 +265,11 @@ impl Collection {
             "deleteRule": self.rules.delete,
             "created": self.created,
             "updated": self.updated,
-        })
+        });
+        if self.is_auth() {
+            v["manageRule"] = json!(self.rules.manage);
+        }
+        v
     }
 
     /// A new collection with PocketBase's system fields around `user_fields`.
@@ -342,7 +350,7 @@ impl Collection {
 
     pub fn insert_meta(&self, conn: &Connection) -> rusqlite::Result<()> {
         conn.execute(
-            "INSERT INTO _collections (id, system, type, name, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT INTO _collections (id, system, type, name, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, json_object('manageRule', ?14))",
             params![
                 self.id,
                 self.system,
@@ -356,7 +364,8 @@ impl Collection {
                 self.rules.update,
                 self.rules.delete,
                 self.created,
-                self.updated
+                self.updated,
+                self.rules.manage
             ],
         )?;
         Ok(())
@@ -364,7 +373,7 @@ impl Collection {
 
     pub fn update_meta(&self, conn: &Connection) -> rusqlite::Result<()> {
         conn.execute(
-            "UPDATE _collections SET fields = ?2, listRule = ?3, viewRule = ?4, createRule = ?5, updateRule = ?6, deleteRule = ?7, updated = ?8, indexes = ?9 WHERE id = ?1",
+            "UPDATE _collections SET fields = ?2, listRule = ?3, viewRule = ?4, createRule = ?5, updateRule = ?6, deleteRule = ?7, updated = ?8, indexes = ?9, options = json_set(options, '$.manageRule', ?10) WHERE id = ?1",
             params![
                 self.id,
                 serde_json::to_string(&self.fields).unwrap_or_else(|_| "[]".into()),
@@ -374,14 +383,15 @@ impl Collection {
                 self.rules.update,
                 self.rules.delete,
                 self.updated,
-                serde_json::to_string(&self.indexes).unwrap_or_else(|_| "[]".into())
+                serde_json::to_string(&self.indexes).unwrap_or_else(|_| "[]".into()),
+                self.rules.manage
             ],
         )?;
         Ok(())
     }
 }
 
-const COLLECTION_COLS: &str = "id, name, type, system, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated";
+const COLLECTION_COLS: &str = "id, name, type, system, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated, json_extract(options, '$.manageRule')";
 
 fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
     let fields: String = r.get(4)?;
@@ -400,6 +410,7 @@ fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
             create: r.get(8)?,
             update: r.get(9)?,
             delete: r.get(10)?,
+            manage: r.get(13)?,
         },
         created: r.get(11)?,
         updated: r.get(12)?,

@@ -293,6 +293,7 @@ pub async fn list(
         })))
     })
     .await
+        manage: get("manageRule", current.manage)?,
 }
 
 pub async fn view(
@@ -305,6 +306,7 @@ pub async fn view(
         require_superuser(t, conn, &headers)?;
         Ok(Json(schema::find_collection(conn, &name)?.to_json()))
     })
+        ("manageRule", &c.rules.manage),
     .await
 }
 

@@ -12,6 +12,7 @@ use crate::serve::query::relations;
 use crate::serve::query::rules::{
     Caller, and_filter, client_scope, find_allowed, rule_sql, select, sort_sql,
 };
+use crate::serve::records::auth_fields::{self, OldPassword};
 use crate::serve::records::output::{fetch, pick_fields, public};
 use crate::serve::records::values::{not_unique, password_to_hash, write_values};
 use crate::serve::schema::{self, Collection};
@@ -204,6 +205,31 @@ async fn hash_password(body: &Map<String, Value>) -> ApiResult<Option<String>> {
     }
 }
 
+/// The body's `oldPassword` checked against record `id`'s stored hash,
+/// before the write job (see [`OldPassword`]).
+async fn check_old_password(
+    req: &TenantReq,
+    name: &str,
+    id: &str,
+    body: &Map<String, Value>,
+) -> ApiResult<Option<OldPassword>> {
+    let Some(given) = auth_fields::old_password(body) else {
+        return Ok(None);
+    };
+    let (name, id) = (name.to_string(), id.to_string());
+    let stored = req
+        .read(move |_, conn| {
+            let c = schema::find_collection(conn, &name)?;
+            auth_fields::stored_hash(conn, &c, &id)
+        })
+        .await?;
+    let Some(hash) = stored else {
+        return Ok(None);
+    };
+    let matches = password::verify(given, Some(hash.clone())).await?;
+    Ok(Some(OldPassword { hash, matches }))
+}
+
 pub async fn create(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
@@ -220,6 +246,7 @@ pub async fn create(
         if call.who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
             return Err(ApiError::forbidden());
         }
+        auth_fields::check_create(&c, &call, &body)?;
         let id = match body.get("id") {
             None => schema::new_id(),
             Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
@@ -273,12 +300,17 @@ pub async fn update(
     let id = p.get("id").cloned().unwrap_or_default();
     let body = record_body(&headers, body)?;
     let hash = hash_password(&body).await?;
+    let old = check_old_password(&req, &name, &id, &body).await?;
     let (out, commit) = req
         .write(move |t, conn| {
             let c = schema::find_collection(conn, &name)?;
             let call = Caller::new(t, conn, "PATCH", &headers, &q, &body)?;
             find_allowed(conn, &c, &c.rules.update, &call, &id)?;
+            let rotate = auth_fields::check_update(conn, &c, &call, &id, &body, old.as_ref())?;
             let mut cols = write_values(conn, &c, &body, false, hash.as_deref())?;
+            if rotate {
+                cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
+            }
             cols.push(("updated".into(), SqlValue::Text(schema::now())));
             let sets: Vec<String> = cols
                 .iter()

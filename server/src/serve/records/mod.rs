@@ -1,8 +1,11 @@
 //! Record values between JSON and columns.
 //!
 //! - [`values`]: a request body checked and converted to columns;
+//! - [`auth_fields`]: an auth record's `verified`, `email` and password
+//!   rules (manage access, old password, `tokenKey` rotation);
 //! - [`output`]: a row read back into PocketBase's JSON, shown as the
 //!   caller may see it.
 
+pub mod auth_fields;
 pub mod output;
 pub mod values;

@@ -14,15 +14,77 @@ fn invalid(msg: &str) -> Value {
     json!({"code": "validation_invalid_value", "message": msg})
 }
 
-/// The password of a body that may be stored as it is (long enough, not
-/// longer than bcrypt takes, confirmed), to hash before the write (see
-/// [`write_values`]).
+/// A password's shortest and longest length in characters, PocketBase's
+/// defaults for a password field (its `max` of 0 means 71).
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 71;
+
+/// Why a password cannot be stored, as PocketBase reports it: more bytes
+/// than bcrypt takes (it would cut the rest silently), or too few or too
+/// many characters. `None` if it may be stored.
+fn password_error(p: &str) -> Option<Value> {
+    let err = |code: &str, msg: String| Some(json!({"code": code, "message": msg}));
+    let chars = p.chars().count();
+    if p.len() > password::MAX_BYTES {
+        err("validation_invalid_value", "Invalid value.".into())
+    } else if chars < PASSWORD_MIN_CHARS {
+        err(
+            "validation_min_text_constraint",
+            format!("Must be at least {PASSWORD_MIN_CHARS} character(s)."),
+        )
+    } else if chars > PASSWORD_MAX_CHARS {
+        err(
+            "validation_max_text_constraint",
+            format!("Must be less than {PASSWORD_MAX_CHARS} character(s)."),
+        )
+    } else {
+        None
+    }
+}
+
+/// The password of a body that may be stored as it is (of a valid length,
+/// confirmed), to hash before the write (see [`write_values`]).
 pub fn password_to_hash(body: &Map<String, Value>) -> Option<String> {
     let p = body.get("password")?.as_str()?;
-    let ok = p.chars().count() >= 8
-        && p.len() <= password::MAX_BYTES
+    let ok = !p.is_empty()
+        && password_error(p).is_none()
         && body.get("passwordConfirm").and_then(Value::as_str) == Some(p);
     ok.then(|| p.to_string())
+}
+
+/// An email address as PocketBase's `is.EmailFormat` (govalidator's
+/// pattern) has it: a dot-atom local part (letters, digits,
+/// ``!#$%&'*+-/=?^_`{|}~`` and non-ASCII), `@`, and a domain of letters,
+/// digits, non-ASCII and `-._~` that starts with a letter or digit, ends
+/// with a letter, and has a dot between a letter or digit and a letter;
+/// one trailing dot allowed. Quoted local parts are refused.
+pub fn is_email(s: &str) -> bool {
+    let wide = |c: char| matches!(c, '\u{A0}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFEF}');
+    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || wide(c);
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    if local.is_empty()
+        || local
+            .split('.')
+            .any(|p| p.is_empty() || !p.chars().all(atom))
+    {
+        return false;
+    }
+    // The pattern's `(label\.)+tld` with dots allowed inside labels comes
+    // down to: one dot with a label's end before it and a tld's start after.
+    let end = |c: char| c.is_ascii_alphanumeric() || wide(c);
+    let tld = |c: char| c.is_ascii_alphabetic() || wide(c);
+    let inner = |c: char| end(c) || "-._~".contains(c);
+    let domain_ok = |d: &str| {
+        let c: Vec<char> = d.chars().collect();
+        c.len() >= 3
+            && c.iter().all(|&x| inner(x))
+            && end(c[0])
+            && tld(c[c.len() - 1])
+            && c.windows(3).any(|w| end(w[0]) && w[1] == '.' && tld(w[2]))
+    };
+    domain_ok(domain) || domain.strip_suffix('.').is_some_and(domain_ok)
 }
 
 /// Validate and convert submitted values to columns. `create` also checks
@@ -64,10 +126,15 @@ pub fn write_values(
             (FieldType::Text | FieldType::Date | FieldType::Email, Value::Null) => {
                 SqlValue::Text(String::new())
             }
-            (FieldType::Email, Value::String(s))
-                if s.is_empty() || (s.contains('@') && !s.contains(char::is_whitespace)) =>
-            {
+            (FieldType::Email, Value::String(s)) if s.is_empty() || is_email(s) => {
                 SqlValue::Text(s.clone())
+            }
+            (FieldType::Email, _) => {
+                errors.insert(
+                    f.name.clone(),
+                    err("validation_is_email", "Must be a valid email address."),
+                );
+                continue;
             }
             (FieldType::Number, Value::Number(n)) => filter::json_to_sql(&Value::Number(n.clone())),
             (FieldType::Number, Value::String(s)) if s.trim().parse::<f64>().is_ok() => {
@@ -83,9 +150,18 @@ pub fn write_values(
             (FieldType::Bool, Value::Null) => SqlValue::Integer(0),
             (FieldType::Json, Value::Null) => SqlValue::Null,
             (FieldType::Json, v) => SqlValue::Text(v.to_string()),
-            (FieldType::Password, Value::String(s))
-                if s.chars().count() >= 8 && s.len() <= password::MAX_BYTES =>
-            {
+            (FieldType::Password, Value::String(s)) if s.is_empty() => {
+                errors.insert(
+                    f.name.clone(),
+                    err("validation_required", "Cannot be blank."),
+                );
+                continue;
+            }
+            (FieldType::Password, Value::String(s)) if password_error(s).is_some() => {
+                errors.insert(f.name.clone(), password_error(s).unwrap_or_default());
+                continue;
+            }
+            (FieldType::Password, Value::String(s)) => {
                 if body.get("passwordConfirm").and_then(Value::as_str) != Some(s.as_str()) {
                     errors.insert(
                         "passwordConfirm".into(),
@@ -96,24 +172,8 @@ pub fn write_values(
                 let h = hash.ok_or_else(|| ApiError::internal("password not hashed"))?;
                 SqlValue::Text(h.to_string())
             }
-            (FieldType::Password, Value::String(s)) if s.len() > password::MAX_BYTES => {
-                errors.insert(
-                    f.name.clone(),
-                    err(
-                        "validation_length_out_of_range",
-                        "Must be no more than 71 characters.",
-                    ),
-                );
-                continue;
-            }
             (FieldType::Password, _) => {
-                errors.insert(
-                    f.name.clone(),
-                    err(
-                        "validation_length_out_of_range",
-                        "Must be at least 8 characters.",
-                    ),
-                );
+                errors.insert(f.name.clone(), invalid("Invalid value."));
                 continue;
             }
             _ => {
