@@ -228,6 +228,7 @@ fn parse_rules(body: &Map<String, Value>, current: Rules) -> ApiResult<Rules> {
         create: get("createRule", current.create)?,
         update: get("updateRule", current.update)?,
         delete: get("deleteRule", current.delete)?,
+        manage: get("manageRule", current.manage)?,
     })
 }
 
@@ -240,6 +241,7 @@ fn check_rules(conn: &Connection, c: &Collection) -> ApiResult<()> {
         ("createRule", &c.rules.create),
         ("updateRule", &c.rules.update),
         ("deleteRule", &c.rules.delete),
+        ("manageRule", &c.rules.manage),
     ] {
         if let Some(r) = rule {
             check_rule(conn, c, r).map_err(|e| field_err(key, e.to_string()))?;
@@ -293,7 +295,6 @@ pub async fn list(
         })))
     })
     .await
-        manage: get("manageRule", current.manage)?,
 }
 
 pub async fn view(
@@ -306,7 +307,6 @@ pub async fn view(
         require_superuser(t, conn, &headers)?;
         Ok(Json(schema::find_collection(conn, &name)?.to_json()))
     })
-        ("manageRule", &c.rules.manage),
     .await
 }
 
