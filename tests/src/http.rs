@@ -133,6 +133,22 @@ pub fn request(
     raw(addr, &head, body.len(), body.as_bytes())
 }
 
+/// A JSON API call with an optional `Authorization` token.
+pub fn api(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Response> {
+    let h: Vec<String> = token
+        .map(|t| format!("Authorization: {t}"))
+        .into_iter()
+        .collect();
+    let b = body.map(Value::to_string);
+    request(addr, method, path, &h, b.as_deref())
+}
+
 /// `%`-encode a query value.
 pub fn encode(s: &str) -> String {
     s.bytes()

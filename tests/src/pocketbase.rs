@@ -123,12 +123,7 @@ impl PocketBase {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Result<Response> {
-        let h: Vec<String> = token
-            .map(|t| format!("Authorization: {t}"))
-            .into_iter()
-            .collect();
-        let b = body.map(|v| v.to_string());
-        self.req(method, path, &h, b.as_deref())
+        http::api(&self.addr, method, path, token, body.as_ref())
     }
 
     pub fn superuser_token(&self) -> Result<String> {

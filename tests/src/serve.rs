@@ -103,12 +103,13 @@ impl Server {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Result<Response> {
-        let h: Vec<String> = token
-            .map(|t| format!("Authorization: {t}"))
-            .into_iter()
-            .collect();
-        let b = body.map(|v| v.to_string());
-        self.req(method, &format!("/t/{tenant}{path}"), &h, b.as_deref())
+        http::api(
+            &self.addr,
+            method,
+            &format!("/t/{tenant}{path}"),
+            token,
+            body.as_ref(),
+        )
     }
 
     pub fn create_tenant(&self, id: &str, domain: Option<&str>) -> Result<()> {

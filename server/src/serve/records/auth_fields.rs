@@ -10,7 +10,7 @@
 //!   access the right `oldPassword`;
 //! - a new password or email rotates `tokenKey`, so earlier tokens fail.
 
-use super::values::failed;
+use super::values::{err, failed};
 use crate::serve::auth::password;
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::query::filter::quote_ident;
@@ -18,7 +18,7 @@ use crate::serve::query::rules::{Caller, find_allowed};
 use crate::serve::schema::Collection;
 use axum::http::StatusCode;
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// A body value as PocketBase's form reads it into a string.
 fn text(body: &Map<String, Value>, key: &str) -> String {
@@ -38,10 +38,6 @@ fn truthy(v: &Value) -> bool {
         Value::String(s) => matches!(s.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"),
         _ => false,
     }
-}
-
-fn error(code: &str, message: &str) -> Value {
-    json!({"code": code, "message": message})
 }
 
 /// The body's `oldPassword`, checked against the stored hash before the
@@ -116,8 +112,8 @@ fn check(
 ) -> ApiResult<()> {
     let create = stored.is_none();
     let mut errors = Map::new();
-    let mismatch = || error("validation_values_mismatch", "Values don't match.");
-    let required = || error("validation_required", "Cannot be blank.");
+    let mismatch = || err("validation_values_mismatch", "Values don't match.");
+    let required = || err("validation_required", "Cannot be blank.");
     if let (Some(s), false, true) = (stored, manage, body.contains_key("email"))
         && text(body, "email") != s.email
     {
@@ -149,7 +145,7 @@ fn check(
         } else if !old.is_some_and(|o| o.matches && o.hash == s.hash) {
             errors.insert(
                 "oldPassword".into(),
-                error(
+                err(
                     "validation_invalid_old_password",
                     "Missing or invalid old password.",
                 ),

@@ -10,8 +10,13 @@ use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value, json};
 
+/// One field's validation error, as PocketBase's `data` holds it.
+pub(super) fn err(code: &str, msg: &str) -> Value {
+    json!({"code": code, "message": msg})
+}
+
 fn invalid(msg: &str) -> Value {
-    json!({"code": "validation_invalid_value", "message": msg})
+    err("validation_invalid_value", msg)
 }
 
 /// A password's shortest and longest length in characters, PocketBase's
@@ -23,20 +28,19 @@ pub const PASSWORD_MAX_CHARS: usize = 71;
 /// than bcrypt takes (it would cut the rest silently), or too few or too
 /// many characters. `None` if it may be stored.
 fn password_error(p: &str) -> Option<Value> {
-    let err = |code: &str, msg: String| Some(json!({"code": code, "message": msg}));
     let chars = p.chars().count();
     if p.len() > password::MAX_BYTES {
-        err("validation_invalid_value", "Invalid value.".into())
+        Some(invalid("Invalid value."))
     } else if chars < PASSWORD_MIN_CHARS {
-        err(
+        Some(err(
             "validation_min_text_constraint",
-            format!("Must be at least {PASSWORD_MIN_CHARS} character(s)."),
-        )
+            &format!("Must be at least {PASSWORD_MIN_CHARS} character(s)."),
+        ))
     } else if chars > PASSWORD_MAX_CHARS {
-        err(
+        Some(err(
             "validation_max_text_constraint",
-            format!("Must be less than {PASSWORD_MAX_CHARS} character(s)."),
-        )
+            &format!("Must be less than {PASSWORD_MAX_CHARS} character(s)."),
+        ))
     } else {
         None
     }
@@ -99,7 +103,6 @@ pub fn write_values(
 ) -> ApiResult<Vec<(String, SqlValue)>> {
     let mut out = Vec::new();
     let mut errors = Map::new();
-    let err = |code: &str, msg: &str| json!({"code": code, "message": msg});
     for f in &c.fields {
         if matches!(f.name.as_str(), "id" | "tokenKey") || f.kind == FieldType::Autodate {
             continue;
@@ -157,11 +160,11 @@ pub fn write_values(
                 );
                 continue;
             }
-            (FieldType::Password, Value::String(s)) if password_error(s).is_some() => {
-                errors.insert(f.name.clone(), password_error(s).unwrap_or_default());
-                continue;
-            }
             (FieldType::Password, Value::String(s)) => {
+                if let Some(e) = password_error(s) {
+                    errors.insert(f.name.clone(), e);
+                    continue;
+                }
                 if body.get("passwordConfirm").and_then(Value::as_str) != Some(s.as_str()) {
                     errors.insert(
                         "passwordConfirm".into(),
