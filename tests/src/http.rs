@@ -31,9 +31,18 @@ impl Response {
 pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result<Response> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let head = format!(
-        "{head}\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {content_length}\r\n\r\n"
-    );
+    // The caller's own `Host` (a tenant's domain) replaces the address.
+    let has_host = head
+        .lines()
+        .skip(1)
+        .any(|l| l.to_ascii_lowercase().starts_with("host:"));
+    let host = if has_host {
+        String::new()
+    } else {
+        format!("\r\nHost: {addr}")
+    };
+    let head =
+        format!("{head}{host}\r\nConnection: close\r\nContent-Length: {content_length}\r\n\r\n");
     s.write_all(head.as_bytes())?;
     // A server that refuses the body early may close before it is all sent.
     let _ = s.write_all(body);

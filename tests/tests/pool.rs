@@ -15,7 +15,7 @@ use strata_tests::serve::{Server, posts_collection};
 
 /// An unlabelled sample from `/metrics`.
 fn metric(s: &Server, name: &str) -> Result<f64> {
-    let r = s.req("GET", "/metrics", &[], None)?;
+    let r = s.admin("GET", "/metrics", None)?;
     r.text
         .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

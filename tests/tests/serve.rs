@@ -519,7 +519,7 @@ fn records_filters_auth_and_bad_input() -> Result<()> {
         );
 
         // Request logs are in auxiliary.db; metrics count requests.
-        let m = s.req("GET", "/metrics", &[], None)?;
+        let m = s.admin("GET", "/metrics", None)?;
         ensure!(
             m.text
                 .contains("strata_serve_request_duration_seconds_count")
@@ -949,7 +949,7 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
         // Per-tenant replication series while loaded (after the first upload)...
         let series = r#"strata_replicated_txid{db="t1/data.db"}"#;
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !s.req("GET", "/metrics", &[], None)?.text.contains(series) {
+        while !s.admin("GET", "/metrics", None)?.text.contains(series) {
             ensure!(Instant::now() < deadline, "{name}: no {series} in /metrics");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -957,7 +957,7 @@ fn evict_reload_sigterm_and_a_fresh_node() -> Result<()> {
         let r = s.admin("POST", "/_strata/api/tenants/t1/evict", None)?;
         ensure!(r.body["evicted"] == true, "{name}: {r:?}");
         // ...and none once it is closed.
-        let m = s.req("GET", "/metrics", &[], None)?.text;
+        let m = s.admin("GET", "/metrics", None)?.text;
         ensure!(
             !m.contains(series) && m.contains("strata_serve_tenant_evictions_total 1"),
             "{name}: /metrics after evict: {m}"
@@ -1206,7 +1206,7 @@ fn idle_tenants_are_evicted_and_come_back() -> Result<()> {
         ensure!(Instant::now() < deadline, "not evicted when idle: {r:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let m = s.req("GET", "/metrics", &[], None)?;
+    let m = s.admin("GET", "/metrics", None)?;
     ensure!(
         m.text.contains("strata_serve_tenant_evictions_total 1"),
         "{}",

@@ -26,6 +26,12 @@ pub enum ApiError {
     Sqlite(#[from] rusqlite::Error),
     #[error(transparent)]
     Filter(#[from] crate::serve::query::filter::FilterError),
+    /// A domain that cannot be claimed (400).
+    #[error(transparent)]
+    Host(#[from] crate::serve::tenants::HostError),
+    /// A body that claims multipart but is not (400).
+    #[error(transparent)]
+    Multipart(#[from] crate::serve::api::body::MultipartError),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -76,7 +82,9 @@ impl ApiError {
             ApiError::Http { status, .. } => *status,
             ApiError::Engine(e) => engine_status(e.kind()),
             ApiError::Sqlite(e) => sqlite_status(e),
-            ApiError::Filter(_) => StatusCode::BAD_REQUEST,
+            ApiError::Filter(_) | ApiError::Host(_) | ApiError::Multipart(_) => {
+                StatusCode::BAD_REQUEST
+            }
         }
     }
 }
@@ -117,6 +125,11 @@ impl ApiError {
                 format!("Invalid filter or sort parameters: {e}."),
                 json!({}),
             ),
+            ApiError::Multipart(e) => (e.to_string(), json!({})),
+            ApiError::Host(e) => (
+                format!("{e}."),
+                json!({"domain": {"code": "validation_invalid_domain", "message": e.to_string()}}),
+            ),
             _ => {
                 let msg = match self.status() {
                     StatusCode::SERVICE_UNAVAILABLE => {
@@ -131,10 +144,21 @@ impl ApiError {
         }
     }
 
+    /// The client's own mistake (told to it, not logged as a failure).
+    fn is_clients(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Http { .. }
+                | ApiError::Filter(_)
+                | ApiError::Host(_)
+                | ApiError::Multipart(_)
+        )
+    }
+
     /// The same answer for another request (one error failing several
     /// requests, as a shared commit does). The cause is logged once, here.
     pub fn again(&self) -> ApiError {
-        if !matches!(self, ApiError::Http { .. } | ApiError::Filter(_)) {
+        if !self.is_clients() {
             tracing::warn!(error = %self, status = %self.status(), "request failed");
         }
         let (message, data) = self.client_view();
@@ -149,7 +173,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if !matches!(self, ApiError::Http { .. } | ApiError::Filter(_)) {
+        if !self.is_clients() {
             // Internal details go to the log, not to the client.
             tracing::warn!(error = %self, %status, "request failed");
         }

@@ -63,6 +63,7 @@ impl Metrics {
             Box::new(requests.clone()),
             Box::new(latency.clone()),
             Box::new(phases.clone()),
+            Box::new(crate::serve::realtime::CLIENTS.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }

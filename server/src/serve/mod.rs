@@ -23,6 +23,7 @@ pub mod demo;
 pub mod errors;
 pub mod metrics;
 pub mod query;
+pub mod realtime;
 pub mod records;
 pub mod schema;
 pub mod tenants;
@@ -45,6 +46,13 @@ pub struct Args {
     /// Address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, default_value = "127.0.0.1:8090")]
     listen: SocketAddr,
+    /// Serve the operator's surface (`/metrics`, the dashboard at
+    /// `/_strata/` and the admin API under it) on this address only, and
+    /// not on --listen; `/metrics` needs no token there. Without it they are
+    /// on --listen, and `/metrics` needs the admin token as the admin API
+    /// does. Never answered through a tenant's own domain.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// The bucket: `file:///path`, a plain path, or `s3://bucket/prefix`.
     #[arg(long, env = "STRATA_BUCKET", default_value = "strata-data/bucket")]
     bucket: String,
@@ -153,18 +161,51 @@ pub fn run(args: Args) -> Result<()> {
         .build()
         .context("start the runtime")?;
     let demo = args.demo.then_some(generated);
-    rt.block_on(serve(app, args.listen, args.max_body, demo))
+    rt.block_on(serve(
+        app,
+        args.listen,
+        args.metrics_listen,
+        args.max_body,
+        demo,
+    ))
 }
 
 /// Serve until SIGTERM or Ctrl-C. `demo`: set the demo tenant up once
 /// listening (`Some(true)` if its admin token was generated).
-async fn serve(app: App, listen: SocketAddr, max_body: usize, demo: Option<bool>) -> Result<()> {
+async fn serve(
+    app: App,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    max_body: usize,
+    demo: Option<bool>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen on {listen}"))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port.
     println!("strata serve: listening on http://{addr}");
+    let operator = match metrics_listen {
+        Some(at) => {
+            let l = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listen on {at}"))?;
+            // Nobody may be reading stdout after the first line.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stdout(),
+                "strata serve: operator surface on http://{}",
+                l.local_addr()?
+            );
+            let routes = operator_router(app.clone(), max_body, false);
+            Some(tokio::spawn(async move {
+                axum::serve(l, routes)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+            }))
+        }
+        None => None,
+    };
     let sweeper = {
         let reg = app.registry.clone();
         let every = (reg.cfg.idle_ttl / 4).clamp(
@@ -209,10 +250,20 @@ async fn serve(app: App, listen: SocketAddr, max_body: usize, demo: Option<bool>
             }
         });
     }
-    axum::serve(listener, router(app.clone(), max_body))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serve")?;
+    let reg = app.registry.clone();
+    axum::serve(
+        listener,
+        router(app.clone(), max_body, metrics_listen.is_none()),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        reg.close_realtime();
+    })
+    .await
+    .context("serve")?;
+    if let Some(op) = operator {
+        op.abort();
+    }
     sweeper.abort();
     // Every request has finished: flush and close every tenant.
     let n = app.registry.loaded_count();
@@ -246,18 +297,70 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: draining requests");
 }
 
-pub fn router(app: App, max_body: usize) -> Router {
-    Router::new()
+/// The node's router: the tenants' API, and with `operator` also the
+/// operator's surface (else that is on its own listener).
+pub fn router(app: App, max_body: usize, operator: bool) -> Router {
+    let tenants = Router::new()
         .nest("/t/{tenant}", api::by_path(&app))
-        .nest("/_strata/api", admin::router(app.clone()))
-        .route("/_strata/", get(admin::dashboard::page))
-        .route("/_strata", get(admin::dashboard::redirect))
-        .route("/metrics", get(render_metrics))
-        .merge(api::by_host(&app))
-        .fallback(|| async { ApiError::not_found() })
+        .merge(api::by_host(&app));
+    let r = if operator {
+        tenants.merge(operator_routes(&app, true))
+    } else {
+        tenants
+    };
+    r.fallback(|| async { ApiError::not_found() })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(from_fn(cors))
         .with_state(app)
+}
+
+/// The operator's surface alone, for `--metrics-listen`.
+fn operator_router(app: App, max_body: usize, metrics_token: bool) -> Router {
+    operator_routes(&app, metrics_token)
+        .fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+/// `/metrics`, the dashboard and the admin API. Never through a tenant's own
+/// domain; `/metrics` with `metrics_token` needs the admin token (the admin
+/// API always does; the dashboard page is a static shell over it).
+fn operator_routes(app: &App, metrics_token: bool) -> Router<App> {
+    let metrics = if metrics_token {
+        Router::new().route(
+            "/metrics",
+            get(render_metrics).route_layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                admin::require_admin,
+            )),
+        )
+    } else {
+        Router::new().route("/metrics", get(render_metrics))
+    };
+    Router::new()
+        .nest("/_strata/api", admin::router(app.clone()))
+        .route("/_strata/", get(admin::dashboard::page))
+        .route("/_strata", get(admin::dashboard::redirect))
+        .merge(metrics)
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            not_on_tenant_domains,
+        ))
+}
+
+/// A request whose `Host` is a tenant's domain is that tenant's: the
+/// operator's paths are a 404 there, as any unknown path of the tenant.
+async fn not_on_tenant_domains(State(app): State<App>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    match app.registry.tenant_for_host(host).await {
+        Ok(_) => ApiError::not_found().into_response(),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn render_metrics(State(app): State<App>) -> Response {

@@ -421,7 +421,7 @@ fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
 pub fn find_collection(conn: &Connection, id_or_name: &str) -> ApiResult<Collection> {
     // Cached: every request looks its collection up.
     conn.prepare_cached(&format!(
-        "SELECT {COLLECTION_COLS} FROM _collections WHERE id = ?1 OR name = ?1"
+        "SELECT {COLLECTION_COLS} FROM _collections WHERE id = ?1 OR name = ?1 COLLATE NOCASE"
     ))?
     .query_row([id_or_name], row_to_collection)
     .optional()?

@@ -90,7 +90,7 @@ impl Server {
         let body = self
             .conn()
             .await?
-            .send(&Req::get("/metrics".into()))
+            .send(&Req::get("/metrics".into()).admin())
             .await?
             .ok("/metrics")?;
         Ok(String::from_utf8_lossy(&body).into_owned())

@@ -46,7 +46,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn require_admin(State(app): State<App>, req: Request, next: Next) -> Response {
+pub async fn require_admin(State(app): State<App>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -220,8 +220,10 @@ async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Jso
     Ok(Json(describe(&app, &meta)))
 }
 
-/// `{txid}` or `{time}` (RFC 3339) from a body; neither = the latest state.
-fn target(body: &serde_json::Map<String, Value>) -> ApiResult<Target> {
+/// `{txid}` or `{time}` (RFC 3339) from a body; neither = the latest state
+/// if `latest` may be meant (a fork), else a 400 (a restore: "restore to
+/// now" would be a mistake).
+fn target(body: &serde_json::Map<String, Value>, latest: bool) -> ApiResult<Target> {
     let get = |k: &str| body.get(k).filter(|v| !v.is_null());
     match (get("txid"), get("time")) {
         (Some(t), _) => t
@@ -234,7 +236,11 @@ fn target(body: &serde_json::Map<String, Value>) -> ApiResult<Target> {
                 ApiError::bad_request("time must be RFC 3339, e.g. 2026-11-25T10:00:00Z.")
             }),
         (None, Some(_)) => Err(ApiError::bad_request("time must be a string.")),
-        (None, None) => Ok(Target::Latest),
+        (None, None) if latest => Ok(Target::Latest),
+        (None, None) => Err(ApiError::validation(
+            "A restore needs a txid or a time.",
+            json!({"txid": {"code": "validation_required", "message": "Set txid or time."}}),
+        )),
     }
 }
 
@@ -243,7 +249,7 @@ async fn restore(
     Path(id): Path<String>,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    let target = target(&body_json(body)?)?;
+    let target = target(&body_json(body)?, false)?;
     Ok(Json(app.registry.restore(&id, target).await?))
 }
 
@@ -253,7 +259,7 @@ async fn fork(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = body_json(body)?;
-    let target = target(&body)?;
+    let target = target(&body, true)?;
     let new = body
         .get("newId")
         .and_then(Value::as_str)

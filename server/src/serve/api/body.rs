@@ -20,9 +20,19 @@ pub fn body_json(body: Result<axum::body::Bytes, BytesRejection>) -> ApiResult<M
     }
 }
 
+/// Why a `multipart/form-data` body was refused (a 400; nothing is stored).
+#[derive(Debug, thiserror::Error)]
+pub enum MultipartError {
+    #[error("Failed to load the submitted data due to invalid formatting.")]
+    Malformed,
+    #[error("File fields are not supported yet.")]
+    FilePart,
+}
+
 /// A record body: JSON, or `multipart/form-data` whose text parts are
-/// fields and whose `@jsonPayload` part is merged in (as the PocketBase SDKs
-/// send it). File parts are refused until file fields exist.
+/// fields (a key sent more than once becomes an array, as in PocketBase) and
+/// whose `@jsonPayload` part is merged in (as the PocketBase SDKs send it).
+/// File parts are refused until file fields exist.
 pub fn record_body(
     headers: &HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
@@ -34,46 +44,62 @@ pub fn record_body(
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
         return body_json(body);
     }
-    let bad =
-        || ApiError::bad_request("Failed to load the submitted data due to invalid formatting.");
-    let boundary = ct
-        .split(';')
-        .find_map(|p| p.trim().strip_prefix("boundary="))
-        .map(|b| b.trim_matches('"'))
-        .filter(|b| !b.is_empty())
-        .ok_or_else(bad)?;
-    let bytes = body_bytes(body)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| bad())?;
-    let mut out = Map::new();
-    for part in text.split(&format!("--{boundary}")).skip(1) {
-        if part.starts_with("--") {
-            break;
-        }
-        let part = part.strip_prefix("\r\n").ok_or_else(bad)?;
-        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(bad)?;
-        let value = value.strip_suffix("\r\n").unwrap_or(value);
-        let disposition = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
-            .ok_or_else(bad)?;
-        if disposition.contains("filename=") {
-            return Err(ApiError::bad_request("File fields are not supported yet."));
-        }
-        let name = disposition
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("name="))
-            .map(|n| n.trim_matches('"'))
-            .ok_or_else(bad)?;
-        if name == "@jsonPayload" {
-            match serde_json::from_str::<Value>(value) {
-                Ok(Value::Object(m)) => out.extend(m),
-                _ => return Err(bad()),
+    let boundary = multer::parse_boundary(ct).map_err(|_| MultipartError::Malformed)?;
+    Ok(multipart_fields(boundary, body_bytes(body)?)?)
+}
+
+/// The fields of a whole multipart body, with [multer]. The body is in
+/// memory, so its futures never wait: polled once, or it is malformed.
+pub fn multipart_fields(
+    boundary: String,
+    bytes: axum::body::Bytes,
+) -> Result<Map<String, Value>, MultipartError> {
+    use futures_util::FutureExt;
+    let stream =
+        futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(bytes)));
+    let read = async move {
+        let mut parts = multer::Multipart::new(stream, boundary);
+        let mut out = Map::new();
+        let mut any = false;
+        while let Some(field) = parts
+            .next_field()
+            .await
+            .map_err(|_| MultipartError::Malformed)?
+        {
+            any = true;
+            if field.file_name().is_some() {
+                return Err(MultipartError::FilePart);
             }
-        } else {
-            out.insert(name.to_string(), Value::String(value.to_string()));
+            let name = field
+                .name()
+                .filter(|n| !n.is_empty())
+                .ok_or(MultipartError::Malformed)?
+                .to_string();
+            let data = field.bytes().await.map_err(|_| MultipartError::Malformed)?;
+            let text = String::from_utf8(data.to_vec()).map_err(|_| MultipartError::Malformed)?;
+            if name == "@jsonPayload" {
+                match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(m)) => out.extend(m),
+                    _ => return Err(MultipartError::Malformed),
+                }
+                continue;
+            }
+            match out.get_mut(&name) {
+                Some(Value::Array(a)) => a.push(Value::String(text)),
+                Some(v) => *v = Value::Array(vec![v.take(), Value::String(text)]),
+                None => {
+                    out.insert(name, Value::String(text));
+                }
+            }
         }
-    }
-    Ok(out)
+        if any {
+            Ok(out)
+        } else {
+            Err(MultipartError::Malformed)
+        }
+    };
+    read.now_or_never()
+        .unwrap_or(Err(MultipartError::Malformed))
 }
 
 fn body_bytes(body: Result<axum::body::Bytes, BytesRejection>) -> ApiResult<axum::body::Bytes> {
@@ -84,4 +110,82 @@ fn body_bytes(body: Result<axum::body::Bytes, BytesRejection>) -> ApiResult<axum
             ApiError::bad_request("Failed to read the request body.")
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(body: &str) -> Result<Map<String, Value>, MultipartError> {
+        multipart_fields(
+            "XB".into(),
+            axum::body::Bytes::from(body.replace('\n', "\r\n")),
+        )
+    }
+
+    fn part(name: &str, value: &str) -> String {
+        format!("--XB\nContent-Disposition: form-data; name=\"{name}\"\n\n{value}\n")
+    }
+
+    #[test]
+    fn text_parts_are_fields_and_repeated_keys_arrays() {
+        let body = format!(
+            "{}{}{}{}--XB--\n",
+            part("title", "hello\nworld"),
+            part("tags", "a"),
+            part("tags", "b"),
+            part("tags", "c"),
+        );
+        let m = parse(&body).unwrap();
+        assert_eq!(
+            Value::Object(m),
+            json!({"title": "hello\r\nworld", "tags": ["a", "b", "c"]})
+        );
+    }
+
+    #[test]
+    fn json_payload_is_merged() {
+        let body = format!(
+            "{}{}--XB--\n",
+            part("title", "x"),
+            part("@jsonPayload", r#"{"n": 3, "ok": true}"#)
+        );
+        assert_eq!(
+            Value::Object(parse(&body).unwrap()),
+            json!({"title": "x", "n": 3, "ok": true})
+        );
+        let bad = format!("{}--XB--\n", part("@jsonPayload", "[1]"));
+        assert!(matches!(parse(&bad), Err(MultipartError::Malformed)));
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        for body in [
+            String::new(),
+            "--XB--\n".into(),
+            "garbage".into(),
+            // No closing boundary.
+            part("title", "x"),
+            format!("{}--XB", part("title", "x")).replace("--XB\nContent", "--XB\nContent"),
+            // Another boundary.
+            format!("{}--YB--\n", part("title", "x").replace("XB", "YB")),
+            // No name.
+            "--XB\nContent-Disposition: form-data\n\nx\n--XB--\n".into(),
+            // Not UTF-8 is checked below.
+        ] {
+            assert!(parse(&body).is_err(), "{body:?} accepted");
+        }
+        let mut raw = b"--XB\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\n".to_vec();
+        raw.extend([0xff, 0xfe]);
+        raw.extend(b"\r\n--XB--\r\n");
+        assert!(multipart_fields("XB".into(), raw.into()).is_err());
+    }
+
+    #[test]
+    fn file_parts_are_refused() {
+        let body =
+            "--XB\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\n\nx\n--XB--\n";
+        assert!(matches!(parse(body), Err(MultipartError::FilePart)));
+    }
 }

@@ -20,13 +20,18 @@ use rusqlite::Connection;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
-const RESERVED: &[&str] = &[
+/// Names no field may have, as PocketBase's list has them: the record's
+/// own keys in its JSON, and SQLite's name for the row's key that a column
+/// cannot shadow (`rowid` and `oid` can be columns, as in PocketBase; the
+/// queries use `_rowid_`). Compared ignoring case, as SQLite's column names.
+const NOT_FIELDS: &[&str] = &["expand", "collectionId", "collectionName", "_rowid_"];
+
+/// Names the system's fields have in any collection (strata keeps them for
+/// base collections too, since the record code treats them by name).
+const SYSTEM_FIELDS: &[&str] = &[
     "id",
     "created",
     "updated",
-    "collectionId",
-    "collectionName",
-    "expand",
     "password",
     "passwordConfirm",
     "tokenKey",
@@ -34,6 +39,63 @@ const RESERVED: &[&str] = &[
     "emailVisibility",
     "verified",
 ];
+
+/// PocketBase's answer for a field name that is taken or invalid; `i` is
+/// the field's place in the collection's list (`id` is 0).
+fn bad_field_name(i: usize, name: &str) -> ApiError {
+    let error = if NOT_FIELDS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        json!({"code": "validation_not_in_invalid", "message": "Must not be in list."})
+    } else {
+        json!({
+            "code": "validation_duplicated_field_name",
+            "message": format!("Duplicated or invalid field name {name}."),
+            "params": {"fieldName": name},
+        })
+    };
+    ApiError::validation(
+        "Failed to create or update the collection.",
+        json!({"fields": {i.to_string(): {"name": error}}}),
+    )
+}
+
+/// Why `name` cannot be a new collection: taken by a collection in any
+/// case, or by any of SQLite's objects (tables, indexes, `sqlite_*`).
+fn collection_name_taken(conn: &Connection, name: &str) -> ApiResult<Option<ApiError>> {
+    let err = |code: &str, msg: &str| {
+        ApiError::validation(
+            "Failed to create collection.",
+            json!({"name": {"code": code, "message": msg}}),
+        )
+    };
+    if name.len() >= 7 && name[..7].eq_ignore_ascii_case("sqlite_") {
+        return Ok(Some(err(
+            "validation_collection_name_invalid",
+            "The name shouldn't match with an existing internal table.",
+        )));
+    }
+    let collection: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM _collections WHERE name = ?1 COLLATE NOCASE)",
+        [name],
+        |r| r.get(0),
+    )?;
+    if collection {
+        return Ok(Some(err(
+            "validation_collection_name_exists",
+            "Collection name must be unique (case insensitive).",
+        )));
+    }
+    let object: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = ?1 COLLATE NOCASE)",
+        [name],
+        |r| r.get(0),
+    )?;
+    Ok(object.then(|| {
+        err(
+            "validation_collection_name_invalid",
+            "The name shouldn't match with an existing internal table.",
+        )
+    }))
+}
 
 fn valid_name(s: &str) -> bool {
     (1..=100).contains(&s.len())
@@ -73,18 +135,24 @@ fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> Api
         .as_array()
         .ok_or_else(|| field_err("fields", "Must be an array."))?;
     let mut out: Vec<Field> = Vec::new();
-    for f in arr {
+    // Place in the collection's list as PocketBase numbers it (after `id`).
+    let base = usize::from(!arr.iter().any(|f| f["name"] == "id"));
+    for (i, f) in arr.iter().enumerate() {
         let name = f["name"].as_str().unwrap_or("");
         // Fields already in the collection (PocketBase clients send the whole
         // list back on update) are kept as they are.
         if existing.iter().any(|e| e.name == name) {
             continue;
         }
-        if !valid_name(name) || RESERVED.contains(&name) || out.iter().any(|o| o.name == name) {
-            return Err(field_err(
-                "fields",
-                format!("Invalid or duplicate field name {name:?}."),
-            ));
+        if !valid_name(name)
+            || NOT_FIELDS
+                .iter()
+                .chain(SYSTEM_FIELDS)
+                .any(|r| r.eq_ignore_ascii_case(name))
+            || existing.iter().any(|e| e.name.eq_ignore_ascii_case(name))
+            || out.iter().any(|o| o.name.eq_ignore_ascii_case(name))
+        {
+            return Err(bad_field_name(i + base, name));
         }
         let kind = match f["type"].as_str().unwrap_or("") {
             "text" => FieldType::Text,
@@ -333,17 +401,17 @@ pub async fn create(
             ));
         }
         let tx = conn;
-        if schema::find_collection(&tx, name).is_ok() {
-            return Err(field_err("name", "The collection name must be unique."));
+        if let Some(e) = collection_name_taken(tx, name)? {
+            return Err(e);
         }
         // The collection exists (empty) first, so a relation may point at it.
         let mut c = Collection::build(name, kind, vec![], parse_rules(&body, Rules::default())?);
-        c.insert_meta(&tx)?;
-        let user = parse_fields(&tx, body.get("fields"), &c.fields)?;
+        c.insert_meta(tx)?;
+        let user = parse_fields(tx, body.get("fields"), &c.fields)?;
         let tail = c.fields.split_off(c.fields.len() - 2);
         c.fields.extend(user);
         c.fields.extend(tail);
-        c.create_table(&tx)?;
+        c.create_table(tx)?;
         save(tx, &body, c)
     })
     .await
@@ -373,7 +441,7 @@ pub async fn update(
         }
         c.rules = parse_rules(&body, c.rules.clone())?;
         let tx = conn;
-        let added = parse_fields(&tx, body.get("fields"), &c.fields)?;
+        let added = parse_fields(tx, body.get("fields"), &c.fields)?;
         for f in &added {
             tx.execute_batch(&format!(
                 "ALTER TABLE {} ADD COLUMN {}",

@@ -5,7 +5,8 @@
 //! - [`records`]: records CRUD;
 //! - [`collections`]: collections CRUD (superusers);
 //! - [`auth`]: `auth-with-password`, `auth-refresh`;
-//! - [`body`]: request bodies (JSON, multipart).
+//! - [`body`]: request bodies (JSON, multipart);
+//! - `/api/realtime`: the handlers live in [`super::realtime`].
 //!
 //! Handlers parse the request here, then run their SQL as one job on the
 //! tenant's connections (`Tenant::read`, `Tenant::write`).
@@ -16,6 +17,7 @@ pub mod collections;
 pub mod records;
 
 use super::App;
+use super::realtime;
 use super::schema;
 use super::tenants::{Guard, LogRow};
 use axum::Json;
@@ -37,6 +39,10 @@ pub type TenantReq = Arc<Guard>;
 fn routes() -> Router<App> {
     Router::new()
         .route("/api/health", get(health))
+        .route(
+            "/api/realtime",
+            get(realtime::sse::connect).post(realtime::sse::subscribe),
+        )
         .route(
             "/api/collections",
             get(collections::list).post(collections::create),

@@ -12,8 +12,10 @@ use crate::serve::query::relations;
 use crate::serve::query::rules::{
     Caller, and_filter, client_scope, find_allowed, rule_sql, select, sort_sql,
 };
+use crate::serve::realtime::{self, Action};
 use crate::serve::records::auth_fields::{self, OldPassword};
-use crate::serve::records::output::{fetch, pick_fields, public};
+use crate::serve::records::fields::Fields;
+use crate::serve::records::output::{fetch, public};
 use crate::serve::records::values::{not_unique, password_to_hash, write_values};
 use crate::serve::schema::{self, Collection};
 use crate::serve::tenants::Commit;
@@ -45,13 +47,18 @@ fn collection_name(p: &HashMap<String, String>) -> String {
 
 /// Records as a client sees them: expanded as `expand` asks, then without
 /// hidden fields, then cut to `fields`.
-fn respond(
+pub(crate) fn respond(
     conn: &Connection,
     c: &Collection,
     mut recs: Vec<Map<String, Value>>,
     call: &Caller,
     q: &HashMap<String, String>,
 ) -> ApiResult<Vec<Value>> {
+    let fields = q
+        .get("fields")
+        .map(|f| Fields::parse(f))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("Invalid `fields` parameter: {e}.")))?;
     if let Some(spec) = q.get("expand").filter(|s| !s.trim().is_empty()) {
         let fetch = |conn: &Connection, c: &Collection, ids: &[String]| {
             let mut w = Sql {
@@ -78,10 +85,11 @@ fn respond(
     Ok(recs
         .into_iter()
         .map(|r| {
-            pick_fields(
-                public(c, r, call.who.as_ref(), false),
-                q.get("fields").map(String::as_str),
-            )
+            let mut v = public(c, r, call.who.as_ref(), false);
+            if let Some(f) = &fields {
+                f.pick(&mut v);
+            }
+            v
         })
         .collect())
 }
@@ -258,10 +266,10 @@ pub async fn create(
             }
         };
         let mut cols = write_values(conn, &c, &body, true, hash.as_deref())?;
-        let t = schema::now();
+        let now = schema::now();
         cols.push(("id".into(), SqlValue::Text(id.clone())));
-        cols.push(("created".into(), SqlValue::Text(t.clone())));
-        cols.push(("updated".into(), SqlValue::Text(t)));
+        cols.push(("created".into(), SqlValue::Text(now.clone())));
+        cols.push(("updated".into(), SqlValue::Text(now)));
         if c.is_auth() {
             cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
         }
@@ -283,10 +291,12 @@ pub async fn create(
             }
             Err(e) => return Err(e),
         };
-        respond_one(conn, &c, rec, &call, &q)
+        let change = realtime::prepare(t, conn, &c, Action::Create, &id);
+        Ok((respond_one(conn, &c, rec, &call, &q)?, change))
     })
     .await?;
-    Ok(with_watermark(out.into_response(), commit))
+    req.realtime.publish(out.1);
+    Ok(with_watermark(out.0.into_response(), commit))
 }
 
 pub async fn update(
@@ -328,10 +338,12 @@ pub async fn update(
             )
             .map_err(|e| not_unique(e, false))?;
             let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
-            respond_one(conn, &c, rec, &call, &q)
+            let change = realtime::prepare(t, conn, &c, Action::Update, &id);
+            Ok((respond_one(conn, &c, rec, &call, &q)?, change))
         })
         .await?;
-    Ok(with_watermark(out.into_response(), commit))
+    req.realtime.publish(out.1);
+    Ok(with_watermark(out.0.into_response(), commit))
 }
 
 pub async fn delete(
@@ -342,16 +354,18 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
-    let ((), commit) = req
+    let (change, commit) = req
         .write(move |t, conn| {
             let c = schema::find_collection(conn, &name)?;
             let call = Caller::new(t, conn, "DELETE", &headers, &q, &Map::new())?;
             find_allowed(conn, &c, &c.rules.delete, &call, &id)?;
             // References to the record go in the same transaction: cascaded,
-            // cleared, or the delete is refused.
-            relations::delete_with_references(conn, &c, &id)
+            // cleared, or the delete is refused; each record deleted or
+            // changed on the way has its realtime messages.
+            relations::delete_with_references(t, conn, &c, &id)
         })
         .await?;
+    req.realtime.publish(change);
     Ok(with_watermark(
         StatusCode::NO_CONTENT.into_response(),
         commit,

@@ -4,7 +4,9 @@
 
 use super::filter::quote_ident;
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::realtime::{self, Action, Change};
 use crate::serve::schema::{self, Collection, Field, FieldType};
+use crate::serve::tenants::Tenant;
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value, json};
@@ -214,14 +216,23 @@ fn refers(f: &Field) -> String {
 /// Delete record `id` of `c` inside the caller's transaction, with what
 /// points at it: `cascadeDelete` fields delete their records (recursively),
 /// optional fields drop the id, and a required field that would be left
-/// empty refuses the whole delete (400).
-pub fn delete_with_references(conn: &Connection, c: &Collection, id: &str) -> ApiResult<()> {
+/// empty refuses the whole delete (400). The realtime messages of every
+/// record deleted (as it was) and every record whose field was cleared (as
+/// it is now) come back, to publish once the transaction commits.
+pub fn delete_with_references(
+    t: &Tenant,
+    conn: &Connection,
+    c: &Collection,
+    id: &str,
+) -> ApiResult<Change> {
+    let mut change = Change::default();
     let mut work = vec![(c.clone(), id.to_string())];
     let mut done: HashSet<(String, String)> = HashSet::new();
     while let Some((coll, rid)) = work.pop() {
         if !done.insert((coll.id.clone(), rid.clone())) {
             continue;
         }
+        change.extend(realtime::prepare(t, conn, &coll, Action::Delete, &rid));
         for (oc, f) in referencing(conn, &coll)? {
             let table = quote_ident(&oc.name);
             let cond = refers(&f);
@@ -266,11 +277,14 @@ pub fn delete_with_references(conn: &Connection, c: &Collection, id: &str) -> Ap
                 &format!("UPDATE {table} SET {col} = {clear} WHERE {cond}"),
                 [&rid],
             )?;
+            for r in &refs {
+                change.extend(realtime::prepare(t, conn, &oc, Action::Update, r));
+            }
         }
         conn.execute(
             &format!("DELETE FROM {} WHERE id = ?1", quote_ident(&coll.name)),
             [&rid],
         )?;
     }
-    Ok(())
+    Ok(change)
 }

@@ -143,8 +143,9 @@ pub fn sort_sql(conn: &Connection, c: &Collection, sort: &str, scope: Scope) -> 
             }
         }
     }
-    // rowid keeps pages stable when sort keys tie.
-    parts.push("rowid ASC".into());
+    // The row's key keeps pages stable when sort keys tie (`_rowid_`: a
+    // field may be named `rowid`, never `_rowid_`).
+    parts.push("_rowid_ ASC".into());
     Ok(parts.join(", "))
 }
 

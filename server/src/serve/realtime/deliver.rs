@@ -47,6 +47,13 @@ pub struct Change {
     pub(super) messages: Vec<(Arc<Client>, Message)>,
 }
 
+impl Change {
+    /// Add another change's messages after these (one write, many records).
+    pub fn extend(&mut self, other: Change) {
+        self.messages.extend(other.messages);
+    }
+}
+
 /// The messages for a change to record `id` of `c`, read on `conn` (where
 /// the record is as the event shows it). Errors of one subscriber (a rule
 /// or filter that fails) skip that subscriber; the write goes on.

@@ -33,6 +33,7 @@ use crate::serve::tenants::Guard;
 use parking_lot::Mutex;
 use prometheus::IntGauge;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::mpsc;
 use topics::Subscription;
@@ -47,6 +48,16 @@ pub const CLIENT_QUEUE: usize = 64;
 pub static CLIENTS: LazyLock<IntGauge> = LazyLock::new(|| {
     IntGauge::new("realtime_clients", "realtime (SSE) clients connected").expect("static")
 });
+
+/// Set once the node shuts down: streams opened after it end at once.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// The node is shutting down: no stream may outlive the graceful drain
+/// (which would otherwise wait for every idle client's timeout). Then call
+/// [`Hub::close_all`] on every loaded tenant.
+pub fn begin_shutdown() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
 
 /// One SSE message: `event:<name>` and `data:<data>`.
 #[derive(Debug, Clone)]
@@ -100,12 +111,17 @@ impl Hub {
             tx: Mutex::new(Some(tx)),
             state: Mutex::default(),
         });
-        guard
-            .realtime
-            .clients
-            .lock()
-            .insert(client.id.clone(), client.clone());
-        CLIENTS.inc();
+        {
+            // Checked under the lock `close_all` takes: a client is either
+            // in the hub when it closes, or never gets in.
+            let mut clients = guard.realtime.clients.lock();
+            if SHUTTING_DOWN.load(Ordering::Acquire) {
+                client.tx.lock().take();
+            } else {
+                clients.insert(client.id.clone(), client.clone());
+                CLIENTS.inc();
+            }
+        }
         tracing::debug!(tenant = %guard.id, client = %client.id, "realtime client connected");
         Connection { client, rx, guard }
     }

@@ -56,6 +56,7 @@ fn too_long(max: usize) -> Value {
     json!({
         "code": "validation_length_too_long",
         "message": format!("The length must be no more than {max}."),
+        "params": {"max": max, "min": 0},
     })
 }
 
@@ -64,23 +65,27 @@ pub async fn subscribe(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<StatusCode> {
-    let body = body.map_err(|_| ApiError::bad_request("Failed to read the request body."))?;
+    // PocketBase's answer to a body it cannot bind (not an object, or a
+    // field of the wrong type).
+    let unbound = || ApiError::bad_request("Something went wrong while processing your request.");
+    let body = body.map_err(|_| unbound())?;
     let form: Map<String, Value> = if body.iter().all(u8::is_ascii_whitespace) {
         Map::new()
     } else {
-        serde_json::from_slice(&body).map_err(|_| {
-            ApiError::bad_request("An error occurred while loading the submitted data.")
-        })?
+        serde_json::from_slice(&body).map_err(|_| unbound())?
     };
-    let client_id = form.get("clientId").and_then(Value::as_str).unwrap_or("");
+    let client_id = match form.get("clientId") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(unbound()),
+    };
     let subs: Vec<&str> = match form.get("subscriptions") {
         None | Some(Value::Null) => vec![],
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().unwrap_or("")).collect(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "An error occurred while loading the submitted data.",
-            ));
-        }
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().ok_or_else(unbound))
+            .collect::<ApiResult<_>>()?,
+        Some(_) => return Err(unbound()),
     };
     let mut errors = Map::new();
     if client_id.is_empty() {

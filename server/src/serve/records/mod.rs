@@ -4,8 +4,11 @@
 //! - [`auth_fields`]: an auth record's `verified`, `email` and password
 //!   rules (manage access, old password, `tokenKey` rotation);
 //! - [`output`]: a row read back into PocketBase's JSON, shown as the
-//!   caller may see it.
+//!   caller may see it;
+//! - [`fields`]: the `fields` parameter (paths, `*`, `:excerpt`) that cuts
+//!   the answer.
 
 pub mod auth_fields;
+pub mod fields;
 pub mod output;
 pub mod values;

@@ -104,28 +104,3 @@ pub fn public(
     }
     Value::Object(rec)
 }
-
-/// Keep only the `fields` a client asked for (top-level names; `*` = all).
-pub fn pick_fields(v: Value, fields: Option<&str>) -> Value {
-    let (Some(fields), Value::Object(m)) = (fields, &v) else {
-        return v;
-    };
-    let want: Vec<&str> = fields
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if want.is_empty() || want.contains(&"*") {
-        return v;
-    }
-    // `expand.author.name` keeps the whole `expand` object.
-    let keep = |k: &str| {
-        want.contains(&k) || (k == "expand" && want.iter().any(|w| w.starts_with("expand.")))
-    };
-    Value::Object(
-        m.iter()
-            .filter(|(k, _)| keep(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    )
-}

@@ -5,7 +5,7 @@
 
 use super::domains::DOMAINS_PREFIX;
 use super::tenant::{AUX_DB, DATA_DB, open_db};
-use super::{Registry, blocking, check_tenant_id, normalize_host};
+use super::{Registry, blocking, check_tenant_id, claimable_domain};
 use crate::serve::auth::password;
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::schema;
@@ -54,10 +54,7 @@ impl Registry {
     ) -> ApiResult<Metadata> {
         check_tenant_id(id)?;
         let domain = match domain {
-            Some(d) => Some(
-                normalize_host(&d)
-                    .ok_or_else(|| ApiError::bad_request(format!("bad domain {d:?}")))?,
-            ),
+            Some(d) => Some(claimable_domain(&d)?),
             None => None,
         };
         ensure_absent(&self.store, &meta_key(id), || {

@@ -29,7 +29,7 @@ pub mod pool;
 pub mod registry;
 pub mod tenant;
 
-pub use domains::normalize_host;
+pub use domains::{HostError, claimable_domain, is_address, normalize_host};
 pub use lifecycle::Metadata;
 pub use pool::Commit;
 pub use registry::Registry;

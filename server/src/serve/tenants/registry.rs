@@ -129,6 +129,16 @@ impl Registry {
         self.map.lock().len()
     }
 
+    /// Shutdown: end every realtime stream of every loaded tenant, and any
+    /// opened from now on (they would hold the graceful drain until their
+    /// idle timeout).
+    pub fn close_realtime(&self) {
+        crate::serve::realtime::begin_shutdown();
+        for t in self.map.lock().values() {
+            t.realtime.close_all();
+        }
+    }
+
     /// The tenant, loading it from the bucket if needed.
     pub async fn acquire(self: &Arc<Self>, id: &str) -> ApiResult<Guard> {
         check_tenant_id(id)?;
@@ -273,6 +283,8 @@ impl Registry {
                 _ => return Ok(false),
             }
         };
+        // Realtime streams hold guards: they end first (the SDK reconnects).
+        t.realtime.close_all();
         let mut phases = Phases::default();
         let deadline = Instant::now() + self.cfg.drain_timeout;
         while t.inflight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {

@@ -6,6 +6,7 @@ use super::Config;
 use super::pool::{Commit, Db, Opener};
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::metrics::{Phase, Phases};
+use crate::serve::realtime::Hub;
 use crate::serve::schema;
 use parking_lot::Mutex;
 use rusqlite::Connection;
@@ -35,6 +36,8 @@ pub struct Tenant {
     pub id: String,
     pub secret: String,
     pub data: Arc<Db>,
+    /// Realtime clients connected to this tenant (see `serve::realtime`).
+    pub realtime: Hub,
     /// `auxiliary.db`, opened on the first log write rather than at load:
     /// a load on the request path opens `data.db` alone.
     aux: Mutex<Option<Arc<Db>>>,
@@ -270,6 +273,7 @@ pub fn open_tenant(
         id: id.into(),
         secret,
         data,
+        realtime: Hub::default(),
         aux: Mutex::new(None),
         aux_opener: opener(cfg, &dir, id, AUX_DB),
         logs: Mutex::default(),
