@@ -171,15 +171,17 @@ fn expand_tree(
                 .iter()
                 .filter_map(|id| by_id.get(id).cloned())
                 .collect();
-            // Nothing the caller may see: no key, as PocketBase does.
+            // A relation field asked for makes `expand` at least `{}`; one
+            // with nothing the caller may see gets no key in it, as
+            // PocketBase does.
+            let slot = rec
+                .entry("expand")
+                .or_insert_with(|| Value::Object(Map::new()));
             let value = match (f.multiple(), related.is_empty()) {
                 (_, true) => continue,
                 (true, false) => Value::Array(related),
                 (false, false) => related.swap_remove(0),
             };
-            let slot = rec
-                .entry("expand")
-                .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(m) = slot {
                 m.insert(name.clone(), value);
             }
