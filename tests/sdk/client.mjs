@@ -3,26 +3,9 @@
 // STRATA_SU_PASSWORD set. Exits non-zero on the first broken expectation.
 import PocketBase from "pocketbase";
 import assert from "node:assert/strict";
+import { args, check, checks } from "./harness.mjs";
 
-const base = process.argv[2];
-const email = process.env.STRATA_SU_EMAIL;
-const password = process.env.STRATA_SU_PASSWORD;
-if (!base || !email || !password) {
-  console.error("usage: STRATA_SU_EMAIL=.. STRATA_SU_PASSWORD=.. node client.mjs <base url>");
-  process.exit(2);
-}
-
-let checks = 0;
-async function check(what, f) {
-  try {
-    await f();
-    checks++;
-  } catch (e) {
-    const detail = e?.response ? JSON.stringify(e.response) : "";
-    console.error(`sdk: ${what}: ${e?.stack ?? e} ${detail}`);
-    process.exit(1);
-  }
-}
+const { base, email, password } = args("client.mjs");
 
 /// The SDK's error for a call expected to fail, with its status.
 async function failure(f) {
@@ -167,4 +150,4 @@ await check("rules hide other users' records; validation errors", async () => {
   assert.equal(e.status, 400);
 });
 
-console.log(`sdk: ${checks} checks passed`);
+console.log(`sdk: ${checks()} checks passed`);

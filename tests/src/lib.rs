@@ -3,6 +3,8 @@
 //! - [`s3server`]: a moto S3 server on a free loopback port.
 //! - [`pocketbase`]: the real PocketBase as a child process, the reference.
 //! - [`serve`]: `strata serve` as a child process, and HTTP helpers for it.
+//! - [`side`]: the real PocketBase or a strata tenant, for comparisons.
+//! - [`sse`]: a server-sent events client (realtime), reads with deadlines.
 //! - [`webdriver`]: headless Chromium driven through chromedriver.
 //! - [`Backend`]: the same test body runs against a local-directory bucket
 //!   and the S3 server; child processes get the bucket's URL and `AWS_*` env.
@@ -12,6 +14,8 @@ pub mod http;
 pub mod pocketbase;
 pub mod s3server;
 pub mod serve;
+pub mod side;
+pub mod sse;
 pub mod webdriver;
 
 use anyhow::{Context, Result, bail};
@@ -81,10 +85,15 @@ impl Backend {
 /// A binary built by this workspace (`target/<profile>/<name>`).
 pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("locate target dir")?;
+    // `STRATA_BIN_DIR` (e.g. `target/release`, for a benchmark) wins.
+    let dir = match std::env::var_os("STRATA_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => exe
+            .parent()
+            .and_then(|d| d.parent())
+            .context("locate target dir")?
+            .to_path_buf(),
+    };
     let p = dir.join(name);
     if !p.exists() {
         bail!(

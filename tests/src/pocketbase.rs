@@ -137,6 +137,11 @@ impl PocketBase {
         Ok(r.body["token"].as_str().context("token")?.to_string())
     }
 
+    /// The process id (benchmarks read its memory).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pocketbase.log")).unwrap_or_default()
     }

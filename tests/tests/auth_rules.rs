@@ -15,83 +15,33 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use strata_tests::Backend;
 use strata_tests::http::Response;
-use strata_tests::pocketbase::PocketBase;
-use strata_tests::serve::Server;
+use strata_tests::side::{Side, same_steps};
 
-const TENANT: &str = "acme";
 const USERS: &str = "/api/collections/users/records";
 
-/// One side of the comparison.
-enum Side {
-    PocketBase(PocketBase),
-    Strata {
-        s: Server,
-        _b: Backend,
-        _dir: tempfile::TempDir,
-    },
-}
-
-impl Side {
-    fn name(&self) -> &'static str {
-        match self {
-            Side::PocketBase(_) => "pocketbase",
-            Side::Strata { .. } => "strata",
-        }
-    }
-
-    fn api(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<Response> {
-        match self {
-            Side::PocketBase(pb) => pb.api(method, path, token, body),
-            Side::Strata { s, .. } => s.api(TENANT, method, path, token, body),
-        }
-    }
-
-    fn superuser(&self) -> Result<String> {
-        match self {
-            Side::PocketBase(pb) => pb.superuser_token(),
-            Side::Strata { s, .. } => s.superuser_token(TENANT),
-        }
-    }
-
-    fn strata() -> Result<Side> {
-        let b = Backend::local()?;
-        let dir = tempfile::tempdir()?;
-        let s = Server::start(&b, &dir.path().join("node"), &[])?;
-        s.create_tenant(TENANT, None)?;
-        let su = s.superuser_token(TENANT)?;
-        // PocketBase's default `users` rules.
-        let r = s.api(
-            TENANT,
-            "POST",
-            "/api/collections",
-            Some(&su),
-            Some(json!({
-                "name": "users",
-                "type": "auth",
-                "fields": [],
-                "listRule": "id = @request.auth.id",
-                "viewRule": "id = @request.auth.id",
-                "createRule": "",
-                "updateRule": "id = @request.auth.id",
-                "deleteRule": "id = @request.auth.id",
-                "manageRule": null,
-            })),
-        )?;
-        ensure!(r.status == 200, "strata: create users: {r:?}");
-        Ok(Side::Strata {
-            s,
-            _b: b,
-            _dir: dir,
-        })
-    }
+/// A strata tenant with PocketBase's default `users` collection.
+fn strata() -> Result<Side> {
+    let side = Side::strata(&[])?;
+    let su = side.superuser()?;
+    let r = side.api(
+        "POST",
+        "/api/collections",
+        Some(&su),
+        Some(json!({
+            "name": "users",
+            "type": "auth",
+            "fields": [],
+            "listRule": "id = @request.auth.id",
+            "viewRule": "id = @request.auth.id",
+            "createRule": "",
+            "updateRule": "id = @request.auth.id",
+            "deleteRule": "id = @request.auth.id",
+            "manageRule": null,
+        })),
+    )?;
+    ensure!(r.status == 200, "strata: create users: {r:?}");
+    Ok(side)
 }
 
 /// What a step answered, without ids, tokens and times: errors whole,
@@ -133,30 +83,14 @@ impl Log {
 /// Run `scenario` on the real PocketBase and on strata; every step must
 /// answer the same. The scenario may also check things on its own.
 fn compare(scenario: impl Fn(&Side, &mut Log) -> Result<()>) -> Result<()> {
-    let sides = [Side::PocketBase(PocketBase::start()?), Side::strata()?];
+    let sides = [Side::pocketbase()?, strata()?];
     let mut logs = Vec::new();
     for side in &sides {
         let mut log = Log::default();
         scenario(side, &mut log).with_context(|| format!("on {}", side.name()))?;
         logs.push(log);
     }
-    let (pb, st) = (&logs[0].0, &logs[1].0);
-    for (i, (p, s)) in pb.iter().zip(st).enumerate() {
-        ensure!(
-            p == s,
-            "step {i} ({}) differs:\n  pocketbase: {}\n  strata:     {}",
-            p.0,
-            p.1,
-            s.1
-        );
-    }
-    ensure!(
-        pb.len() == st.len(),
-        "step counts differ: {} vs {}",
-        pb.len(),
-        st.len()
-    );
-    Ok(())
+    same_steps(&logs[0].0, &logs[1].0)
 }
 
 fn signup_body(email: &str, password: &str) -> Value {

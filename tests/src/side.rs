@@ -1,0 +1,108 @@
+//! One side of a conformance comparison: the real PocketBase, or one
+//! tenant ([`TENANT`]) of a fresh `strata serve` on a local bucket. The
+//! tests that compare the two (`auth_rules.rs`, `realtime.rs`) send the same
+//! requests to each and set up their collections themselves.
+
+use crate::Backend;
+use crate::http::Response;
+use crate::pocketbase::PocketBase;
+use crate::serve::Server;
+use anyhow::{Result, ensure};
+use serde_json::Value;
+
+/// The strata tenant a side serves.
+pub const TENANT: &str = "acme";
+
+pub enum Side {
+    PocketBase(PocketBase),
+    Strata {
+        s: Server,
+        _b: Backend,
+        _dir: tempfile::TempDir,
+    },
+}
+
+impl Side {
+    /// A fresh PocketBase with the test superuser.
+    pub fn pocketbase() -> Result<Side> {
+        Ok(Side::PocketBase(PocketBase::start()?))
+    }
+
+    /// A fresh strata node (with `extra` flags) and its tenant [`TENANT`].
+    pub fn strata(extra: &[&str]) -> Result<Side> {
+        let b = Backend::local()?;
+        let dir = tempfile::tempdir()?;
+        let s = Server::start(&b, &dir.path().join("node"), extra)?;
+        s.create_tenant(TENANT, None)?;
+        Ok(Side::Strata {
+            s,
+            _b: b,
+            _dir: dir,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Side::PocketBase(_) => "pocketbase",
+            Side::Strata { .. } => "strata",
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        match self {
+            Side::PocketBase(pb) => &pb.addr,
+            Side::Strata { s, .. } => &s.addr,
+        }
+    }
+
+    /// Where the app's API starts on [`Side::addr`]: `""` or `/t/acme`.
+    pub fn prefix(&self) -> String {
+        match self {
+            Side::PocketBase(_) => String::new(),
+            Side::Strata { .. } => format!("/t/{TENANT}"),
+        }
+    }
+
+    pub fn api(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<Response> {
+        match self {
+            Side::PocketBase(pb) => pb.api(method, path, token, body),
+            Side::Strata { s, .. } => s.api(TENANT, method, path, token, body),
+        }
+    }
+
+    pub fn superuser(&self) -> Result<String> {
+        match self {
+            Side::PocketBase(pb) => pb.superuser_token(),
+            Side::Strata { s, .. } => s.superuser_token(TENANT),
+        }
+    }
+}
+
+/// What each side answered, step by step: a label and a comparable value.
+pub type Steps = [(String, Value)];
+
+/// The two runs of one scenario must match step by step.
+pub fn same_steps(pb: &Steps, st: &Steps) -> Result<()> {
+    for (i, (p, s)) in pb.iter().zip(st).enumerate() {
+        ensure!(
+            p == s,
+            "step {i} ({}) differs:\n  pocketbase: {}\n  strata:     {}",
+            p.0,
+            p.1,
+            s.1
+        );
+    }
+    ensure!(
+        pb.len() == st.len(),
+        "step counts differ: {} vs {}",
+        pb.len(),
+        st.len()
+    );
+    Ok(())
+}
