@@ -169,3 +169,27 @@ pub fn encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The codes of a PocketBase validation error, flattened and sorted
+/// (`fields.2.name: validation_duplicated_field_name`): what two servers'
+/// answers to one bad request are compared by.
+pub fn error_codes(v: &Value) -> Vec<String> {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        if let Some(c) = v.get("code").and_then(Value::as_str) {
+            out.push(format!("{prefix}: {c}"));
+            return;
+        }
+        for (k, v) in v.as_object().into_iter().flatten() {
+            let p = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            walk(&p, v, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &v["data"], &mut out);
+    out.sort();
+    out
+}

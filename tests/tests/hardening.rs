@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use strata_tests::Backend;
-use strata_tests::http::{self, Response};
+use strata_tests::http::{self, Response, error_codes};
 use strata_tests::pocketbase::PocketBase;
 use strata_tests::serve::{ADMIN, SU_EMAIL, SU_PASSWORD, Server, count_posts, posts_collection};
 
@@ -253,30 +253,6 @@ impl Both {
     }
 }
 
-/// The codes of a validation error, flattened: `fields.2.name: code`.
-fn codes(v: &Value) -> Vec<String> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
-        if let Some(c) = v.get("code").and_then(Value::as_str) {
-            out.push(format!("{prefix}: {c}"));
-            return;
-        }
-        if let Some(m) = v.as_object() {
-            for (k, v) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                walk(&p, v, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk("", &v["data"], &mut out);
-    out.sort();
-    out
-}
-
 #[test]
 fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
     let both = Both::start()?;
@@ -315,10 +291,10 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
         );
         if compare_codes {
             ensure!(
-                codes(&pb.body) == codes(&st.body),
+                error_codes(&pb.body) == error_codes(&st.body),
                 "{body}: PocketBase {:?}, strata {:?}",
-                codes(&pb.body),
-                codes(&st.body)
+                error_codes(&pb.body),
+                error_codes(&st.body)
             );
         }
     }

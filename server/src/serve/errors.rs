@@ -32,6 +32,9 @@ pub enum ApiError {
     /// A body that claims multipart but is not (400).
     #[error(transparent)]
     Multipart(#[from] crate::serve::api::body::MultipartError),
+    /// A rate limit's window is used up (429), for this many seconds.
+    #[error("rate limited for {0} s")]
+    RateLimited(u64),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Filter(_) | ApiError::Host(_) | ApiError::Multipart(_) => {
                 StatusCode::BAD_REQUEST
             }
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -126,6 +130,7 @@ impl ApiError {
                 json!({}),
             ),
             ApiError::Multipart(e) => (e.to_string(), json!({})),
+            ApiError::RateLimited(_) => ("Too Many Requests.".into(), json!({})),
             ApiError::Host(e) => (
                 format!("{e}."),
                 json!({"domain": {"code": "validation_invalid_domain", "message": e.to_string()}}),
@@ -152,12 +157,16 @@ impl ApiError {
                 | ApiError::Filter(_)
                 | ApiError::Host(_)
                 | ApiError::Multipart(_)
+                | ApiError::RateLimited(_)
         )
     }
 
     /// The same answer for another request (one error failing several
     /// requests, as a shared commit does). The cause is logged once, here.
     pub fn again(&self) -> ApiError {
+        if let ApiError::RateLimited(secs) = self {
+            return ApiError::RateLimited(*secs);
+        }
         if !self.is_clients() {
             tracing::warn!(error = %self, status = %self.status(), "request failed");
         }
@@ -180,7 +189,10 @@ impl IntoResponse for ApiError {
         let (message, data) = self.client_view();
         let body = json!({"status": status.as_u16(), "message": message, "data": data});
         let mut resp = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let ApiError::RateLimited(secs) = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECS),

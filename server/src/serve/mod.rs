@@ -11,10 +11,13 @@
 //!   connection pools, the tenant lifecycle in the bucket;
 //! - [`admin`]: the operator API under `/_strata/api/`, its dashboard at
 //!   `/_strata/`, and `strata tenant` (its CLI);
+//! - [`settings`]: a tenant's PocketBase settings; [`ratelimit`]: the
+//!   fixed windows of its `rateLimits` rules and of the node's guard on
+//!   failed logins; [`realtime`]: SSE subscriptions;
 //! - [`errors`]: the one mapping to HTTP status; `/metrics` is [`metrics`].
 //!
-//! Seams for later: file fields (`storage/`), realtime and JS hooks
-//! (`hooks/`) hang off the tenant routes in [`api`].
+//! Seams for later: file fields (`storage/`) and JS hooks (`hooks/`) hang
+//! off the tenant routes in [`api`].
 
 pub mod admin;
 pub mod api;
@@ -23,9 +26,11 @@ pub mod demo;
 pub mod errors;
 pub mod metrics;
 pub mod query;
+pub mod ratelimit;
 pub mod realtime;
 pub mod records;
 pub mod schema;
+pub mod settings;
 pub mod tenants;
 
 use anyhow::{Context, Result};
@@ -91,11 +96,42 @@ pub struct Args {
     /// Close a reader connection after this long unused.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     reader_idle: Duration,
+    /// The node's guard on password guessing, whatever a tenant's own
+    /// `rateLimits` say: after this many failed logins of one identity of a
+    /// tenant within the window, its logins get 429 until the window ends
+    /// (`10/1m`; `off` to disable). Correct logins are never counted.
+    #[arg(long, default_value = "10/1m", value_parser = parse_guard)]
+    auth_failures: AuthGuard,
     /// Make a ready demo tenant (`demo`, with a superuser and a `posts`
     /// collection) if there is none, and print how to reach it. Without
     /// STRATA_ADMIN_TOKEN, a token is generated for this run.
     #[arg(long)]
     demo: bool,
+}
+
+/// `--auth-failures`: a count per window, or off.
+#[derive(Debug, Clone, Copy)]
+struct AuthGuard(Option<(i64, Duration)>);
+
+/// `N/DURATION` (`10/1m`) or `off`.
+fn parse_guard(s: &str) -> Result<AuthGuard, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(AuthGuard(None));
+    }
+    let (n, d) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected N/DURATION (e.g. 10/1m) or off"))?;
+    let n: i64 = n
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{n:?}: expected a count above 0"))?;
+    let d = humantime::parse_duration(d.trim()).map_err(|e| format!("{d:?}: {e}"))?;
+    if d.as_secs() == 0 {
+        return Err(format!("{d:?}: the window must be at least 1s"));
+    }
+    Ok(AuthGuard(Some((n, d))))
 }
 
 /// One reader per core, and at least two.
@@ -140,6 +176,7 @@ pub fn run(args: Args) -> Result<()> {
         drop_local_on_evict: args.drop_local_on_evict,
         max_readers: args.max_readers.max(1),
         reader_idle: args.reader_idle,
+        auth_failures: args.auth_failures.0,
     };
     let mut admin_token = std::env::var("STRATA_ADMIN_TOKEN")
         .ok()
@@ -251,9 +288,11 @@ async fn serve(
         });
     }
     let reg = app.registry.clone();
+    // The peer's address reaches handlers (rate limits key on it).
     axum::serve(
         listener,
-        router(app.clone(), max_body, metrics_listen.is_none()),
+        router(app.clone(), max_body, metrics_listen.is_none())
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;

@@ -459,19 +459,3 @@ pub fn bootstrap_data(conn: &mut Connection, email: &str, password_hash: &str) -
     tx.commit()?;
     Ok(())
 }
-
-/// The tenant's JWT signing secret from `_params`.
-pub fn jwt_secret(conn: &Connection) -> ApiResult<String> {
-    let v: Option<String> = conn
-        .query_row("SELECT value FROM _params WHERE id = 'settings'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let v: Value = v
-        .and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or(Value::Null);
-    v.pointer("/strata/jwtSecret")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| ApiError::internal("tenant has no JWT secret in _params"))
-}

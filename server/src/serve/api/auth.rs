@@ -5,6 +5,7 @@ use super::body::body_json;
 use crate::serve::auth::{self, password};
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::query::filter::quote_ident;
+use crate::serve::ratelimit::{self, RetryAfter};
 use crate::serve::records::output;
 use crate::serve::schema;
 use axum::extract::{Path, rejection::BytesRejection};
@@ -27,6 +28,17 @@ pub async fn auth_with_password(
     };
     let (identity, pass) = (text("identity"), text("password"));
     let coll_name = p.get("collection").cloned().unwrap_or_default();
+    // The node's guard on guessing: an identity with too many failed logins
+    // waits, known or not (so the 429 tells nothing either).
+    let guard = req.auth_guard.map(|(max, window)| {
+        let key = format!("{}\0{}", coll_name.to_lowercase(), identity.to_lowercase());
+        (key, max, window.as_secs().max(1))
+    });
+    if let Some((key, ..)) = &guard
+        && let Some(RetryAfter(secs)) = req.auth_failures.exhausted(key, ratelimit::now())
+    {
+        return Err(ApiError::RateLimited(secs));
+    }
     // The record, its hash and token key in one read; the hash is checked
     // after, with no connection held.
     let found = req
@@ -54,7 +66,12 @@ pub async fn auth_with_password(
     let ok = password::verify(pass, row.as_ref().map(|(_, h, _)| h.clone())).await?;
     match (ok, row, rec) {
         (true, Some((_, _, key)), Some(rec)) => auth::issue(&req, &coll, rec, &key).map(Json),
-        _ => Err(failed()),
+        _ => {
+            if let Some((key, max, window)) = &guard {
+                let _ = req.auth_failures.take(key, *max, *window, ratelimit::now());
+            }
+            Err(failed())
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 
 use super::TenantReq;
 use super::body::body_json;
-use crate::serve::auth::{self, Auth};
+use crate::serve::auth::require_superuser;
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::query::rules::check_rule;
 use crate::serve::query::{filter, indexes, relations};
@@ -103,21 +103,6 @@ fn valid_name(s: &str) -> bool {
         && s.bytes()
             .next()
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-}
-
-/// Superusers only: 401 for guests, 403 for other auth records.
-fn require_superuser(
-    t: &crate::serve::tenants::Tenant,
-    conn: &Connection,
-    headers: &HeaderMap,
-) -> ApiResult<Auth> {
-    match auth::resolve(t, conn, headers)? {
-        Some(a) if a.is_superuser() => Ok(a),
-        Some(_) => Err(ApiError::forbidden()),
-        None => Err(ApiError::unauthorized(
-            "The request requires valid record authorization token.",
-        )),
-    }
 }
 
 fn field_err(name: &str, msg: impl Into<String>) -> ApiError {

@@ -5,6 +5,7 @@
 //! - [`records`]: records CRUD;
 //! - [`collections`]: collections CRUD (superusers);
 //! - [`auth`]: `auth-with-password`, `auth-refresh`;
+//! - [`settings`]: `/api/settings` (superusers);
 //! - [`body`]: request bodies (JSON, multipart);
 //! - `/api/realtime`: the handlers live in [`super::realtime`].
 //!
@@ -14,7 +15,9 @@
 pub mod auth;
 pub mod body;
 pub mod collections;
+pub mod limits;
 pub mod records;
+pub mod settings;
 
 use super::App;
 use super::realtime;
@@ -22,13 +25,14 @@ use super::schema;
 use super::tenants::{Guard, LogRow};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header;
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,6 +47,7 @@ fn routes() -> Router<App> {
             "/api/realtime",
             get(realtime::sse::connect).post(realtime::sse::subscribe),
         )
+        .route("/api/settings", get(settings::view).patch(settings::update))
         .route(
             "/api/collections",
             get(collections::list).post(collections::create),
@@ -123,8 +128,13 @@ async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Res
         }
     };
     let (method, url) = (req.method().to_string(), req.uri().to_string());
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
+    let limited = limits::check(&guard, req.method(), req.uri().path(), req.headers(), peer).await;
     req.extensions_mut().insert(guard.clone());
-    let resp = next.run(req).await;
+    let resp = match limited {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    };
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
     app.metrics.observe(status, secs);

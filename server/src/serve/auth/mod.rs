@@ -64,6 +64,17 @@ pub fn token_key(conn: &Connection, coll: &Collection, id: &str) -> ApiResult<Op
         .optional()?)
 }
 
+/// Superusers only: 401 for guests, 403 for other auth records.
+pub fn require_superuser(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<Auth> {
+    match resolve(t, conn, headers)? {
+        Some(a) if a.is_superuser() => Ok(a),
+        Some(_) => Err(ApiError::forbidden()),
+        None => Err(ApiError::unauthorized(
+            "The request requires valid record authorization token.",
+        )),
+    }
+}
+
 /// Resolve the `Authorization` header. An invalid or foreign token makes the
 /// caller a guest (as in PocketBase); the rules then decide.
 pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<Option<Auth>> {

@@ -585,8 +585,7 @@ mod tests {
             uri: format!("file:{}", dir.join("t.db").display()),
             busy_timeout: Duration::from_secs(5),
         };
-        let db = Db::open("t.db", opener, max_readers, Arc::default()).unwrap();
-        db
+        Db::open("t.db", opener, max_readers, Arc::default()).unwrap()
     }
 
     fn rt() -> tokio::runtime::Runtime {

@@ -311,12 +311,13 @@ impl Registry {
         if let Ok(p) = &result {
             self.metrics.phases(p);
         }
+        // Counted before it shows as evicted, so a reader of both agrees.
+        self.metrics.evictions.inc();
         {
             let mut map = self.map.lock();
             map.remove(id);
             self.metrics.loaded.set(map.len() as i64);
         }
-        self.metrics.evictions.inc();
         self.evicted.notify_waiters();
         tracing::info!(tenant = %id, "evicted");
         result.map(|_| true)

@@ -1,13 +1,15 @@
 //! A loaded tenant: its two databases as connection pools ([`pool::Db`]),
-//! its JWT secret, the request log rows waiting to be written, and what the
-//! registry needs to evict it (requests in flight, last use).
+//! its JWT secret and settings, its rate-limit windows, the request log rows
+//! waiting to be written, and what the registry needs to evict it (requests
+//! in flight, last use).
 
 use super::Config;
 use super::pool::{Commit, Db, Opener};
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::metrics::{Phase, Phases};
+use crate::serve::ratelimit::Limiter;
 use crate::serve::realtime::Hub;
-use crate::serve::schema;
+use crate::serve::settings::{self, Settings};
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use std::path::Path;
@@ -38,6 +40,14 @@ pub struct Tenant {
     pub data: Arc<Db>,
     /// Realtime clients connected to this tenant (see `serve::realtime`).
     pub realtime: Hub,
+    /// Read at load; replaced whole by a settings PATCH.
+    settings: parking_lot::RwLock<Arc<Settings>>,
+    /// The windows of the tenant's `rateLimits` rules (emptied when the
+    /// rules change, as PocketBase resets them).
+    pub limits: Limiter,
+    /// Failed logins per identity, for the node's `--auth-failures` guard.
+    pub auth_failures: Limiter,
+    pub auth_guard: Option<(i64, Duration)>,
     /// `auxiliary.db`, opened on the first log write rather than at load:
     /// a load on the request path opens `data.db` alone.
     aux: Mutex<Option<Arc<Db>>>,
@@ -60,6 +70,19 @@ struct LogBuffer {
 }
 
 impl Tenant {
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().clone()
+    }
+
+    /// After a committed settings change: the new settings, and fresh
+    /// rate-limit windows if the rules changed.
+    pub fn set_settings(&self, s: Settings) {
+        let old = std::mem::replace(&mut *self.settings.write(), Arc::new(s));
+        if old.rate_limits != self.settings().rate_limits {
+            self.limits.clear();
+        }
+    }
+
     /// Run `f` on a reader of `data.db`.
     pub async fn read<R: Send + 'static>(
         self: &Arc<Self>,
@@ -264,8 +287,8 @@ pub fn open_tenant(
         gauge.clone(),
     )?;
     phases.mark(Phase::OpenData);
-    let secret = data
-        .with_idle_writer(schema::jwt_secret)
+    let (secret, settings) = data
+        .with_idle_writer(settings::load)
         .unwrap_or_else(|| Err(ApiError::internal("data.db busy at load")))?;
     phases.mark(Phase::Schema);
     tracing::info!(tenant = %id, "loaded");
@@ -274,6 +297,10 @@ pub fn open_tenant(
         secret,
         data,
         realtime: Hub::default(),
+        settings: parking_lot::RwLock::new(Arc::new(settings)),
+        limits: Limiter::default(),
+        auth_failures: Limiter::default(),
+        auth_guard: cfg.auth_failures,
         aux: Mutex::new(None),
         aux_opener: opener(cfg, &dir, id, AUX_DB),
         logs: Mutex::default(),
