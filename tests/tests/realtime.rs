@@ -67,7 +67,8 @@ fn strata(extra: &[&str]) -> Result<Side> {
 /// What the scenarios do on either side.
 trait Ops {
     /// `posts` (anyone may do anything), `notes` (each user sees its own;
-    /// superusers write) and `comments` (deleted with their post).
+    /// superusers write), `secrets` (seen with the header `X-Key: yes`) and
+    /// `comments` (deleted with their post).
     fn collections(&self, su: &str) -> Result<()>;
     /// The strata server (strata-only tests).
     fn server(&self) -> &Server;
@@ -102,6 +103,12 @@ impl Ops for Side {
                 "fields": [{"name": "title", "type": "text"}, owner],
                 "listRule": "owner = @request.auth.id", "viewRule": "owner = @request.auth.id",
                 "createRule": null, "updateRule": null, "deleteRule": null,
+            }),
+            json!({
+                "name": "secrets", "type": "base",
+                "fields": [{"name": "title", "type": "text"}],
+                "listRule": "@request.headers.x_key = 'yes'", "viewRule": "@request.headers.x_key = 'yes'",
+                "createRule": "", "updateRule": null, "deleteRule": null,
             }),
         ] {
             let r = self.api("POST", "/api/collections", Some(su), Some(c))?;
@@ -454,7 +461,8 @@ fn each_subscriber_gets_what_its_rule_allows() -> Result<()> {
 
 /// Per-topic `options`: `expand` and `fields` shape the record as the
 /// records API would, `filter` narrows the events, `headers` reach the
-/// rule as `@request.headers.*`.
+/// rule as `@request.headers.*` (but an `Authorization` there is not the
+/// client's auth).
 #[test]
 fn options_expand_fields_filter() -> Result<()> {
     compare(|side, log| {
@@ -494,6 +502,32 @@ fn options_expand_fields_filter() -> Result<()> {
         let c = side.create("posts", None, json!({"title": "c"}))?;
         log.label(&c, "c");
         log.expect("c: shaped only", &mut sse, 1, "create", "c")?;
+
+        // Headers for the rule; an `Authorization` among them binds nothing.
+        let su = side.superuser()?;
+        let (mut sh, ch) = side.connect()?;
+        let keyed = with_options("secrets/*", json!({"headers": {"X-Key": "yes"}}));
+        let as_su = with_options("notes/*", json!({"headers": {"Authorization": su}}));
+        side.subscribed(&ch, &[&keyed, "secrets/*", &as_su, "posts/*"], None)?;
+        let n = side.create(
+            "notes",
+            Some(&su),
+            json!({"title": "private", "owner": alice}),
+        )?;
+        log.label(&n, "note");
+        let x = side.create("secrets", None, json!({"title": "x"}))?;
+        log.label(&x, "secret");
+        let ev = log.expect(
+            "secret: with the header only",
+            &mut sh,
+            1,
+            "create",
+            "secret",
+        )?;
+        ensure!(ev[0].name == keyed, "{ev:?}");
+        let p = side.create("posts", None, json!({"title": "p"}))?;
+        log.label(&p, "p");
+        log.expect("post next: no note", &mut sh, 1, "create", "p")?;
         Ok(())
     })
 }
