@@ -30,9 +30,14 @@ impl Side {
 
     /// A fresh strata node (with `extra` flags) and its tenant [`TENANT`].
     pub fn strata(extra: &[&str]) -> Result<Side> {
+        Self::strata_with(extra, &[])
+    }
+
+    /// The same with extra environment for the server.
+    pub fn strata_with(extra: &[&str], env: &[(&str, &str)]) -> Result<Side> {
         let b = Backend::local()?;
         let dir = tempfile::tempdir()?;
-        let s = Server::start(&b, &dir.path().join("node"), extra)?;
+        let s = Server::start_with(&b, &dir.path().join("node"), extra, env)?;
         s.create_tenant(TENANT, None)?;
         Ok(Side::Strata {
             s,

@@ -46,7 +46,12 @@ fn pocketbase() -> Result<Side> {
 /// A strata tenant with `users` as [`pocketbase`] has it, and the
 /// scenarios' collections.
 fn strata(extra: &[&str]) -> Result<Side> {
-    let side = Side::strata(extra)?;
+    strata_with(extra, &[])
+}
+
+/// The same, with extra environment for the server.
+fn strata_with(extra: &[&str], env: &[(&str, &str)]) -> Result<Side> {
+    let side = Side::strata_with(extra, env)?;
     let su = side.superuser()?;
     let r = side.api(
         "POST",
@@ -670,6 +675,33 @@ fn a_connected_client_keeps_its_tenant_loaded() -> Result<()> {
     eventually("the tenant is idle-evicted once the client left", || {
         Ok(state(s)? == "evicted")
     })
+}
+
+/// A stream with no message for the idle timeout ends, as PocketBase's
+/// does after 5 minutes (here 1.5 s, by `STRATA_REALTIME_IDLE`); each
+/// message starts the wait again.
+#[test]
+fn idle_streams_end() -> Result<()> {
+    let side = strata_with(&[], &[("STRATA_REALTIME_IDLE", "1500ms")])?;
+    let (mut busy, cid) = side.connect()?;
+    let (mut idle, _) = side.connect()?;
+    side.subscribed(&cid, &["posts/*"], None)?;
+    // 3 s of messages 500 ms apart: twice the timeout, and the stream lives.
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        let id = side.create("posts", None, json!({"title": format!("tick {i}")}))?;
+        let ev = busy.next(WAIT)?.context("a busy stream ended")?;
+        ensure!(ev.json()["record"]["id"] == id.as_str(), "{ev:?}");
+    }
+    ensure!(idle.next(WAIT)?.is_none(), "the idle stream must end");
+    let last = Instant::now();
+    ensure!(busy.next(WAIT)?.is_none(), "the busy stream, once idle");
+    ensure!(
+        last.elapsed() >= Duration::from_millis(1000),
+        "ended {:?} after its last message",
+        last.elapsed()
+    );
+    Ok(())
 }
 
 /// SIGTERM with clients connected: their streams end and the server exits

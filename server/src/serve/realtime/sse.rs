@@ -1,6 +1,6 @@
 //! `GET /api/realtime`: the event stream (`PB_CONNECT` with the client id
 //! first, then one message per event, each with `id:<clientId>`), ended
-//! after [`IDLE_TIMEOUT`] without a message, as PocketBase does (the SDK
+//! after [`idle_timeout`] without a message, as PocketBase does (the SDK
 //! reconnects). `POST /api/realtime`: a client's subscriptions, replacing
 //! the previous ones, and its auth bound from the request's
 //! `Authorization` (a guest may become a user; a user may not change).
@@ -20,10 +20,23 @@ use futures_util::stream;
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::convert::Infallible;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// A stream with no message for this long ends (PocketBase's 5 minutes).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// [`IDLE_TIMEOUT`], or `STRATA_REALTIME_IDLE` (a duration such as `2s`,
+/// for tests of the timeout), read once.
+pub fn idle_timeout() -> Duration {
+    static IDLE: LazyLock<Duration> = LazyLock::new(|| {
+        std::env::var("STRATA_REALTIME_IDLE")
+            .ok()
+            .and_then(|v| humantime::parse_duration(&v).ok())
+            .unwrap_or(IDLE_TIMEOUT)
+    });
+    *IDLE
+}
 
 pub async fn connect(Extension(req): Extension<TenantReq>) -> Response {
     let conn = Hub::connect(req);
@@ -32,8 +45,9 @@ pub async fn connect(Extension(req): Extension<TenantReq>) -> Response {
         .id(&id)
         .event("PB_CONNECT")
         .data(json!({ "clientId": id }).to_string());
-    let rest = stream::unfold(conn, |mut c| async move {
-        match tokio::time::timeout(IDLE_TIMEOUT, c.rx.recv()).await {
+    let idle = idle_timeout();
+    let rest = stream::unfold(conn, move |mut c| async move {
+        match tokio::time::timeout(idle, c.rx.recv()).await {
             Ok(Some(m)) => {
                 let ev = Event::default().id(&c.client.id).event(m.name).data(m.data);
                 Some((Ok::<_, Infallible>(ev), c))
