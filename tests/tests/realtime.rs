@@ -554,6 +554,74 @@ fn cascaded_deletes_send_events() -> Result<()> {
     })
 }
 
+/// `/api/batch`: the events of its writes come once it commits, all of
+/// them; a batch that fails sends none.
+#[test]
+fn batch_writes_send_events() -> Result<()> {
+    compare(|side, log| {
+        let su = side.superuser()?;
+        let r = side.api(
+            "PATCH",
+            "/api/settings",
+            Some(&su),
+            Some(json!({"batch": {"enabled": true, "maxRequests": 50}})),
+        )?;
+        ensure!(r.status == 200, "enable batch: {r:?}");
+        let (mut sse, cid) = side.connect()?;
+        side.subscribed(&cid, &["posts/*"], None)?;
+        let p = side.create("posts", None, json!({"title": "old"}))?;
+        log.label(&p, "p");
+        log.expect("create", &mut sse, 1, "create", "p")?;
+        let url = |id: &str| format!("/api/collections/posts/records{id}");
+        let r = side.api(
+            "POST",
+            "/api/batch",
+            None,
+            Some(json!({"requests": [
+                {"method": "POST", "url": url(""), "body": {"title": "rolled back"}},
+                {"method": "PATCH", "url": url("/missing"), "body": {"title": "x"}},
+            ]})),
+        )?;
+        ensure!(r.status >= 400, "a failing batch: {r:?}");
+        log.note("failed batch", json!(r.status));
+        let b = "bbbbbbbbbbbbbbb";
+        log.label(b, "b");
+        let r = side.api(
+            "POST",
+            "/api/batch",
+            None,
+            Some(json!({"requests": [
+                {"method": "POST", "url": url(""), "body": {"id": b, "title": "b"}},
+                {"method": "PATCH", "url": url(&format!("/{p}")), "body": {"title": "new"}},
+                {"method": "DELETE", "url": url(&format!("/{p}"))},
+            ]})),
+        )?;
+        ensure!(r.status == 200, "batch: {r:?}");
+        // The next three events are the batch's (none of the failed one).
+        let evs = sse.take(3, WAIT)?;
+        let mut seen: Vec<Value> = evs
+            .iter()
+            .map(|e| {
+                let d = e.json();
+                log.norm(&json!([
+                    d["action"],
+                    d["record"]["id"],
+                    d["record"]["title"]
+                ]))
+            })
+            .collect();
+        seen.sort_by_key(|v| v.to_string());
+        let want = vec![
+            json!(["create", "b", "b"]),
+            json!(["delete", "p", "new"]),
+            json!(["update", "p", "new"]),
+        ];
+        ensure!(seen == want, "batch events: {seen:?}");
+        log.note("batch events", Value::Array(seen));
+        Ok(())
+    })
+}
+
 /// Bad subscribe requests: the same status and error body on both sides.
 #[test]
 fn subscribe_errors() -> Result<()> {

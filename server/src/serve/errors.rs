@@ -161,6 +161,17 @@ impl ApiError {
         )
     }
 
+    /// The body a client gets for this error (`{status, message, data}`),
+    /// for answers nested in another (a batch's failed request); internal
+    /// causes are logged here, as [`IntoResponse`] does.
+    pub fn client_body(&self) -> Value {
+        if !self.is_clients() {
+            tracing::warn!(error = %self, status = %self.status(), "request failed");
+        }
+        let (message, data) = self.client_view();
+        json!({"status": self.status().as_u16(), "message": message, "data": data})
+    }
+
     /// The same answer for another request (one error failing several
     /// requests, as a shared commit does). The cause is logged once, here.
     pub fn again(&self) -> ApiError {

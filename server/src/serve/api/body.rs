@@ -102,7 +102,7 @@ pub fn multipart_fields(
         .unwrap_or(Err(MultipartError::Malformed))
 }
 
-fn body_bytes(body: Result<axum::body::Bytes, BytesRejection>) -> ApiResult<axum::body::Bytes> {
+pub fn body_bytes(body: Result<axum::body::Bytes, BytesRejection>) -> ApiResult<axum::body::Bytes> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request entity too large.")

@@ -6,6 +6,7 @@
 //! - [`collections`]: collections CRUD (superusers);
 //! - [`auth`]: `auth-with-password`, `auth-refresh`;
 //! - [`settings`]: `/api/settings` (superusers);
+//! - [`batch`]: `/api/batch`, record writes in one transaction;
 //! - [`body`]: request bodies (JSON, multipart);
 //! - `/api/realtime`: the handlers live in [`super::realtime`].
 //!
@@ -13,6 +14,7 @@
 //! tenant's connections (`Tenant::read`, `Tenant::write`).
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod collections;
 pub mod limits;
@@ -47,6 +49,7 @@ fn routes() -> Router<App> {
             "/api/realtime",
             get(realtime::sse::connect).post(realtime::sse::subscribe),
         )
+        .route("/api/batch", post(batch::run))
         .route("/api/settings", get(settings::view).patch(settings::update))
         .route(
             "/api/collections",

@@ -12,13 +12,13 @@ use crate::serve::query::relations;
 use crate::serve::query::rules::{
     Caller, and_filter, client_scope, find_allowed, rule_sql, select, sort_sql,
 };
-use crate::serve::realtime::{self, Action};
+use crate::serve::realtime::{self, Action, Change};
 use crate::serve::records::auth_fields::{self, OldPassword};
 use crate::serve::records::fields::Fields;
 use crate::serve::records::output::{fetch, public};
 use crate::serve::records::values::{not_unique, password_to_hash, write_values};
 use crate::serve::schema::{self, Collection};
-use crate::serve::tenants::Commit;
+use crate::serve::tenants::{Commit, Tenant};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -238,6 +238,156 @@ async fn check_old_password(
     Ok(Some(OldPassword { hash, matches }))
 }
 
+/// What a write needs that is not the request itself: the new password's
+/// hash and the old password's check, both made before the write job.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    pub hash: Option<String>,
+    pub old: Option<OldPassword>,
+}
+
+impl Prepared {
+    /// bcrypt work for a create (`id` `None`) or an update of record `id`.
+    pub(crate) async fn for_write(
+        req: &TenantReq,
+        name: &str,
+        id: Option<&str>,
+        body: &Map<String, Value>,
+    ) -> ApiResult<Prepared> {
+        let hash = hash_password(body).await?;
+        let old = match id {
+            Some(id) => check_old_password(req, name, id, body).await?,
+            None => None,
+        };
+        Ok(Prepared { hash, old })
+    }
+}
+
+/// Create a record of collection `name` inside the caller's write
+/// transaction; the answer's body and its realtime messages.
+pub(crate) fn create_in(
+    t: &Tenant,
+    conn: &Connection,
+    name: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+    prep: &Prepared,
+) -> ApiResult<(Value, Change)> {
+    let c = schema::find_collection(conn, name)?;
+    let call = Caller::new(t, conn, "POST", headers, q, body)?;
+    if call.who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
+        return Err(ApiError::forbidden());
+    }
+    auth_fields::check_create(&c, &call, body)?;
+    let id = match body.get("id") {
+        None => schema::new_id(),
+        Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "Failed to create record.",
+                json!({"id": {"code": "validation_invalid_id", "message": "Must be 15 characters of a-z and 0-9."}}),
+            ));
+        }
+    };
+    let mut cols = write_values(conn, &c, body, true, prep.hash.as_deref())?;
+    let now = schema::now();
+    cols.push(("id".into(), SqlValue::Text(id.clone())));
+    cols.push(("created".into(), SqlValue::Text(now.clone())));
+    cols.push(("updated".into(), SqlValue::Text(now)));
+    if c.is_auth() {
+        cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
+    }
+    let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
+    let marks = vec!["?"; cols.len()].join(", ");
+    conn.prepare_cached(&format!(
+        "INSERT INTO {} ({}) VALUES ({marks})",
+        quote_ident(&c.name),
+        names.join(", ")
+    ))?
+    .execute(rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)))
+    .map_err(|e| not_unique(e, true))?;
+    // The create rule is checked against the new row inside the
+    // transaction; a row the rule rejects is rolled back.
+    let rec = match find_allowed(conn, &c, &c.rules.create, &call, &id) {
+        Ok(r) => r,
+        Err(e) if e.status() == StatusCode::NOT_FOUND => {
+            return Err(ApiError::bad_request("Failed to create record."));
+        }
+        Err(e) => return Err(e),
+    };
+    let change = realtime::prepare(t, conn, &c, Action::Create, &id);
+    Ok((respond_one(conn, &c, rec, &call, q)?.0, change))
+}
+
+/// Update record `id` of collection `name` inside the caller's write
+/// transaction.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn update_in(
+    t: &Tenant,
+    conn: &Connection,
+    name: &str,
+    id: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+    prep: &Prepared,
+) -> ApiResult<(Value, Change)> {
+    let c = schema::find_collection(conn, name)?;
+    let call = Caller::new(t, conn, "PATCH", headers, q, body)?;
+    find_allowed(conn, &c, &c.rules.update, &call, id)?;
+    let rotate = auth_fields::check_update(conn, &c, &call, id, body, prep.old.as_ref())?;
+    let mut cols = write_values(conn, &c, body, false, prep.hash.as_deref())?;
+    if rotate {
+        cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
+    }
+    cols.push(("updated".into(), SqlValue::Text(schema::now())));
+    let sets: Vec<String> = cols
+        .iter()
+        .map(|(n, _)| format!("{} = ?", quote_ident(n)))
+        .collect();
+    let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
+    params.push(SqlValue::Text(id.to_string()));
+    conn.execute(
+        &format!(
+            "UPDATE {} SET {} WHERE id = ?",
+            quote_ident(&c.name),
+            sets.join(", ")
+        ),
+        rusqlite::params_from_iter(params.iter()),
+    )
+    .map_err(|e| not_unique(e, false))?;
+    let rec = fetch(conn, &c, id)?.ok_or_else(ApiError::not_found)?;
+    let change = realtime::prepare(t, conn, &c, Action::Update, id);
+    Ok((respond_one(conn, &c, rec, &call, q)?.0, change))
+}
+
+/// Delete record `id` of collection `name` (with what refers to it) inside
+/// the caller's write transaction.
+pub(crate) fn delete_in(
+    t: &Tenant,
+    conn: &Connection,
+    name: &str,
+    id: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> ApiResult<Change> {
+    let c = schema::find_collection(conn, name)?;
+    let call = Caller::new(t, conn, "DELETE", headers, q, &Map::new())?;
+    find_allowed(conn, &c, &c.rules.delete, &call, id)?;
+    // References to the record go in the same transaction: cascaded,
+    // cleared, or the delete is refused; each record deleted or changed on
+    // the way has its realtime messages.
+    relations::delete_with_references(t, conn, &c, id)
+}
+
+/// Whether record `id` of collection `name` exists (a batch upsert's
+/// choice between update and create).
+pub(crate) fn exists(conn: &Connection, name: &str, id: &str) -> ApiResult<bool> {
+    let c = schema::find_collection(conn, name)?;
+    Ok(fetch(conn, &c, id)?.is_some())
+}
+
 pub async fn create(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
@@ -247,56 +397,12 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let name = collection_name(&p);
     let body = record_body(&headers, body)?;
-    let hash = hash_password(&body).await?;
-    let (out, commit) = req.write(move |t, conn| {
-        let c = schema::find_collection(conn, &name)?;
-        let call = Caller::new(t, conn, "POST", &headers, &q, &body)?;
-        if call.who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
-            return Err(ApiError::forbidden());
-        }
-        auth_fields::check_create(&c, &call, &body)?;
-        let id = match body.get("id") {
-            None => schema::new_id(),
-            Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Failed to create record.",
-                    json!({"id": {"code": "validation_invalid_id", "message": "Must be 15 characters of a-z and 0-9."}}),
-                ));
-            }
-        };
-        let mut cols = write_values(conn, &c, &body, true, hash.as_deref())?;
-        let now = schema::now();
-        cols.push(("id".into(), SqlValue::Text(id.clone())));
-        cols.push(("created".into(), SqlValue::Text(now.clone())));
-        cols.push(("updated".into(), SqlValue::Text(now)));
-        if c.is_auth() {
-            cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
-        }
-        let names: Vec<String> = cols.iter().map(|(n, _)| quote_ident(n)).collect();
-        let marks = vec!["?"; cols.len()].join(", ");
-        conn.prepare_cached(&format!(
-            "INSERT INTO {} ({}) VALUES ({marks})",
-            quote_ident(&c.name),
-            names.join(", ")
-        ))?
-        .execute(rusqlite::params_from_iter(cols.iter().map(|(_, v)| v)))
-        .map_err(|e| not_unique(e, true))?;
-        // The create rule is checked against the new row inside the
-        // transaction; a row the rule rejects is rolled back.
-        let rec = match find_allowed(conn, &c, &c.rules.create, &call, &id) {
-            Ok(r) => r,
-            Err(e) if e.status() == StatusCode::NOT_FOUND => {
-                return Err(ApiError::bad_request("Failed to create record."));
-            }
-            Err(e) => return Err(e),
-        };
-        let change = realtime::prepare(t, conn, &c, Action::Create, &id);
-        Ok((respond_one(conn, &c, rec, &call, &q)?, change))
-    })
-    .await?;
-    req.realtime.publish(out.1);
-    Ok(with_watermark(out.0.into_response(), commit))
+    let prep = Prepared::for_write(&req, &name, None, &body).await?;
+    let ((out, change), commit) = req
+        .write(move |t, conn| create_in(t, conn, &name, &q, &headers, &body, &prep))
+        .await?;
+    req.realtime.publish(change);
+    Ok(with_watermark(Json(out).into_response(), commit))
 }
 
 pub async fn update(
@@ -309,41 +415,12 @@ pub async fn update(
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
     let body = record_body(&headers, body)?;
-    let hash = hash_password(&body).await?;
-    let old = check_old_password(&req, &name, &id, &body).await?;
-    let (out, commit) = req
-        .write(move |t, conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let call = Caller::new(t, conn, "PATCH", &headers, &q, &body)?;
-            find_allowed(conn, &c, &c.rules.update, &call, &id)?;
-            let rotate = auth_fields::check_update(conn, &c, &call, &id, &body, old.as_ref())?;
-            let mut cols = write_values(conn, &c, &body, false, hash.as_deref())?;
-            if rotate {
-                cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
-            }
-            cols.push(("updated".into(), SqlValue::Text(schema::now())));
-            let sets: Vec<String> = cols
-                .iter()
-                .map(|(n, _)| format!("{} = ?", quote_ident(n)))
-                .collect();
-            let mut params: Vec<SqlValue> = cols.into_iter().map(|(_, v)| v).collect();
-            params.push(SqlValue::Text(id.clone()));
-            conn.execute(
-                &format!(
-                    "UPDATE {} SET {} WHERE id = ?",
-                    quote_ident(&c.name),
-                    sets.join(", ")
-                ),
-                rusqlite::params_from_iter(params.iter()),
-            )
-            .map_err(|e| not_unique(e, false))?;
-            let rec = fetch(conn, &c, &id)?.ok_or_else(ApiError::not_found)?;
-            let change = realtime::prepare(t, conn, &c, Action::Update, &id);
-            Ok((respond_one(conn, &c, rec, &call, &q)?, change))
-        })
+    let prep = Prepared::for_write(&req, &name, Some(&id), &body).await?;
+    let ((out, change), commit) = req
+        .write(move |t, conn| update_in(t, conn, &name, &id, &q, &headers, &body, &prep))
         .await?;
-    req.realtime.publish(out.1);
-    Ok(with_watermark(out.0.into_response(), commit))
+    req.realtime.publish(change);
+    Ok(with_watermark(Json(out).into_response(), commit))
 }
 
 pub async fn delete(
@@ -355,15 +432,7 @@ pub async fn delete(
     let name = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
     let (change, commit) = req
-        .write(move |t, conn| {
-            let c = schema::find_collection(conn, &name)?;
-            let call = Caller::new(t, conn, "DELETE", &headers, &q, &Map::new())?;
-            find_allowed(conn, &c, &c.rules.delete, &call, &id)?;
-            // References to the record go in the same transaction: cascaded,
-            // cleared, or the delete is refused; each record deleted or
-            // changed on the way has its realtime messages.
-            relations::delete_with_references(t, conn, &c, &id)
-        })
+        .write(move |t, conn| delete_in(t, conn, &name, &id, &q, &headers))
         .await?;
     req.realtime.publish(change);
     Ok(with_watermark(
