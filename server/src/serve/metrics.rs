@@ -18,6 +18,12 @@ pub struct Metrics {
     pub phases: HistogramVec,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry =

@@ -7,6 +7,7 @@
 //! - [`auth`]: `auth-with-password`, `auth-refresh`;
 //! - [`settings`]: `/api/settings` (superusers);
 //! - [`batch`]: `/api/batch`, record writes in one transaction;
+//! - [`logs`]: `/api/logs` and its stats, over `auxiliary.db` (superusers);
 //! - [`body`]: request bodies (JSON, multipart);
 //! - `/api/realtime`: the handlers live in [`super::realtime`].
 //!
@@ -18,6 +19,7 @@ pub mod batch;
 pub mod body;
 pub mod collections;
 pub mod limits;
+pub mod logs;
 pub mod records;
 pub mod settings;
 
@@ -50,6 +52,9 @@ fn routes() -> Router<App> {
             get(realtime::sse::connect).post(realtime::sse::subscribe),
         )
         .route("/api/batch", post(batch::run))
+        .route("/api/logs", get(logs::list))
+        .route("/api/logs/stats", get(logs::stats))
+        .route("/api/logs/{id}", get(logs::view))
         .route("/api/settings", get(settings::view).patch(settings::update))
         .route(
             "/api/collections",
@@ -132,6 +137,29 @@ async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Res
     };
     let (method, url) = (req.method().to_string(), req.uri().to_string());
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().copied();
+    let (referer, user_agent, remote_ip, user_ip) = {
+        let h = req.headers();
+        let text = |name: header::HeaderName| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let settings = guard.settings();
+        let (remote, user) = if settings.logs.log_ip {
+            let peer = peer.map(|p| p.0);
+            let remote = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+            (remote, limits::client_ip(&settings.trusted_proxy, h, peer))
+        } else {
+            (String::new(), String::new())
+        };
+        (
+            text(header::REFERER),
+            text(header::USER_AGENT),
+            remote,
+            user,
+        )
+    };
     let limited = limits::check(&guard, req.method(), req.uri().path(), req.headers(), peer).await;
     req.extensions_mut().insert(guard.clone());
     let resp = match limited {
@@ -141,12 +169,18 @@ async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Res
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
     app.metrics.observe(status, secs);
-    let created = schema::now();
-    let data = json!({"type": "request", "method": method, "url": url, "status": status, "execTime": secs * 1000.0});
+    // PocketBase's request log entry (`auth` stays empty: the caller is
+    // resolved inside the handlers, not here).
+    let data = json!({
+        "type": "request", "method": method, "url": url, "status": status,
+        "execTime": secs * 1000.0, "auth": "", "referer": referer,
+        "userAgent": user_agent, "remoteIP": remote_ip, "userIP": user_ip,
+    });
     guard.log(LogRow {
         id: schema::new_id(),
-        created,
-        message: url,
+        level: if status >= 400 { 8 } else { 0 },
+        created: schema::now(),
+        message: format!("{method} {url}"),
         data: data.to_string(),
     });
     resp

@@ -6,10 +6,12 @@
 //!   hops, `@collection` joins) and how far a client may reach;
 //! - [`rules`]: the caller, API rules as conditions, the records' `SELECT`;
 //! - [`relations`]: select and relation values, `expand`, delete cascades;
-//! - [`indexes`]: collection indexes, parsed rather than run as given.
+//! - [`indexes`]: collection indexes, parsed rather than run as given;
+//! - [`logs`]: the names of `auxiliary.db`'s `_logs` for `/api/logs`.
 
 pub mod filter;
 pub mod indexes;
+pub mod logs;
 pub mod names;
 pub mod relations;
 pub mod rules;

@@ -71,13 +71,22 @@ pub fn and_filter(
     request: &Value,
     out: &mut Sql,
 ) -> ApiResult<()> {
+    and_filter_with(&RecordNames::new(conn, c, scope), filter, request, out)
+}
+
+/// `AND <filter>` over any [`filter::Names`] (records, or the request log).
+pub fn and_filter_with(
+    names: &dyn filter::Names,
+    filter: &str,
+    request: &Value,
+    out: &mut Sql,
+) -> ApiResult<()> {
     let Some(expr) = filter::parse(filter)? else {
         return Ok(());
     };
-    let names = RecordNames::new(conn, c, scope);
     let (today_start, today_end) = schema::today_bounds();
     let ctx = Ctx {
-        names: &names,
+        names,
         request,
         now: schema::now(),
         today_start,
@@ -123,7 +132,12 @@ pub fn client_scope(who: Option<&Auth>) -> Scope {
 }
 
 pub fn sort_sql(conn: &Connection, c: &Collection, sort: &str, scope: Scope) -> ApiResult<String> {
-    let names = RecordNames::new(conn, c, scope);
+    sort_with(&RecordNames::new(conn, c, scope), sort)
+}
+
+/// `ORDER BY` terms of a `sort` over any [`filter::Names`], ending in the
+/// row's key.
+pub fn sort_with(names: &dyn filter::Names, sort: &str) -> ApiResult<String> {
     let mut parts = Vec::new();
     for s in sort.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if s == "@random" {
@@ -134,7 +148,7 @@ pub fn sort_sql(conn: &Connection, c: &Collection, sort: &str, scope: Scope) -> 
             Some(n) => (n, "DESC"),
             None => (s.strip_prefix('+').unwrap_or(s), "ASC"),
         };
-        match filter::Names::field(&names, name) {
+        match names.field(name) {
             Some(Resolved::One(sql) | Resolved::Json(sql)) => parts.push(format!("{sql} {dir}")),
             _ => {
                 return Err(ApiError::bad_request(format!(

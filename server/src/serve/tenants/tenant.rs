@@ -29,6 +29,8 @@ pub const LOG_FLUSH_EVERY: Duration = Duration::from_secs(2);
 /// One request log row, as `_logs` stores it.
 pub struct LogRow {
     pub id: String,
+    /// PocketBase's levels: 0 info, 8 error (a request answered >= 400).
+    pub level: i64,
     pub created: String,
     pub message: String,
     pub data: String,
@@ -103,7 +105,13 @@ impl Tenant {
 
     /// Queue a request log row; a full batch is written at once (in the
     /// background), a partial one by [`Tenant::flush_logs_due`].
+    /// Queue a request log row, as the settings' `logs` allow
+    /// (`maxDays` 0 keeps none, `minLevel` drops lower levels).
     pub fn log(self: &Arc<Self>, row: LogRow) {
+        let logs = &self.settings().logs;
+        if logs.max_days == 0 || row.level < logs.min_level {
+            return;
+        }
         let full = {
             let mut b = self.logs.lock();
             b.rows.push(row);
@@ -148,10 +156,11 @@ impl Tenant {
             std::mem::take(&mut b.rows)
         };
         let cap = self.log_cap as i64;
+        let max_days = self.settings().logs.max_days;
         let r = async {
             let t = self.clone();
             let aux = super::blocking(move || t.aux_db()).await?;
-            aux.write(move |c| write_logs(c, &rows, cap))
+            aux.write(move |c| write_logs(c, &rows, cap, max_days))
                 .await
                 .map(drop)
         }
@@ -172,6 +181,18 @@ impl Tenant {
         Ok(db)
     }
 
+    /// Run `f` on a reader of `auxiliary.db` (opened if need be), after the
+    /// log rows waiting in memory are written, so they are seen.
+    pub async fn read_logs<R: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<R> {
+        self.flush_logs().await?;
+        let t = self.clone();
+        let aux = super::blocking(move || t.aux_db()).await?;
+        aux.read(f).await
+    }
+
     /// `auxiliary.db` if it is open (nothing is opened for asking).
     pub fn aux_if_open(&self) -> Option<Arc<Db>> {
         self.aux.lock().clone()
@@ -189,12 +210,13 @@ impl Tenant {
         let rows = std::mem::take(&mut self.logs.lock().rows);
         if !rows.is_empty() {
             let cap = self.log_cap as i64;
+            let max_days = self.settings().logs.max_days;
             let written = self.aux_db().map_or_else(
                 |e| Some(Err(e)),
                 |aux| {
                     aux.with_idle_writer(|c| {
                         c.execute_batch("BEGIN")?;
-                        let r = write_logs(c, &rows, cap);
+                        let r = write_logs(c, &rows, cap, max_days);
                         c.execute_batch(if r.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
                         r
                     })
@@ -224,12 +246,27 @@ impl Tenant {
     }
 }
 
-fn write_logs(c: &Connection, rows: &[LogRow], cap: i64) -> ApiResult<()> {
+/// Insert `rows`, then drop what is past the node's row cap or older than
+/// the settings' `maxDays`.
+fn write_logs(c: &Connection, rows: &[LogRow], cap: i64, max_days: i64) -> ApiResult<()> {
     let mut ins = c.prepare_cached(
-        "INSERT INTO _logs (id, level, message, data, created, updated) VALUES (?1, 0, ?2, ?3, ?4, ?4)",
+        "INSERT INTO _logs (id, level, message, data, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
     )?;
     for r in rows {
-        ins.execute(rusqlite::params![r.id, r.message, r.data, r.created])?;
+        ins.execute(rusqlite::params![
+            r.id, r.level, r.message, r.data, r.created
+        ])?;
+    }
+    if max_days > 0 {
+        let oldest = std::time::SystemTime::now()
+            .checked_sub(Duration::from_secs(
+                max_days.unsigned_abs().saturating_mul(86_400),
+            ))
+            .map(crate::serve::schema::format_time);
+        if let Some(oldest) = oldest {
+            c.prepare_cached("DELETE FROM _logs WHERE created < ?1")?
+                .execute([oldest])?;
+        }
     }
     // Rowids grow by one per row, so the oldest are those below max - cap.
     c.prepare_cached("DELETE FROM _logs WHERE rowid <= (SELECT max(rowid) FROM _logs) - ?1")?
