@@ -20,7 +20,7 @@
 
 mod base;
 mod busy;
-mod capture;
+pub mod capture;
 mod ffi;
 mod historical;
 mod hook;
