@@ -22,9 +22,12 @@ pub use input::Input;
 pub use server::{filter, jwt, multipart, query_params};
 pub use vfs::{manifest_keys, segment, segment_roundtrip, wal, wal_capture};
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the names of `corpus/`, `regressions/` and the
 /// libFuzzer binaries).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("filter", filter),
     ("query_params", query_params),
     ("multipart", multipart),

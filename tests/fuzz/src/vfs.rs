@@ -528,7 +528,7 @@ pub fn wal_capture(data: &[u8]) {
                 "write of {} at {offset}",
                 bytes.len()
             ),
-            Ok(Some((frame, db_pages, pages))) => {
+            Ok(Some((frame, db_pages, salt, pages))) => {
                 let Ok(WalWrite::Commit(c)) = got else {
                     panic!("write of {} at {offset} did not commit", bytes.len());
                 };
@@ -536,7 +536,7 @@ pub fn wal_capture(data: &[u8]) {
                     (c.commit_frame, c.db_pages, c.page_size),
                     (frame, db_pages, m.page_size)
                 );
-                assert_eq!((c.salt1, c.salt2), salts);
+                assert_eq!((c.salt1, c.salt2), salt);
                 assert_eq!(c.pages, pages);
             }
         }
@@ -544,7 +544,8 @@ pub fn wal_capture(data: &[u8]) {
     }
 }
 
-type Commit = (u32, u32, Vec<(PageNo, Bytes)>);
+/// Commit frame, database size, the commit frame's salts, the pages.
+type Commit = (u32, u32, (u32, u32), Vec<(PageNo, Bytes)>);
 
 /// The model's answer to a write: refused, pending, or this commit.
 fn expect(m: &mut Model, offset: usize, data: &[u8]) -> Result<Option<Commit>, ()> {
@@ -576,8 +577,8 @@ fn expect(m: &mut Model, offset: usize, data: &[u8]) -> Result<Option<Commit>, (
         return Err(());
     }
     let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-    let commit = match &*slot {
-        (Some(h), Some(_)) if be(&h[4..8]) != 0 => be(&h[4..8]),
+    let (commit, salt) = match &*slot {
+        (Some(h), Some(_)) if be(&h[4..8]) != 0 => (be(&h[4..8]), (be(&h[8..12]), be(&h[12..16]))),
         _ => return Ok(None),
     };
     let mut pages = BTreeMap::new();
@@ -586,5 +587,5 @@ fn expect(m: &mut Model, offset: usize, data: &[u8]) -> Result<Option<Commit>, (
             pages.insert(PageNo(be(&h[0..4])), p);
         }
     }
-    Ok(Some((idx, commit, pages.into_iter().collect())))
+    Ok(Some((idx, commit, salt, pages.into_iter().collect())))
 }

@@ -29,7 +29,7 @@ fn files(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     };
     let mut out: Vec<_> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && !p.file_name().is_some_and(|n| n == ".gitkeep"))
+        .filter(|p| p.is_file() && p.file_name().is_none_or(|n| n != ".gitkeep"))
         .map(|p| {
             let b = std::fs::read(&p).expect("read corpus file");
             (p, b)

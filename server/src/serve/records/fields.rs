@@ -287,7 +287,8 @@ fn push_text(text: &mut String, space: &mut bool, raw: &str) {
 /// `&amp;`, `&#39;`, `&#x27;` and the other common entities at the start of
 /// `s`, with the bytes they take.
 fn entity(s: &str) -> Option<(char, usize)> {
-    let end = s[..s.len().min(12)].find(';')?;
+    // In bytes: `;` is ASCII, so its index is a character boundary.
+    let end = s.bytes().take(12).position(|b| b == b';')?;
     let body = &s[1..end];
     let ch = match body {
         "amp" => '&',
