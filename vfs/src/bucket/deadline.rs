@@ -141,6 +141,9 @@ impl ObjectStore for DeadlineStore {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
 }
 
 #[cfg(test)]

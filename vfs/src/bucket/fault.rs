@@ -293,6 +293,9 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
 }
 
 #[cfg(test)]

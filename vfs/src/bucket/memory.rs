@@ -18,10 +18,19 @@ fn etag_of(version: u64) -> ETag {
 }
 
 /// An in-memory bucket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     name: String,
+    /// Unique in the process: two memory stores never share an identity,
+    /// whatever their names.
+    instance: u64,
     objects: Mutex<BTreeMap<String, (Bytes, u64)>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::named("")
+    }
 }
 
 impl MemoryStore {
@@ -31,9 +40,11 @@ impl MemoryStore {
 
     /// A store that describes itself as `mem://name` (see `BucketUrl`).
     pub fn named(name: &str) -> Self {
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         MemoryStore {
             name: name.to_string(),
-            ..Self::default()
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            objects: Mutex::default(),
         }
     }
 
@@ -119,6 +130,10 @@ impl ObjectStore for MemoryStore {
 
     fn describe(&self) -> String {
         format!("mem://{}", self.name)
+    }
+
+    fn identity(&self) -> String {
+        format!("mem://{}#{}", self.name, self.instance)
     }
 }
 

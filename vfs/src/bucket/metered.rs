@@ -180,6 +180,9 @@ impl<S: ObjectStore> ObjectStore for MeteredStore<S> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn identity(&self) -> String {
+        self.inner.identity()
+    }
 }
 
 #[cfg(test)]

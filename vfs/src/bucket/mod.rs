@@ -109,6 +109,15 @@ pub trait ObjectStore: Send + Sync + 'static {
 
     /// Where this store points, for messages (`file:///tmp/b`, `s3://b/p`).
     fn describe(&self) -> String;
+
+    /// What tells this bucket apart from every other one a process may open:
+    /// the scope of caches keyed by object key. Two stores with the same
+    /// identity hold the same objects. Defaults to [`describe`](Self::describe);
+    /// a store whose description leaves out where it lives (S3's endpoint)
+    /// says more.
+    fn identity(&self) -> String {
+        self.describe()
+    }
 }
 
 /// Stores are shared between the VFS, the uploader and the CLI.
@@ -144,6 +153,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for Arc<T> {
     }
     fn describe(&self) -> String {
         (**self).describe()
+    }
+    fn identity(&self) -> String {
+        (**self).identity()
     }
 }
 

@@ -633,6 +633,10 @@ impl ObjectStore for S3Store {
             format!("s3://{}/{}", self.bucket, self.prefix)
         }
     }
+
+    fn identity(&self) -> String {
+        format!("{} at {}", self.describe(), self.endpoint)
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 /// Pages fetched from the bucket, shared by every reader in the process.
-/// Keyed by (object, page-table entry): an immutable page image, whatever
-/// restore point it is read for. Concurrent misses of one key fetch once.
-/// Size: `STRATA_PAGE_CACHE` bytes (default 64 MiB).
-static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::new(|| {
+/// Keyed by (bucket, object, page-table entry): an immutable page image,
+/// whatever restore point it is read for. The bucket is part of the key
+/// because one process may open several buckets that hold the same key
+/// (two tests importing one tenant in the same millisecond did). Concurrent
+/// misses of one key fetch once. Size: `STRATA_PAGE_CACHE` bytes (default
+/// 64 MiB).
+static CACHE: LazyLock<moka::sync::Cache<CacheKey, Bytes>> = LazyLock::new(|| {
     let bytes = std::env::var("STRATA_PAGE_CACHE")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -39,6 +42,9 @@ static CACHE: LazyLock<moka::sync::Cache<(Arc<str>, u32), Bytes>> = LazyLock::ne
         .max_capacity(bytes)
         .build()
 });
+
+/// (bucket identity, object key, page-table entry).
+type CacheKey = (Arc<str>, Arc<str>, u32);
 
 const NOWHERE: (u32, u32) = (u32::MAX, u32::MAX);
 
@@ -65,6 +71,8 @@ pub struct PageMap {
     pub page_size: u32,
     pub db_pages: u32,
     objects: Vec<Object>,
+    /// The bucket's [`identity`](ObjectStore::identity): the page cache's scope.
+    bucket: Arc<str>,
     /// Page number → (object, entry in its page table) of its image;
     /// [`NOWHERE`] for a page no object holds.
     locs: Vec<(u32, u32)>,
@@ -122,6 +130,7 @@ impl PageMap {
             page_size: 0,
             db_pages: 0,
             objects: Vec::new(),
+            bucket: store.identity().into(),
             locs: Vec::new(),
         };
         for ((key, _), index) in needed.into_iter().zip(indexes) {
@@ -180,7 +189,7 @@ impl PageMap {
             if o != 0 || want.crc != entry.crc {
                 continue;
             }
-            CACHE.insert((snap.key.clone(), e), page);
+            CACHE.insert(self.cache_key(0, e), page);
         }
     }
 
@@ -264,11 +273,19 @@ impl PageMap {
         Ok((end - offset) as usize)
     }
 
+    fn cache_key(&self, object: u32, entry: u32) -> CacheKey {
+        (
+            self.bucket.clone(),
+            self.objects[object as usize].key.clone(),
+            entry,
+        )
+    }
+
     fn is_cached(&self, pgno: PageNo) -> bool {
         self.locs
             .get(pgno.0 as usize)
             .filter(|l| **l != NOWHERE)
-            .is_some_and(|&(o, e)| CACHE.contains_key(&(self.objects[o as usize].key.clone(), e)))
+            .is_some_and(|&(o, e)| CACHE.contains_key(&self.cache_key(o, e)))
     }
 
     /// The images of the uncached ones of `pages`. Pages whose images lie
@@ -358,7 +375,7 @@ impl PageMap {
         let Some(&(o, e)) = self.locs.get(pgno.0 as usize).filter(|l| **l != NOWHERE) else {
             return self.read_page(store, pgno).map(Bytes::from);
         };
-        let key = (self.objects[o as usize].key.clone(), e);
+        let key = self.cache_key(o, e);
         let mut missed = false;
         let page = CACHE
             .try_get_with(key, || {
@@ -388,7 +405,7 @@ impl PageMap {
     /// The image of `pgno` if the page cache has it (no request).
     pub fn cached(&self, pgno: PageNo) -> Option<Bytes> {
         let &(o, e) = self.locs.get(pgno.0 as usize).filter(|l| **l != NOWHERE)?;
-        let page = CACHE.get(&(self.objects[o as usize].key.clone(), e))?;
+        let page = CACHE.get(&self.cache_key(o, e))?;
         METRICS.page_cache_hits.inc();
         Some(page)
     }
@@ -854,5 +871,32 @@ mod tests {
             want.len()
         );
         assert!(got == want, "the long read differs");
+    }
+
+    #[test]
+    fn the_page_cache_never_answers_for_another_bucket() {
+        // Two buckets holding one key: a page cached from the first is never
+        // the answer for the second, where that object is damaged.
+        let (a, keys, file) = imported();
+        let map_a = PageMap::build(a.as_ref(), &keys, Target::Latest).unwrap();
+        let pgno = PageNo(3);
+        let page = map_a.read_page_cached(a.as_ref(), pgno).unwrap();
+        assert_eq!(page[..], file[2048..3072]);
+        assert!(map_a.cached(pgno).is_some());
+
+        let b: Store = Arc::new(MemoryStore::new());
+        for o in a.list("").unwrap() {
+            b.put(&o.key, a.get(&o.key).unwrap().data).unwrap();
+        }
+        let &(o, e) = map_a.locs.get(pgno.0 as usize).unwrap();
+        let object = &map_a.objects[o as usize];
+        let mut bad = a.get(&object.key).unwrap().data.to_vec();
+        bad[object.index.pages[e as usize].offset as usize + 10] ^= 0x40;
+        b.put(&object.key, bad.into()).unwrap();
+
+        let map_b = PageMap::build(b.as_ref(), &keys, Target::Latest).unwrap();
+        assert!(map_b.cached(pgno).is_none(), "a hit from another bucket");
+        let err = map_b.read_page_cached(b.as_ref(), pgno).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Corrupt, "{err}");
     }
 }
