@@ -14,6 +14,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Value,
     pub text: String,
+    /// The body as sent (a file's bytes).
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -59,7 +61,8 @@ pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result
     {
         body = dechunk(&body)?;
     }
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let bytes = body;
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -75,6 +78,7 @@ pub fn raw(addr: &str, head: &str, content_length: usize, body: &[u8]) -> Result
         headers,
         body: serde_json::from_str(&body).unwrap_or(Value::Null),
         text: body,
+        bytes,
     })
 }
 

@@ -81,6 +81,38 @@ impl Side {
         }
     }
 
+    /// A request with any headers (`"Name: value"`) and a raw body (a
+    /// multipart upload, a `Range` read).
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: &[u8],
+    ) -> Result<Response> {
+        let mut head = format!("{method} {}{path} HTTP/1.1", self.prefix());
+        for h in headers {
+            head.push_str("\r\n");
+            head.push_str(h);
+        }
+        crate::http::raw(self.addr(), &head, body.len(), body)
+    }
+
+    /// The keys under `prefix` of the strata side's bucket (`None` for
+    /// PocketBase, which has none).
+    pub fn bucket_keys(&self, prefix: &str) -> Result<Option<Vec<String>>> {
+        match self {
+            Side::PocketBase(_) => Ok(None),
+            Side::Strata { _b, .. } => Ok(Some(
+                _b.store()?
+                    .list(prefix)?
+                    .into_iter()
+                    .map(|o| o.key)
+                    .collect(),
+            )),
+        }
+    }
+
     pub fn superuser(&self) -> Result<String> {
         match self {
             Side::PocketBase(pb) => pb.superuser_token(),

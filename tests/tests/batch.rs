@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 use strata_tests::http::{Response, error_codes};
-use strata_tests::side::{Side, Steps, same_steps};
+use strata_tests::side::{Side, same_steps};
 
 /// What is compared of an answer: the status, and of records only the keys
 /// both servers give (strata adds `created`/`updated`; ids are fixed here).

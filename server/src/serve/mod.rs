@@ -24,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod demo;
 pub mod errors;
+pub mod files;
 pub mod metrics;
 pub mod query;
 pub mod ratelimit;
@@ -96,6 +97,11 @@ pub struct Args {
     /// Close a reader connection after this long unused.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     reader_idle: Duration,
+    /// MiB of recently served files (and thumbs) kept in memory, for all
+    /// tenants: served again without a bucket request, and while the
+    /// bucket is unreachable.
+    #[arg(long, default_value_t = 128)]
+    file_cache_mb: u64,
     /// The node's guard on password guessing, whatever a tenant's own
     /// `rateLimits` say: after this many failed logins of one identity of a
     /// tenant within the window, its logins get 429 until the window ends
@@ -176,6 +182,7 @@ pub fn run(args: Args) -> Result<()> {
         drop_local_on_evict: args.drop_local_on_evict,
         max_readers: args.max_readers.max(1),
         reader_idle: args.reader_idle,
+        file_cache: args.file_cache_mb << 20,
         auth_failures: args.auth_failures.0,
     };
     let mut admin_token = std::env::var("STRATA_ADMIN_TOKEN")

@@ -106,6 +106,9 @@ pub enum FieldType {
     Select,
     /// Ids of records of another collection.
     Relation,
+    /// Names of files kept in the bucket under the record's folder
+    /// (see `serve::files`).
+    File,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,18 +150,50 @@ pub struct Field {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub cascade_delete: bool,
+    /// `file`: the largest upload in bytes (0: PocketBase's default, 5 MiB).
+    #[serde(default, rename = "maxSize", skip_serializing_if = "is_zero_u64")]
+    pub max_size: u64,
+    /// `file`: the types an upload may have, detected from its bytes
+    /// (empty: any).
+    #[serde(default, rename = "mimeTypes", skip_serializing_if = "Vec::is_empty")]
+    pub mime_types: Vec<String>,
+    /// `file`: the thumb sizes a client may ask for (`100x100`, `0x50`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thumbs: Vec<String>,
+    /// `file`: served only with a file token whose holder may view the record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+
+/// PocketBase's largest upload of a `file` field with no `maxSize`.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 5 << 20;
+
 impl Field {
     /// A select or relation field that holds several values (a json array).
     pub fn multiple(&self) -> bool {
-        matches!(self.kind, FieldType::Select | FieldType::Relation) && self.max_select > 1
+        matches!(
+            self.kind,
+            FieldType::Select | FieldType::Relation | FieldType::File
+        ) && self.max_select > 1
     }
-    fn new(name: &str, kind: FieldType) -> Field {
+    /// A `file` field's largest upload in bytes.
+    pub fn max_file_size(&self) -> u64 {
+        if self.max_size == 0 {
+            DEFAULT_MAX_FILE_SIZE
+        } else {
+            self.max_size
+        }
+    }
+    /// A system field (`system`) of `kind`, with an id from both.
+    pub(crate) fn new(name: &str, kind: FieldType) -> Field {
         Field {
             id: format!("{}{}", kind_tag(kind), name),
             name: name.into(),
@@ -171,6 +206,10 @@ impl Field {
             max_select: 0,
             collection_id: String::new(),
             cascade_delete: false,
+            max_size: 0,
+            mime_types: vec![],
+            thumbs: vec![],
+            protected: false,
         }
     }
     /// The column definition (CREATE TABLE / ALTER TABLE ADD COLUMN).
@@ -201,6 +240,7 @@ fn kind_tag(k: FieldType) -> &'static str {
         FieldType::Autodate => "autodate",
         FieldType::Select => "select",
         FieldType::Relation => "relation",
+        FieldType::File => "file",
     }
 }
 

@@ -10,7 +10,7 @@
 //! the records API's (`records::create_in` and the others).
 
 use super::TenantReq;
-use super::records::{self, Prepared};
+use super::records::{self, Cleanup, Prepared, WriteReq};
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::realtime::Change;
 use axum::extract::rejection::BytesRejection;
@@ -219,38 +219,47 @@ pub async fn run(
         };
         ready.push((sub, prep));
     }
-    let ((answers, change), _commit) = req
+    let ((answers, change, cleanup), _commit) = req
         .write(move |t, conn| {
             let mut change = Change::default();
+            let mut cleanup = Cleanup::default();
             let mut answers = Vec::with_capacity(ready.len());
             for (i, (sub, prep)) in ready.iter().enumerate() {
-                let (c, q, h, b) = (&sub.collection, &sub.query, &sub.headers, &sub.body);
-                let done =
-                    match &sub.op {
-                        Op::Create => records::create_in(t, conn, c, q, h, b, prep)
-                            .map(|(v, ch)| (200, v, ch)),
-                        Op::Update(id) => records::update_in(t, conn, c, id, q, h, b, prep)
-                            .map(|(v, ch)| (200, v, ch)),
-                        Op::Upsert => {
-                            let id = b.get("id").and_then(Value::as_str).unwrap_or("");
-                            match records::exists(conn, c, id) {
-                                Ok(true) => records::update_in(t, conn, c, id, q, h, b, prep),
-                                Ok(false) => records::create_in(t, conn, c, q, h, b, prep),
-                                Err(e) => Err(e),
-                            }
-                            .map(|(v, ch)| (200, v, ch))
+                let w = WriteReq {
+                    collection: &sub.collection,
+                    query: &sub.query,
+                    headers: &sub.headers,
+                    body: &sub.body,
+                    prep,
+                };
+                let done = match &sub.op {
+                    Op::Create => records::create_in(t, conn, &w),
+                    Op::Update(id) => records::update_in(t, conn, id, &w),
+                    Op::Upsert => {
+                        let id = sub.body.get("id").and_then(Value::as_str).unwrap_or("");
+                        match records::exists(conn, &sub.collection, id) {
+                            Ok(true) => records::update_in(t, conn, id, &w),
+                            Ok(false) => records::create_in(t, conn, &w),
+                            Err(e) => Err(e),
                         }
-                        Op::Delete(id) => records::delete_in(t, conn, c, id, q, h)
-                            .map(|ch| (204, Value::Null, ch)),
-                    };
-                let (status, body, ch) = done.map_err(|e| failed(i, &e))?;
-                change.extend(ch);
-                answers.push(json!({"status": status, "body": body}));
+                    }
+                    Op::Delete(id) => records::delete_in(t, conn, id, &w),
+                };
+                let out = done.map_err(|e| failed(i, &e))?;
+                let status = if matches!(sub.op, Op::Delete(_)) {
+                    204
+                } else {
+                    200
+                };
+                change.extend(out.change);
+                cleanup.extend(out.cleanup);
+                answers.push(json!({"status": status, "body": out.body}));
             }
-            Ok((answers, change))
+            Ok((answers, change, cleanup))
         })
         .await?;
     req.realtime.publish(change);
+    cleanup.run(&req.files);
     Ok(Json(Value::Array(answers)).into_response())
 }
 

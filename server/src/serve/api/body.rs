@@ -1,7 +1,9 @@
 //! Request bodies: JSON objects, and `multipart/form-data` as the
-//! PocketBase SDKs send records, with PocketBase's errors.
+//! PocketBase SDKs send records (text fields and file uploads), with
+//! PocketBase's errors.
 
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::files::upload::Upload;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
@@ -25,41 +27,51 @@ pub fn body_json(body: Result<axum::body::Bytes, BytesRejection>) -> ApiResult<M
 pub enum MultipartError {
     #[error("Failed to load the submitted data due to invalid formatting.")]
     Malformed,
-    #[error("File fields are not supported yet.")]
-    FilePart,
+}
+
+/// A record body: its fields, and the files it uploads.
+#[derive(Debug, Default)]
+pub struct RecordBody {
+    pub fields: Map<String, Value>,
+    pub uploads: Vec<Upload>,
 }
 
 /// A record body: JSON, or `multipart/form-data` whose text parts are
-/// fields (a key sent more than once becomes an array, as in PocketBase) and
-/// whose `@jsonPayload` part is merged in (as the PocketBase SDKs send it).
-/// File parts are refused until file fields exist.
+/// fields (a key sent more than once becomes an array, as in PocketBase),
+/// whose `@jsonPayload` part is merged in (as the PocketBase SDKs send it)
+/// and whose file parts (those with a `filename`) are uploads.
 pub fn record_body(
     headers: &HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
-) -> ApiResult<Map<String, Value>> {
+) -> ApiResult<RecordBody> {
     let ct = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
-        return body_json(body);
+        return Ok(RecordBody {
+            fields: body_json(body)?,
+            uploads: vec![],
+        });
     }
     let boundary = multer::parse_boundary(ct).map_err(|_| MultipartError::Malformed)?;
     Ok(multipart_fields(boundary, body_bytes(body)?)?)
 }
 
-/// The fields of a whole multipart body, with [multer]. The body is in
-/// memory, so its futures never wait: polled once, or it is malformed.
+/// The fields and files of a whole multipart body, with [multer]. The body
+/// is in memory, so its futures never wait: polled once, or it is
+/// malformed.
 pub fn multipart_fields(
     boundary: String,
     bytes: axum::body::Bytes,
-) -> Result<Map<String, Value>, MultipartError> {
+) -> Result<RecordBody, MultipartError> {
     use futures_util::FutureExt;
     let stream =
         futures_util::stream::once(std::future::ready(Ok::<_, std::convert::Infallible>(bytes)));
     let read = async move {
         let mut parts = multer::Multipart::new(stream, boundary);
         let mut out = Map::new();
+        let mut uploads = Vec::new();
         let mut any = false;
         while let Some(field) = parts
             .next_field()
@@ -67,15 +79,24 @@ pub fn multipart_fields(
             .map_err(|_| MultipartError::Malformed)?
         {
             any = true;
-            if field.file_name().is_some() {
-                return Err(MultipartError::FilePart);
-            }
             let name = field
                 .name()
                 .filter(|n| !n.is_empty())
                 .ok_or(MultipartError::Malformed)?
                 .to_string();
+            let file_name = field.file_name().map(str::to_string);
             let data = field.bytes().await.map_err(|_| MultipartError::Malformed)?;
+            if let Some(original) = file_name {
+                // An empty file input (no file chosen) sends no file.
+                if !(original.is_empty() && data.is_empty()) {
+                    uploads.push(Upload {
+                        key: name,
+                        original,
+                        data,
+                    });
+                }
+                continue;
+            }
             let text = String::from_utf8(data.to_vec()).map_err(|_| MultipartError::Malformed)?;
             if name == "@jsonPayload" {
                 match serde_json::from_str::<Value>(&text) {
@@ -93,7 +114,10 @@ pub fn multipart_fields(
             }
         }
         if any {
-            Ok(out)
+            Ok(RecordBody {
+                fields: out,
+                uploads,
+            })
         } else {
             Err(MultipartError::Malformed)
         }
@@ -118,6 +142,10 @@ mod tests {
     use serde_json::json;
 
     fn parse(body: &str) -> Result<Map<String, Value>, MultipartError> {
+        parse_all(body).map(|b| b.fields)
+    }
+
+    fn parse_all(body: &str) -> Result<RecordBody, MultipartError> {
         multipart_fields(
             "XB".into(),
             axum::body::Bytes::from(body.replace('\n', "\r\n")),
@@ -183,9 +211,17 @@ mod tests {
     }
 
     #[test]
-    fn file_parts_are_refused() {
-        let body =
-            "--XB\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\n\nx\n--XB--\n";
-        assert!(matches!(parse(body), Err(MultipartError::FilePart)));
+    fn file_parts_are_uploads() {
+        let body = format!(
+            "{}--XB\nContent-Disposition: form-data; name=\"docs+\"; filename=\"a b.txt\"\nContent-Type: text/plain\n\nhello\n\
+             --XB\nContent-Disposition: form-data; name=\"avatar\"; filename=\"\"\n\n\n--XB--\n",
+            part("title", "x")
+        );
+        let b = parse_all(&body).unwrap();
+        assert_eq!(Value::Object(b.fields), json!({"title": "x"}));
+        assert_eq!(b.uploads.len(), 1, "an empty file input is no upload");
+        let u = &b.uploads[0];
+        assert_eq!((u.key.as_str(), u.original.as_str()), ("docs+", "a b.txt"));
+        assert_eq!(&u.data[..], b"hello");
     }
 }

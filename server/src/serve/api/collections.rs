@@ -8,6 +8,7 @@ use super::TenantReq;
 use super::body::body_json;
 use crate::serve::auth::require_superuser;
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::files::thumbs;
 use crate::serve::query::rules::check_rule;
 use crate::serve::query::{filter, indexes, relations};
 use crate::serve::schema::{self, Collection, Field, FieldType, Rules};
@@ -148,11 +149,12 @@ fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> Api
             "email" => FieldType::Email,
             "select" => FieldType::Select,
             "relation" => FieldType::Relation,
+            "file" => FieldType::File,
             other => {
                 return Err(field_err(
                     "fields",
                     format!(
-                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, select, relation)."
+                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, select, relation, file)."
                     ),
                 ));
             }
@@ -160,16 +162,10 @@ fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> Api
         let max_select = f["maxSelect"].as_u64().unwrap_or(1).clamp(1, 10_000) as u32;
         let mut field = Field {
             id: format!("f{}", &schema::new_id()[..9]),
-            name: name.into(),
-            kind,
             required: f["required"].as_bool().unwrap_or(false),
             system: false,
             hidden: f["hidden"].as_bool().unwrap_or(false),
-            primary_key: false,
-            values: vec![],
-            max_select: 0,
-            collection_id: String::new(),
-            cascade_delete: false,
+            ..Field::new(name, kind)
         };
         match kind {
             FieldType::Select => {
@@ -202,11 +198,78 @@ fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> Api
                 field.max_select = max_select;
                 field.cascade_delete = f["cascadeDelete"].as_bool().unwrap_or(false);
             }
+            FieldType::File => file_options(&mut field, f, i + base)?,
             _ => {}
         }
         out.push(field);
     }
     Ok(out)
+}
+
+/// A `file` field's options: `maxSelect` (0 or 1: one file), `maxSize`
+/// (0: 5 MiB), `mimeTypes`, `thumbs` (PocketBase's sizes) and `protected`,
+/// with PocketBase's errors under `fields.<index>.<option>`.
+fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
+    let option_err = |option: &str, err: Value| {
+        ApiError::validation(
+            "Failed to create or update the collection.",
+            json!({"fields": {index.to_string(): {option: err}}}),
+        )
+    };
+    let count = |option: &str| -> ApiResult<u64> {
+        match &f[option] {
+            Value::Null => Ok(0),
+            Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or(0)),
+            Value::Number(_) => Err(option_err(
+                option,
+                json!({"code": "validation_min_greater_equal_than_required", "message": "Must be no less than 0.", "params": {"threshold": 0}}),
+            )),
+            _ => Err(ApiError::bad_request(
+                "Failed to load the submitted data due to invalid formatting.",
+            )),
+        }
+    };
+    field.max_select = count("maxSelect")?.min(10_000) as u32;
+    field.max_size = count("maxSize")?;
+    let strings = |option: &str| -> ApiResult<Vec<String>> {
+        match &f[option] {
+            Value::Null => Ok(vec![]),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<_>>()
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "Failed to load the submitted data due to invalid formatting.",
+                    )
+                }),
+            _ => Err(ApiError::bad_request(
+                "Failed to load the submitted data due to invalid formatting.",
+            )),
+        }
+    };
+    field.mime_types = strings("mimeTypes")?;
+    field.thumbs = strings("thumbs")?;
+    let mut bad = Map::new();
+    for (i, t) in field.thumbs.iter().enumerate() {
+        let zero = ["0x0", "0x0t", "0x0b", "0x0f"].contains(&t.as_str());
+        if zero {
+            bad.insert(
+                i.to_string(),
+                json!({"code": "validation_not_in_invalid", "message": "Must not be in list."}),
+            );
+        } else if thumbs::Thumb::parse(t).is_none() {
+            bad.insert(
+                i.to_string(),
+                json!({"code": "validation_match_invalid", "message": "Must be in a valid format."}),
+            );
+        }
+    }
+    if !bad.is_empty() {
+        return Err(option_err("thumbs", Value::Object(bad)));
+    }
+    field.protected = f["protected"].as_bool().unwrap_or(false);
+    Ok(())
 }
 
 /// The indexes a body asks for (`None`: the key is absent, keep them).
@@ -477,8 +540,12 @@ pub async fn delete(
         let tx = conn;
         tx.execute_batch(&format!("DROP TABLE {}", filter::quote_ident(&c.name)))?;
         tx.execute("DELETE FROM _collections WHERE id = ?1", [&c.id])?;
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(c.id)
     })
     .await
-    .map(|(r, _)| r)
+    .map(|(id, _)| {
+        // Its files go with it, once the drop has committed.
+        req.files.delete_collection_later(&id);
+        StatusCode::NO_CONTENT.into_response()
+    })
 }

@@ -8,6 +8,7 @@
 //! - [`settings`]: `/api/settings` (superusers);
 //! - [`batch`]: `/api/batch`, record writes in one transaction;
 //! - [`logs`]: `/api/logs` and its stats, over `auxiliary.db` (superusers);
+//! - [`files`]: `/api/files/...`, the files of `file` fields, and file tokens;
 //! - [`body`]: request bodies (JSON, multipart);
 //! - `/api/realtime`: the handlers live in [`super::realtime`].
 //!
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod batch;
 pub mod body;
 pub mod collections;
+pub mod files;
 pub mod limits;
 pub mod logs;
 pub mod records;
@@ -52,6 +54,11 @@ fn routes() -> Router<App> {
             get(realtime::sse::connect).post(realtime::sse::subscribe),
         )
         .route("/api/batch", post(batch::run))
+        .route("/api/files/token", post(files::token))
+        .route(
+            "/api/files/{collection}/{record}/{filename}",
+            get(files::serve),
+        )
         .route("/api/logs", get(logs::list))
         .route("/api/logs/stats", get(logs::stats))
         .route("/api/logs/{id}", get(logs::view))

@@ -4,9 +4,11 @@
 //! writer's shared transaction; a password is hashed before the write.
 
 use super::TenantReq;
-use super::body::record_body;
+use super::body::{RecordBody, record_body};
 use crate::serve::auth::password;
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::files::TenantFiles;
+use crate::serve::files::upload::{self, FileWrite, Upload};
 use crate::serve::query::filter::{Sql, quote_ident};
 use crate::serve::query::relations;
 use crate::serve::query::rules::{
@@ -16,7 +18,7 @@ use crate::serve::realtime::{self, Action, Change};
 use crate::serve::records::auth_fields::{self, OldPassword};
 use crate::serve::records::fields::Fields;
 use crate::serve::records::output::{fetch, public};
-use crate::serve::records::values::{not_unique, password_to_hash, write_values};
+use crate::serve::records::values::{Write, not_unique, password_to_hash, write_values};
 use crate::serve::schema::{self, Collection};
 use crate::serve::tenants::{Commit, Tenant};
 use axum::extract::rejection::BytesRejection;
@@ -28,6 +30,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const DEFAULT_PER_PAGE: i64 = 30;
 pub const MAX_PER_PAGE: i64 = 1000;
@@ -238,12 +241,16 @@ async fn check_old_password(
     Ok(Some(OldPassword { hash, matches }))
 }
 
-/// What a write needs that is not the request itself: the new password's
-/// hash and the old password's check, both made before the write job.
+/// What a write needs that is not the request itself, made before the
+/// write job so that no connection waits for it: the new password's hash,
+/// the old password's check, and the uploads already put in the bucket
+/// (with the id of the record they were put for, on a create).
 #[derive(Default)]
 pub(crate) struct Prepared {
     pub hash: Option<String>,
     pub old: Option<OldPassword>,
+    pub files: FileWrite,
+    pub id: Option<String>,
 }
 
 impl Prepared {
@@ -259,38 +266,119 @@ impl Prepared {
             Some(id) => check_old_password(req, name, id, body).await?,
             None => None,
         };
-        Ok(Prepared { hash, old })
+        Ok(Prepared {
+            hash,
+            old,
+            ..Prepared::default()
+        })
+    }
+
+    /// Put a body's uploads in the bucket, under record `id` (a create
+    /// without an id in its body gets its id here).
+    pub(crate) async fn with_uploads(
+        mut self,
+        req: &TenantReq,
+        name: &str,
+        id: Option<&str>,
+        body: &Map<String, Value>,
+        uploads: Vec<Upload>,
+    ) -> ApiResult<Prepared> {
+        if uploads.is_empty() {
+            return Ok(self);
+        }
+        let name = name.to_string();
+        let c = req
+            .read(move |_, conn| schema::find_collection(conn, &name))
+            .await?;
+        let id = match (id, body.get("id")) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(Value::String(s))) if schema::valid_id(s) => s.clone(),
+            // An invalid id is refused by the write; nothing is put for it.
+            (None, Some(_)) => return Ok(self),
+            (None, None) => schema::new_id(),
+        };
+        self.files = upload::stage(&req.files, &c, &id, uploads, self.id.is_none()).await?;
+        self.id = Some(id);
+        Ok(self)
     }
 }
 
-/// Create a record of collection `name` inside the caller's write
-/// transaction; the answer's body and its realtime messages.
-pub(crate) fn create_in(
-    t: &Tenant,
-    conn: &Connection,
-    name: &str,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: &Map<String, Value>,
-    prep: &Prepared,
-) -> ApiResult<(Value, Change)> {
-    let c = schema::find_collection(conn, name)?;
-    let call = Caller::new(t, conn, "POST", headers, q, body)?;
+/// One record write as the records API and the batch API make it.
+pub(crate) struct WriteReq<'a> {
+    /// The collection's id or name.
+    pub collection: &'a str,
+    pub query: &'a HashMap<String, String>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a Map<String, Value>,
+    pub prep: &'a Prepared,
+}
+
+/// A committed write's answer and what follows it: realtime messages, and
+/// the files it leaves behind, to delete.
+pub(crate) struct Outcome {
+    pub body: Value,
+    pub change: Change,
+    pub cleanup: Cleanup,
+}
+
+/// Files to delete once a write commits.
+#[derive(Default)]
+pub(crate) struct Cleanup {
+    /// (collection id, record id, names) of files a record no longer holds.
+    files: Vec<(String, String, Vec<String>)>,
+    /// (collection id, record id) of deleted records with file fields.
+    records: Vec<(String, String)>,
+}
+
+impl Cleanup {
+    pub(crate) fn extend(&mut self, other: Cleanup) {
+        self.files.extend(other.files);
+        self.records.extend(other.records);
+    }
+
+    /// Delete the files (in the background).
+    pub(crate) fn run(self, files: &TenantFiles) {
+        for (c, r, names) in self.files {
+            files.delete_later(&c, &r, names);
+        }
+        for (c, r) in self.records {
+            files.delete_record_later(&c, &r);
+        }
+    }
+}
+
+/// Create a record inside the caller's write transaction.
+pub(crate) fn create_in(t: &Tenant, conn: &Connection, w: &WriteReq<'_>) -> ApiResult<Outcome> {
+    let (body, q) = (w.body, w.query);
+    let c = schema::find_collection(conn, w.collection)?;
+    let call = Caller::new(t, conn, "POST", w.headers, q, body)?;
     if call.who.as_ref().is_none_or(|a| !a.is_superuser()) && c.rules.create.is_none() {
         return Err(ApiError::forbidden());
     }
     auth_fields::check_create(&c, &call, body)?;
-    let id = match body.get("id") {
-        None => schema::new_id(),
-        Some(Value::String(s)) if schema::valid_id(s) => s.clone(),
-        Some(_) => {
+    let id = match (body.get("id"), &w.prep.id) {
+        (None, Some(id)) => id.clone(),
+        (None, None) => schema::new_id(),
+        (Some(Value::String(s)), _) if schema::valid_id(s) => s.clone(),
+        (Some(_), _) => {
             return Err(ApiError::validation(
                 "Failed to create record.",
                 json!({"id": {"code": "validation_invalid_id", "message": "Must be 15 characters of a-z and 0-9."}}),
             ));
         }
     };
-    let mut cols = write_values(conn, &c, body, true, prep.hash.as_deref())?;
+    let mut cols = write_values(
+        conn,
+        &c,
+        &Write {
+            body,
+            create: true,
+            hash: w.prep.hash.as_deref(),
+            files: &w.prep.files,
+            current: None,
+        },
+    )?
+    .cols;
     let now = schema::now();
     cols.push(("id".into(), SqlValue::Text(id.clone())));
     cols.push(("created".into(), SqlValue::Text(now.clone())));
@@ -317,27 +405,37 @@ pub(crate) fn create_in(
         Err(e) => return Err(e),
     };
     let change = realtime::prepare(t, conn, &c, Action::Create, &id);
-    Ok((respond_one(conn, &c, rec, &call, q)?.0, change))
+    Ok(Outcome {
+        body: respond_one(conn, &c, rec, &call, q)?.0,
+        change,
+        cleanup: Cleanup::default(),
+    })
 }
 
-/// Update record `id` of collection `name` inside the caller's write
-/// transaction.
-#[allow(clippy::too_many_arguments)]
+/// Update record `id` inside the caller's write transaction.
 pub(crate) fn update_in(
     t: &Tenant,
     conn: &Connection,
-    name: &str,
     id: &str,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-    body: &Map<String, Value>,
-    prep: &Prepared,
-) -> ApiResult<(Value, Change)> {
-    let c = schema::find_collection(conn, name)?;
-    let call = Caller::new(t, conn, "PATCH", headers, q, body)?;
-    find_allowed(conn, &c, &c.rules.update, &call, id)?;
-    let rotate = auth_fields::check_update(conn, &c, &call, id, body, prep.old.as_ref())?;
-    let mut cols = write_values(conn, &c, body, false, prep.hash.as_deref())?;
+    w: &WriteReq<'_>,
+) -> ApiResult<Outcome> {
+    let (body, q) = (w.body, w.query);
+    let c = schema::find_collection(conn, w.collection)?;
+    let call = Caller::new(t, conn, "PATCH", w.headers, q, body)?;
+    let current = find_allowed(conn, &c, &c.rules.update, &call, id)?;
+    let rotate = auth_fields::check_update(conn, &c, &call, id, body, w.prep.old.as_ref())?;
+    let written = write_values(
+        conn,
+        &c,
+        &Write {
+            body,
+            create: false,
+            hash: w.prep.hash.as_deref(),
+            files: &w.prep.files,
+            current: Some(&current),
+        },
+    )?;
+    let mut cols = written.cols;
     if rotate {
         cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
     }
@@ -359,26 +457,42 @@ pub(crate) fn update_in(
     .map_err(|e| not_unique(e, false))?;
     let rec = fetch(conn, &c, id)?.ok_or_else(ApiError::not_found)?;
     let change = realtime::prepare(t, conn, &c, Action::Update, id);
-    Ok((respond_one(conn, &c, rec, &call, q)?.0, change))
+    let mut cleanup = Cleanup::default();
+    if !written.removed_files.is_empty() {
+        cleanup
+            .files
+            .push((c.id.clone(), id.to_string(), written.removed_files));
+    }
+    Ok(Outcome {
+        body: respond_one(conn, &c, rec, &call, q)?.0,
+        change,
+        cleanup,
+    })
 }
 
-/// Delete record `id` of collection `name` (with what refers to it) inside
-/// the caller's write transaction.
+/// Delete record `id` (with what refers to it) inside the caller's write
+/// transaction.
 pub(crate) fn delete_in(
     t: &Tenant,
     conn: &Connection,
-    name: &str,
     id: &str,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> ApiResult<Change> {
-    let c = schema::find_collection(conn, name)?;
-    let call = Caller::new(t, conn, "DELETE", headers, q, &Map::new())?;
+    w: &WriteReq<'_>,
+) -> ApiResult<Outcome> {
+    let c = schema::find_collection(conn, w.collection)?;
+    let call = Caller::new(t, conn, "DELETE", w.headers, w.query, &Map::new())?;
     find_allowed(conn, &c, &c.rules.delete, &call, id)?;
     // References to the record go in the same transaction: cascaded,
     // cleared, or the delete is refused; each record deleted or changed on
     // the way has its realtime messages.
-    relations::delete_with_references(t, conn, &c, id)
+    let (change, deleted) = relations::delete_with_references(t, conn, &c, id)?;
+    Ok(Outcome {
+        body: Value::Null,
+        change,
+        cleanup: Cleanup {
+            files: vec![],
+            records: deleted,
+        },
+    })
 }
 
 /// Whether record `id` of collection `name` exists (a batch upsert's
@@ -388,53 +502,119 @@ pub(crate) fn exists(conn: &Connection, name: &str, id: &str) -> ApiResult<bool>
     Ok(fetch(conn, &c, id)?.is_some())
 }
 
+/// A record write's request, owned, to move into its write job.
+struct Request {
+    collection: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Map<String, Value>,
+}
+
+/// Run a record write job on `r`: once it commits, its realtime messages
+/// go out and the files it left behind are deleted; if it fails, the
+/// uploads put for it are deleted instead.
+async fn write_with_files(
+    req: &TenantReq,
+    r: Request,
+    prep: Prepared,
+    job: impl FnOnce(&Tenant, &Connection, &WriteReq<'_>) -> ApiResult<Outcome> + Send + 'static,
+) -> ApiResult<(Value, Commit)> {
+    let prep = Arc::new(prep);
+    let p = prep.clone();
+    let done = req
+        .write(move |t, conn| {
+            let w = WriteReq {
+                collection: &r.collection,
+                query: &r.query,
+                headers: &r.headers,
+                body: &r.body,
+                prep: &p,
+            };
+            job(t, conn, &w)
+        })
+        .await;
+    match done {
+        Ok((out, commit)) => {
+            req.realtime.publish(out.change);
+            out.cleanup.run(&req.files);
+            Ok((out.body, commit))
+        }
+        Err(e) => {
+            req.files.discard_later(prep.files.put.clone());
+            Err(e)
+        }
+    }
+}
+
 pub async fn create(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let name = collection_name(&p);
-    let body = record_body(&headers, body)?;
-    let prep = Prepared::for_write(&req, &name, None, &body).await?;
-    let ((out, change), commit) = req
-        .write(move |t, conn| create_in(t, conn, &name, &q, &headers, &body, &prep))
+    let collection = collection_name(&p);
+    let RecordBody { fields, uploads } = record_body(&headers, body)?;
+    let prep = Prepared::for_write(&req, &collection, None, &fields)
+        .await?
+        .with_uploads(&req, &collection, None, &fields, uploads)
         .await?;
-    req.realtime.publish(change);
+    let r = Request {
+        collection,
+        query,
+        headers,
+        body: fields,
+    };
+    let (out, commit) = write_with_files(&req, r, prep, create_in).await?;
     Ok(with_watermark(Json(out).into_response(), commit))
 }
 
 pub async fn update(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let name = collection_name(&p);
+    let collection = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
-    let body = record_body(&headers, body)?;
-    let prep = Prepared::for_write(&req, &name, Some(&id), &body).await?;
-    let ((out, change), commit) = req
-        .write(move |t, conn| update_in(t, conn, &name, &id, &q, &headers, &body, &prep))
+    let RecordBody { fields, uploads } = record_body(&headers, body)?;
+    if !uploads.is_empty() && !schema::valid_id(&id) {
+        return Err(ApiError::not_found());
+    }
+    let prep = Prepared::for_write(&req, &collection, Some(&id), &fields)
+        .await?
+        .with_uploads(&req, &collection, Some(&id), &fields, uploads)
         .await?;
-    req.realtime.publish(change);
+    let r = Request {
+        collection,
+        query,
+        headers,
+        body: fields,
+    };
+    let (out, commit) =
+        write_with_files(&req, r, prep, move |t, conn, w| update_in(t, conn, &id, w)).await?;
     Ok(with_watermark(Json(out).into_response(), commit))
 }
 
 pub async fn delete(
     Extension(req): Extension<TenantReq>,
     Path(p): Path<HashMap<String, String>>,
-    Query(q): Query<HashMap<String, String>>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let name = collection_name(&p);
+    let collection = collection_name(&p);
     let id = p.get("id").cloned().unwrap_or_default();
-    let (change, commit) = req
-        .write(move |t, conn| delete_in(t, conn, &name, &id, &q, &headers))
-        .await?;
-    req.realtime.publish(change);
+    let r = Request {
+        collection,
+        query,
+        headers,
+        body: Map::new(),
+    };
+    let (_, commit) = write_with_files(&req, r, Prepared::default(), move |t, conn, w| {
+        delete_in(t, conn, &id, w)
+    })
+    .await?;
     Ok(with_watermark(
         StatusCode::NO_CONTENT.into_response(),
         commit,

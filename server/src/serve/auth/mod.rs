@@ -78,12 +78,67 @@ pub fn require_superuser(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> 
 /// Resolve the `Authorization` header. An invalid or foreign token makes the
 /// caller a guest (as in PocketBase); the rules then decide.
 pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<Option<Auth>> {
-    let Some(token) = bearer(headers) else {
-        return Ok(None);
-    };
+    match bearer(headers) {
+        Some(token) => resolve_token(t, conn, token, Kind::Auth),
+        None => Ok(None),
+    }
+}
+
+/// What a token is for; each kind is signed with its own key, so one can
+/// never pass for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `Authorization`: the API as the record.
+    Auth,
+    /// `?token=` of a protected file (three minutes).
+    File,
+}
+
+impl Kind {
+    fn claim(self) -> &'static str {
+        match self {
+            Kind::Auth => "auth",
+            Kind::File => "file",
+        }
+    }
+    /// The signing key of a record's tokens of this kind.
+    fn key(self, t: &Tenant, token_key: &str) -> String {
+        match self {
+            Kind::Auth => format!("{}{token_key}", t.secret),
+            Kind::File => format!("{}{token_key}.file", t.secret),
+        }
+    }
+}
+
+/// How long a file token lasts, as in PocketBase.
+pub const FILE_TOKEN_TTL_SECS: u64 = 180;
+
+/// A file token for the caller `who` (`POST /api/files/token`).
+pub fn file_token(t: &Tenant, conn: &Connection, who: &Auth) -> ApiResult<String> {
+    let coll = schema::find_collection(conn, &who.collection_id)?;
+    let key = token_key(conn, &coll, who.id())?.ok_or_else(ApiError::not_found)?;
+    let claims = json!({
+        "collectionId": who.collection_id,
+        "exp": unix_now() + FILE_TOKEN_TTL_SECS,
+        "id": who.id(),
+        "type": Kind::File.claim(),
+    });
+    sign(&claims, &Kind::File.key(t, &key))
+}
+
+/// The record a token of `kind` stands for, if it is valid for this tenant.
+pub fn resolve_token(
+    t: &Tenant,
+    conn: &Connection,
+    token: &str,
+    kind: Kind,
+) -> ApiResult<Option<Auth>> {
     let Some(claims) = peek(token) else {
         return Ok(None);
     };
+    if claims["type"] != kind.claim() {
+        return Ok(None);
+    }
     let (Some(cid), Some(rid)) = (claims["collectionId"].as_str(), claims["id"].as_str()) else {
         return Ok(None);
     };
@@ -94,7 +149,7 @@ pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<
     let Some(key) = token_key(conn, &coll, rid)? else {
         return Ok(None);
     };
-    if verify(token, &format!("{}{key}", t.secret)).is_none() {
+    if verify(token, &kind.key(t, &key)).is_none() {
         return Ok(None);
     }
     let mut record = output::fetch(conn, &coll, rid)?.ok_or_else(ApiError::not_found)?;
@@ -134,6 +189,6 @@ pub fn issue(
         "refreshable": true,
         "exp": unix_now() + ttl,
     });
-    let token = sign(&claims, &format!("{}{key}", t.secret))?;
+    let token = sign(&claims, &Kind::Auth.key(t, key))?;
     Ok(json!({"token": token, "record": output::public(coll, record, None, true)}))
 }

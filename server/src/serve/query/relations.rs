@@ -220,14 +220,16 @@ fn refers(f: &Field) -> String {
 /// optional fields drop the id, and a required field that would be left
 /// empty refuses the whole delete (400). The realtime messages of every
 /// record deleted (as it was) and every record whose field was cleared (as
-/// it is now) come back, to publish once the transaction commits.
+/// it is now) come back, to publish once the transaction commits, with the
+/// (collection id, record id) of each deleted record that may have files.
 pub fn delete_with_references(
     t: &Tenant,
     conn: &Connection,
     c: &Collection,
     id: &str,
-) -> ApiResult<Change> {
+) -> ApiResult<(Change, Vec<(String, String)>)> {
     let mut change = Change::default();
+    let mut with_files = Vec::new();
     let mut work = vec![(c.clone(), id.to_string())];
     let mut done: HashSet<(String, String)> = HashSet::new();
     while let Some((coll, rid)) = work.pop() {
@@ -287,6 +289,9 @@ pub fn delete_with_references(
             &format!("DELETE FROM {} WHERE id = ?1", quote_ident(&coll.name)),
             [&rid],
         )?;
+        if coll.fields.iter().any(|f| f.kind == FieldType::File) {
+            with_files.push((coll.id.clone(), rid));
+        }
     }
-    Ok(change)
+    Ok((change, with_files))
 }

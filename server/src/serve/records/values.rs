@@ -4,6 +4,7 @@
 
 use crate::serve::auth::password;
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::files::upload::{FileWrite, names_of};
 use crate::serve::query::{filter, relations};
 use crate::serve::schema::{Collection, FieldType};
 use rusqlite::Connection;
@@ -91,20 +92,69 @@ pub fn is_email(s: &str) -> bool {
     domain_ok(domain) || domain.strip_suffix('.').is_some_and(domain_ok)
 }
 
-/// Validate and convert submitted values to columns. `create` also checks
-/// required fields and fills defaults. `hash` is the bcrypt hash of the
-/// body's password, made beforehand (hashing here would hold the writer).
-pub fn write_values(
-    conn: &Connection,
-    c: &Collection,
-    body: &Map<String, Value>,
-    create: bool,
-    hash: Option<&str>,
-) -> ApiResult<Vec<(String, SqlValue)>> {
+/// What one record write submits.
+pub struct Write<'a> {
+    pub body: &'a Map<String, Value>,
+    /// A create (required fields checked, defaults filled) or an update.
+    pub create: bool,
+    /// The bcrypt hash of the body's password, made beforehand (hashing
+    /// here would hold the writer).
+    pub hash: Option<&'a str>,
+    /// The body's uploads, already in the bucket.
+    pub files: &'a FileWrite,
+    /// The record as stored, for an update.
+    pub current: Option<&'a Map<String, Value>>,
+}
+
+/// A write's columns, and the files that leave the record with it (to
+/// delete once it commits).
+#[derive(Debug, Default)]
+pub struct Written {
+    pub cols: Vec<(String, SqlValue)>,
+    pub removed_files: Vec<String>,
+}
+
+/// Validate and convert submitted values to columns.
+pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResult<Written> {
+    let (body, create) = (w.body, w.create);
     let mut out = Vec::new();
+    let mut removed_files = Vec::new();
     let mut errors = Map::new();
     for f in &c.fields {
         if matches!(f.name.as_str(), "id" | "tokenKey") || f.kind == FieldType::Autodate {
+            continue;
+        }
+        if f.kind == FieldType::File {
+            if !w.files.touches(f, body) {
+                if create && f.required {
+                    errors.insert(
+                        f.name.clone(),
+                        err("validation_required", "Cannot be blank."),
+                    );
+                }
+                continue;
+            }
+            let current = names_of(w.current.and_then(|r| r.get(&f.name)));
+            match w.files.resolve(f, body, &current) {
+                Ok((names, _)) if f.required && names.is_empty() => {
+                    errors.insert(
+                        f.name.clone(),
+                        err("validation_required", "Cannot be blank."),
+                    );
+                }
+                Ok((names, removed)) => {
+                    removed_files.extend(removed);
+                    let value = if f.multiple() {
+                        Value::from(names).to_string()
+                    } else {
+                        names.into_iter().next().unwrap_or_default()
+                    };
+                    out.push((f.name.clone(), SqlValue::Text(value)));
+                }
+                Err(e) => {
+                    errors.insert(f.name.clone(), e);
+                }
+            }
             continue;
         }
         let Some(v) = body.get(&f.name) else {
@@ -172,7 +222,9 @@ pub fn write_values(
                     );
                     continue;
                 }
-                let h = hash.ok_or_else(|| ApiError::internal("password not hashed"))?;
+                let h = w
+                    .hash
+                    .ok_or_else(|| ApiError::internal("password not hashed"))?;
                 SqlValue::Text(h.to_string())
             }
             (FieldType::Password, _) => {
@@ -209,7 +261,10 @@ pub fn write_values(
     if !errors.is_empty() {
         return Err(ApiError::validation(failed(create), Value::Object(errors)));
     }
-    Ok(out)
+    Ok(Written {
+        cols: out,
+        removed_files,
+    })
 }
 
 pub fn failed(create: bool) -> &'static str {

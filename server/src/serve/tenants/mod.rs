@@ -60,6 +60,8 @@ pub struct Config {
     pub max_readers: usize,
     /// A reader unused this long is closed.
     pub reader_idle: Duration,
+    /// Bytes of file contents cached in memory (see `serve::files`).
+    pub file_cache: u64,
     /// Failed logins of one identity per window before 429 (`None`: off).
     pub auth_failures: Option<(i64, Duration)>,
 }

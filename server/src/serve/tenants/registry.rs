@@ -5,6 +5,7 @@ use super::lifecycle::read_meta;
 use super::tenant::{AUX_DB, DATA_DB, Guard, Tenant, open_tenant};
 use super::{Config, blocking, check_tenant_id};
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::files::FileStore;
 use crate::serve::metrics::{Metrics, Phase, Phases};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -17,6 +18,8 @@ use strata_vfs::format::keys::DbKeys;
 pub struct Registry {
     pub cfg: Config,
     pub store: Store,
+    /// The tenants' files (`file` fields) and their cache.
+    pub files: Arc<FileStore>,
     pub metrics: Arc<Metrics>,
     pub(super) map: Mutex<HashMap<String, Arc<Tenant>>>,
     /// One lock per tenant being loaded (or restored), so that a tenant is
@@ -49,6 +52,7 @@ enum Lookup {
 impl Registry {
     pub fn new(cfg: Config, store: Store, metrics: Arc<Metrics>) -> Registry {
         Registry {
+            files: Arc::new(FileStore::new(store.clone(), cfg.file_cache)),
             cfg,
             store,
             metrics,
@@ -153,6 +157,7 @@ impl Registry {
                         (Lookup::Wait, _) => {}
                         _ => {
                             self.room_to_load(deadline).await?;
+                            let files = self.files.tenant(id);
                             let (cfg, store, tid, gauge) = (
                                 self.cfg.clone(),
                                 self.store.clone(),
@@ -166,7 +171,7 @@ impl Registry {
                                     return Err(ApiError::not_found());
                                 }
                                 phases.mark(Phase::Metadata);
-                                Ok((open_tenant(&cfg, &tid, &gauge, &mut phases)?, phases))
+                                Ok((open_tenant(&cfg, &tid, &gauge, files, &mut phases)?, phases))
                             })
                             .await?;
                             self.metrics.phases(&phases);

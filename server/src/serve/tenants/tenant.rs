@@ -6,6 +6,7 @@
 use super::Config;
 use super::pool::{Commit, Db, Opener};
 use crate::serve::errors::{ApiError, ApiResult};
+use crate::serve::files::TenantFiles;
 use crate::serve::metrics::{Phase, Phases};
 use crate::serve::ratelimit::Limiter;
 use crate::serve::realtime::Hub;
@@ -42,6 +43,8 @@ pub struct Tenant {
     pub data: Arc<Db>,
     /// Realtime clients connected to this tenant (see `serve::realtime`).
     pub realtime: Hub,
+    /// The files of its `file` fields, in the bucket.
+    pub files: TenantFiles,
     /// Read at load; replaced whole by a settings PATCH.
     settings: parking_lot::RwLock<Arc<Settings>>,
     /// The windows of the tenant's `rateLimits` rules (emptied when the
@@ -312,6 +315,7 @@ pub fn open_tenant(
     cfg: &Config,
     id: &str,
     gauge: &Arc<AtomicI64>,
+    files: TenantFiles,
     phases: &mut Phases,
 ) -> ApiResult<Tenant> {
     let dir = cfg.data_dir.join(id);
@@ -334,6 +338,7 @@ pub fn open_tenant(
         secret,
         data,
         realtime: Hub::default(),
+        files,
         settings: parking_lot::RwLock::new(Arc::new(settings)),
         limits: Limiter::default(),
         auth_failures: Limiter::default(),
