@@ -24,33 +24,46 @@ fn err(code: &str, msg: impl Into<String>) -> Value {
 /// The column value for a select or relation field, or the validation error.
 /// A single field takes a string; a multiple one an array (or one string).
 pub fn choices(conn: &Connection, f: &Field, v: &Value) -> Result<SqlValue, Value> {
+    // Scalars count as their text, as PocketBase casts them.
+    let text = |x: &Value| match x {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    };
     let mut list: Vec<String> = match v {
         Value::Null => vec![],
         Value::String(s) if s.is_empty() => vec![],
-        Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
             .iter()
-            .map(|x| x.as_str().map(str::to_string))
-            .collect::<Option<_>>()
-            .ok_or_else(|| err("validation_invalid_value", "Must be a list of strings."))?,
-        _ => return Err(err("validation_invalid_value", "Invalid value.")),
+            .map(text)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| err("validation_invalid_value", "Must be a list of strings."))?
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect(),
+        other => {
+            vec![text(other).ok_or_else(|| err("validation_invalid_value", "Invalid value."))?]
+        }
     };
     let mut seen = HashSet::new();
     list.retain(|x| seen.insert(x.clone()));
     let max = f.max_select.max(1) as usize;
     if list.len() > max {
-        return Err(err(
-            "validation_too_many_values",
-            format!("Select no more than {max}."),
-        ));
+        return Err(json!({
+            "code": "validation_too_many_values",
+            "message": format!("Select no more than {max}."),
+            "params": {"maxSelect": max},
+        }));
     }
     match f.kind {
         FieldType::Select => {
             if let Some(bad) = list.iter().find(|x| !f.values.contains(x)) {
-                return Err(err(
-                    "validation_invalid_value",
-                    format!("Invalid value {bad:?}."),
-                ));
+                return Err(json!({
+                    "code": "validation_invalid_value",
+                    "message": format!("Invalid value {bad}."),
+                    "params": {"value": bad},
+                }));
             }
         }
         FieldType::Relation if !list.is_empty() => {

@@ -114,9 +114,90 @@ pub struct Written {
     pub removed_files: Vec<String>,
 }
 
+/// The body with PocketBase's modifiers applied to number, select and
+/// relation fields: `f+` adds to a number (cast as PocketBase casts it) or
+/// appends values, `+f` prepends them, `f-` subtracts or removes them; each
+/// on the value the body sets, or else the record's current one. A single
+/// select or relation takes the appended value, and loses a removed one.
+/// File modifiers are the uploads' business ([`FileWrite`]).
+fn with_modifiers(
+    c: &Collection,
+    body: &Map<String, Value>,
+    current: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
+    let mut out = body.clone();
+    for f in &c.fields {
+        let (plus, pre, minus) = (
+            body.get(&format!("{}+", f.name)),
+            body.get(&format!("+{}", f.name)),
+            body.get(&format!("{}-", f.name)),
+        );
+        if plus.is_none() && pre.is_none() && minus.is_none() {
+            continue;
+        }
+        let base = body
+            .get(&f.name)
+            .or_else(|| current.and_then(|r| r.get(&f.name)))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let value = match f.kind {
+            FieldType::Number => {
+                let n = |v: Option<&Value>| v.map_or(0.0, cast_number);
+                json!(cast_number(&base) + n(plus) - n(minus))
+            }
+            FieldType::Select | FieldType::Relation => {
+                let list = |v: Option<&Value>| -> Vec<Value> {
+                    match v {
+                        None | Some(Value::Null) => vec![],
+                        Some(Value::String(s)) if s.is_empty() => vec![],
+                        Some(Value::Array(a)) => a.clone(),
+                        Some(other) => vec![other.clone()],
+                    }
+                };
+                let gone = list(minus);
+                let mut values = list(pre);
+                if f.multiple() {
+                    values.extend(list(Some(&base)));
+                    values.extend(list(plus));
+                } else {
+                    // One value: the last one added, or the one it had.
+                    let added: Vec<Value> = list(pre).into_iter().chain(list(plus)).collect();
+                    values = match added.last() {
+                        Some(v) => vec![v.clone()],
+                        None => list(Some(&base)),
+                    };
+                }
+                let as_text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                let gone: Vec<String> = gone.iter().map(as_text).collect();
+                values.retain(|v| !gone.contains(&as_text(v)));
+                if f.multiple() {
+                    Value::Array(values)
+                } else {
+                    values.pop().unwrap_or(json!(""))
+                }
+            }
+            _ => continue,
+        };
+        out.insert(f.name.clone(), value);
+    }
+    out
+}
+
+/// A value as a number, as PocketBase casts it: numbers as they are,
+/// numeric text parsed, `true` 1, anything else 0.
+fn cast_number(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) => s.trim().parse().unwrap_or(0.0),
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        _ => 0.0,
+    }
+}
+
 /// Validate and convert submitted values to columns.
 pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResult<Written> {
-    let (body, create) = (w.body, w.create);
+    let body = &with_modifiers(c, w.body, w.current);
+    let create = w.create;
     let mut out = Vec::new();
     let mut removed_files = Vec::new();
     let mut errors = Map::new();
