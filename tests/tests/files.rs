@@ -493,3 +493,108 @@ fn cached_files_are_served_through_a_bucket_outage_and_uploads_get_503() -> Resu
     );
     Ok(())
 }
+
+/// The official JS SDK, unmodified (`tests/sdk/files.mjs`): FormData
+/// uploads, `pb.files.getURL` with thumbs and downloads, `getToken` for
+/// protected files, `+`/`-` modifiers, a mistyped upload, deletion; on the
+/// real PocketBase and on strata.
+#[test]
+fn the_js_sdk_uploads_and_reads_files() -> Result<()> {
+    use strata_tests::Backend;
+    use strata_tests::pocketbase::PocketBase;
+    use strata_tests::serve::{SU_EMAIL, SU_PASSWORD, Server};
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
+    ensure!(
+        sdk.join("node_modules/pocketbase").is_dir(),
+        "the PocketBase SDK is not installed: run `npm ci --prefix tests/sdk` (scripts/test does)"
+    );
+    let run = |base: String| -> Result<()> {
+        let out = std::process::Command::new("node")
+            .current_dir(&sdk)
+            .arg("files.mjs")
+            .arg(&base)
+            .env("STRATA_SU_EMAIL", SU_EMAIL)
+            .env("STRATA_SU_PASSWORD", SU_PASSWORD)
+            .output()
+            .context("run node (install Node.js: scripts/test does)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && text.contains("files: 8 checks passed"),
+            "{base}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    let pb = PocketBase::start()?;
+    run(format!("http://{}", pb.addr)).context("on pocketbase")?;
+    let b = Backend::local()?;
+    let dir = tempfile::tempdir()?;
+    let s = Server::start(&b, &dir.path().join("node"), &[])?;
+    s.create_tenant("sdk", None)?;
+    run(format!("http://{}/t/sdk", s.addr)).with_context(|| format!("on strata:\n{}", s.log_text()))
+}
+
+/// A file token is good for its own tenant only, and a file name in a URL
+/// can never reach outside the record's folder.
+#[test]
+fn a_file_token_of_another_tenant_or_a_path_trick_reads_nothing() -> Result<()> {
+    use strata_tests::Backend;
+    use strata_tests::serve::Server;
+    let b = Backend::local()?;
+    let dir = tempfile::tempdir()?;
+    let s = Server::start(&b, &dir.path().join("node"), &[])?;
+    let mut files = vec![];
+    for t in ["one", "two"] {
+        s.create_tenant(t, None)?;
+        let su = s.superuser_token(t)?;
+        let r = s.api(
+            t,
+            "POST",
+            "/api/collections",
+            Some(&su),
+            Some(json!({"name": "docs", "type": "base", "listRule": "",
+                "viewRule": "@request.auth.id != ''", "createRule": "",
+                "fields": [{"name": "f", "type": "file", "protected": true}]})),
+        )?;
+        ensure!(r.status == 200, "{t}: collection: {r:?}");
+        let body = multipart(&[Part::File("f", "../../../../etc/passwd", b"mine")]);
+        let head = format!(
+            "POST /t/{t}/api/collections/docs/records HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+        );
+        let r = strata_tests::http::raw(&s.addr, &head, body.len(), &body)?;
+        ensure!(r.status == 200, "{t}: upload: {r:?}");
+        let name = r.body["f"].as_str().unwrap_or("").to_string();
+        ensure!(
+            name.starts_with("passwd_") && !name.contains('/'),
+            "stored as {name:?}"
+        );
+        let token = s.api(t, "POST", "/api/files/token", Some(&su), None)?.body["token"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        files.push((
+            t,
+            r.body["id"].as_str().unwrap_or("").to_string(),
+            name,
+            token,
+        ));
+    }
+    let get = |t: &str, path: &str| {
+        strata_tests::http::raw(&s.addr, &format!("GET /t/{t}{path} HTTP/1.1"), 0, b"")
+    };
+    let (t1, id1, name1, token1) = &files[0];
+    let (_, _, _, token2) = &files[1];
+    let ok = get(t1, &format!("/api/files/docs/{id1}/{name1}?token={token1}"))?;
+    ensure!(ok.status == 200 && ok.bytes == b"mine", "own token: {ok:?}");
+    let r = get(t1, &format!("/api/files/docs/{id1}/{name1}?token={token2}"))?;
+    ensure!(r.status == 404, "another tenant's token: {r:?}");
+    for path in [
+        format!("/api/files/docs/{id1}/..%2F..%2Fmetadata.json?token={token1}"),
+        format!("/api/files/docs/{id1}/%2E%2E?token={token1}"),
+        format!("/api/files/docs/..%2F{id1}/{name1}?token={token1}"),
+    ] {
+        let r = get(t1, &path)?;
+        ensure!(r.status == 404, "{path}: {r:?}");
+    }
+    Ok(())
+}

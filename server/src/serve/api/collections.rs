@@ -113,30 +113,46 @@ fn field_err(name: &str, msg: impl Into<String>) -> ApiError {
     )
 }
 
-fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> ApiResult<Vec<Field>> {
+/// The fields a body's `fields` list adds, and the user fields it already
+/// has with new options.
+#[derive(Default)]
+struct FieldChanges {
+    added: Vec<Field>,
+    changed: Vec<Field>,
+}
+
+fn parse_fields(
+    conn: &Connection,
+    v: Option<&Value>,
+    existing: &[Field],
+) -> ApiResult<FieldChanges> {
     let Some(v) = v else {
-        return Ok(vec![]);
+        return Ok(FieldChanges::default());
     };
     let arr = v
         .as_array()
         .ok_or_else(|| field_err("fields", "Must be an array."))?;
     let mut out: Vec<Field> = Vec::new();
+    let mut changed: Vec<Field> = Vec::new();
     // Place in the collection's list as PocketBase numbers it (after `id`).
     let base = usize::from(!arr.iter().any(|f| f["name"] == "id"));
     for (i, f) in arr.iter().enumerate() {
         let name = f["name"].as_str().unwrap_or("");
         // Fields already in the collection (PocketBase clients send the whole
-        // list back on update) are kept as they are.
-        if existing.iter().any(|e| e.name == name) {
+        // list back on update): system fields stay as they are; a user
+        // field takes the options sent with its type.
+        let old = existing.iter().find(|e| e.name == name);
+        if old.is_some_and(|o| o.system || f.get("type").is_none()) {
             continue;
         }
-        if !valid_name(name)
-            || NOT_FIELDS
-                .iter()
-                .chain(SYSTEM_FIELDS)
-                .any(|r| r.eq_ignore_ascii_case(name))
-            || existing.iter().any(|e| e.name.eq_ignore_ascii_case(name))
-            || out.iter().any(|o| o.name.eq_ignore_ascii_case(name))
+        if old.is_none()
+            && (!valid_name(name)
+                || NOT_FIELDS
+                    .iter()
+                    .chain(SYSTEM_FIELDS)
+                    .any(|r| r.eq_ignore_ascii_case(name))
+                || existing.iter().any(|e| e.name.eq_ignore_ascii_case(name))
+                || out.iter().any(|o| o.name.eq_ignore_ascii_case(name)))
         {
             return Err(bad_field_name(i + base, name));
         }
@@ -201,9 +217,26 @@ fn parse_fields(conn: &Connection, v: Option<&Value>, existing: &[Field]) -> Api
             FieldType::File => file_options(&mut field, f, i + base)?,
             _ => {}
         }
-        out.push(field);
+        match old {
+            Some(old) => {
+                if old.kind != field.kind || old.multiple() != field.multiple() {
+                    return Err(field_err(
+                        "fields",
+                        format!(
+                            "Field {name:?}: changing its type, or between one and several values, is not supported yet."
+                        ),
+                    ));
+                }
+                field.id = old.id.clone();
+                changed.push(field);
+            }
+            None => out.push(field),
+        }
     }
-    Ok(out)
+    Ok(FieldChanges {
+        added: out,
+        changed,
+    })
 }
 
 /// A `file` field's options: `maxSelect` (0 or 1: one file), `maxSize`
@@ -455,7 +488,7 @@ pub async fn create(
         // The collection exists (empty) first, so a relation may point at it.
         let mut c = Collection::build(name, kind, vec![], parse_rules(&body, Rules::default())?);
         c.insert_meta(tx)?;
-        let user = parse_fields(tx, body.get("fields"), &c.fields)?;
+        let user = parse_fields(tx, body.get("fields"), &c.fields)?.added;
         let tail = c.fields.split_off(c.fields.len() - 2);
         c.fields.extend(user);
         c.fields.extend(tail);
@@ -489,7 +522,13 @@ pub async fn update(
         }
         c.rules = parse_rules(&body, c.rules.clone())?;
         let tx = conn;
-        let added = parse_fields(tx, body.get("fields"), &c.fields)?;
+        let FieldChanges { added, changed } = parse_fields(tx, body.get("fields"), &c.fields)?;
+        // New options of a field whose column stays as it is.
+        for new in changed {
+            if let Some(f) = c.fields.iter_mut().find(|f| f.name == new.name) {
+                *f = new;
+            }
+        }
         for f in &added {
             tx.execute_batch(&format!(
                 "ALTER TABLE {} ADD COLUMN {}",
