@@ -13,6 +13,7 @@
 pub mod http;
 pub mod pocketbase;
 pub mod s3server;
+pub mod sdk;
 pub mod serve;
 pub mod side;
 pub mod sse;

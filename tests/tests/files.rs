@@ -502,36 +502,22 @@ fn cached_files_are_served_through_a_bucket_outage_and_uploads_get_503() -> Resu
 fn the_js_sdk_uploads_and_reads_files() -> Result<()> {
     use strata_tests::Backend;
     use strata_tests::pocketbase::PocketBase;
-    use strata_tests::serve::{SU_EMAIL, SU_PASSWORD, Server};
-    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
-    ensure!(
-        sdk.join("node_modules/pocketbase").is_dir(),
-        "the PocketBase SDK is not installed: run `npm ci --prefix tests/sdk` (scripts/test does)"
-    );
-    let run = |base: String| -> Result<()> {
-        let out = std::process::Command::new("node")
-            .current_dir(&sdk)
-            .arg("files.mjs")
-            .arg(&base)
-            .env("STRATA_SU_EMAIL", SU_EMAIL)
-            .env("STRATA_SU_PASSWORD", SU_PASSWORD)
-            .output()
-            .context("run node (install Node.js: scripts/test does)")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            out.status.success() && text.contains("files: 8 checks passed"),
-            "{base}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
+    use strata_tests::sdk;
+    use strata_tests::serve::Server;
+    let expect = "files: 8 checks passed";
     let pb = PocketBase::start()?;
-    run(format!("http://{}", pb.addr)).context("on pocketbase")?;
+    sdk::run("files.mjs", &format!("http://{}", pb.addr), &[], expect).context("on pocketbase")?;
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let s = Server::start(&b, &dir.path().join("node"), &[])?;
     s.create_tenant("sdk", None)?;
-    run(format!("http://{}/t/sdk", s.addr)).with_context(|| format!("on strata:\n{}", s.log_text()))
+    sdk::run(
+        "files.mjs",
+        &format!("http://{}/t/sdk", s.addr),
+        &[],
+        expect,
+    )
+    .with_context(|| format!("on strata:\n{}", s.log_text()))
 }
 
 /// A file token is good for its own tenant only, and a file name in a URL

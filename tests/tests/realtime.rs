@@ -15,12 +15,12 @@
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 use strata_tests::Backend;
 use strata_tests::http::{Response, encode};
 use strata_tests::pocketbase::PocketBase;
-use strata_tests::serve::{ADMIN, SU_EMAIL, SU_PASSWORD, Server};
+use strata_tests::sdk;
+use strata_tests::serve::{ADMIN, Server};
 use strata_tests::side::{Side, TENANT, same_steps};
 use strata_tests::sse::{Event, Stream};
 
@@ -800,42 +800,26 @@ fn sigterm_ends_streams() -> Result<()> {
 /// resubscribes by itself.
 #[test]
 fn the_js_sdk_subscribes() -> Result<()> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
-    ensure!(
-        sdk.join("node_modules/eventsource").is_dir(),
-        "the SDK's EventSource is not installed: run `npm ci --prefix tests/sdk` (scripts/test does)"
-    );
-    let run = |base: String, admin: Option<String>| -> Result<()> {
-        let mut cmd = std::process::Command::new("node");
-        cmd.current_dir(&sdk)
-            .arg("realtime.mjs")
-            .arg(&base)
-            .env("STRATA_SU_EMAIL", SU_EMAIL)
-            .env("STRATA_SU_PASSWORD", SU_PASSWORD);
-        if let Some(a) = admin {
-            cmd.env("STRATA_EVICT_URL", a)
-                .env("STRATA_ADMIN_TOKEN", ADMIN);
-        }
-        let out = cmd
-            .output()
-            .context("run node (install Node.js: scripts/test does)")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            out.status.success() && text.contains("realtime checks passed"),
-            "{base}: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    };
+    let expect = "realtime checks passed";
     let pb = PocketBase::start()?;
-    run(format!("http://{}", pb.addr), None).context("on pocketbase")?;
+    sdk::run("realtime.mjs", &format!("http://{}", pb.addr), &[], expect)
+        .context("on pocketbase")?;
     let b = Backend::local()?;
     let dir = tempfile::tempdir()?;
     let s = Server::start(&b, &dir.path().join("node"), &[])?;
     s.create_tenant("sdk", None)?;
     let evict = format!("http://{}/_strata/api/tenants/sdk/evict", s.addr);
-    run(format!("http://{}/t/sdk", s.addr), Some(evict))
-        .with_context(|| format!("on strata:\n{}", s.log_text()))
+    let env = [
+        ("STRATA_EVICT_URL", evict.as_str()),
+        ("STRATA_ADMIN_TOKEN", ADMIN),
+    ];
+    sdk::run(
+        "realtime.mjs",
+        &format!("http://{}/t/sdk", s.addr),
+        &env,
+        expect,
+    )
+    .with_context(|| format!("on strata:\n{}", s.log_text()))
 }
 
 /// Resident memory of `strata serve`, in KiB (Linux).

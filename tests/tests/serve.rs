@@ -910,29 +910,15 @@ fn relations_expand_indexes_and_request_rules() -> Result<()> {
 /// records (`getFullList`), filters, expands, updates and deletes.
 #[test]
 fn the_pocketbase_js_sdk_works_unmodified() -> Result<()> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk");
-    ensure!(
-        sdk.join("node_modules/pocketbase").is_dir(),
-        "the PocketBase SDK is not installed: run `npm ci --prefix tests/sdk` (scripts/test does)"
-    );
     on_each_backend(&[], |_b, s, _dir, name| {
         s.create_tenant("sdk", None)?;
-        let out = std::process::Command::new("node")
-            .current_dir(&sdk)
-            .arg("client.mjs")
-            .arg(format!("http://{}/t/sdk", s.addr))
-            .env("STRATA_SU_EMAIL", SU_EMAIL)
-            .env("STRATA_SU_PASSWORD", SU_PASSWORD)
-            .output()
-            .context("run node (install Node.js: scripts/test does)")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        ensure!(
-            out.status.success() && text.contains("checks passed"),
-            "{name}: {text}{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            s.log_text()
-        );
-        Ok(())
+        strata_tests::sdk::run(
+            "client.mjs",
+            &format!("http://{}/t/sdk", s.addr),
+            &[],
+            "checks passed",
+        )
+        .with_context(|| format!("{name}:\n{}", s.log_text()))
     })
 }
 
