@@ -143,3 +143,80 @@ pub fn same_steps(pb: &Steps, st: &Steps) -> Result<()> {
     );
     Ok(())
 }
+
+/// PocketBase and strata side by side, each with its superuser's token:
+/// the same request to both, answered as a pair.
+pub struct Pair {
+    pub pb: Side,
+    pub st: Side,
+    pb_token: String,
+    st_token: String,
+}
+
+impl Pair {
+    /// A fresh PocketBase and a fresh strata node (with `extra` flags).
+    pub fn start(extra: &[&str]) -> Result<Pair> {
+        let pb = Side::pocketbase()?;
+        let st = Side::strata(extra)?;
+        Ok(Pair {
+            pb_token: pb.superuser()?,
+            st_token: st.superuser()?,
+            pb,
+            st,
+        })
+    }
+
+    /// The strata side's server (its admin API, its log).
+    pub fn server(&self) -> &Server {
+        match &self.st {
+            Side::Strata { s, .. } => s,
+            Side::PocketBase(_) => unreachable!("the strata side is strata"),
+        }
+    }
+
+    /// The superuser's token on the strata side.
+    pub fn strata_token(&self) -> &str {
+        &self.st_token
+    }
+
+    /// The same JSON call to both; `su`: as each one's superuser, else as a
+    /// guest.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        su: bool,
+        body: Option<Value>,
+    ) -> Result<(Response, Response)> {
+        let pb = self.pb.api(
+            method,
+            path,
+            su.then_some(self.pb_token.as_str()),
+            body.clone(),
+        )?;
+        let st = self
+            .st
+            .api(method, path, su.then_some(self.st_token.as_str()), body)?;
+        Ok((pb, st))
+    }
+
+    /// The same raw request to both as the superuser (its `Authorization`
+    /// added to `headers`).
+    pub fn raw_su(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: &[u8],
+    ) -> Result<(Response, Response)> {
+        let with = |token: &str| {
+            let mut h = headers.to_vec();
+            h.push(format!("Authorization: {token}"));
+            h
+        };
+        Ok((
+            self.pb.raw(method, path, &with(&self.pb_token), body)?,
+            self.st.raw(method, path, &with(&self.st_token), body)?,
+        ))
+    }
+}

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use strata_tests::Backend;
 use strata_tests::http::{self, Response, error_codes};
-use strata_tests::pocketbase::PocketBase;
 use strata_tests::serve::{ADMIN, SU_EMAIL, SU_PASSWORD, Server, count_posts, posts_collection};
+use strata_tests::side::Pair;
 
 fn bearer() -> String {
     format!("Authorization: Bearer {ADMIN}")
@@ -198,68 +198,14 @@ fn a_restore_without_a_point_is_refused() -> Result<()> {
     Ok(())
 }
 
-/// The same requests to PocketBase and to strata; `(status, the error codes
-/// under data)` of each.
-struct Both {
-    pb: PocketBase,
-    pb_token: String,
-    strata: Server,
-    strata_token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Both {
-    fn start() -> Result<Both> {
-        let pb = PocketBase::start()?;
-        let pb_token = pb.superuser_token()?;
-        let dir = tempfile::tempdir()?;
-        let strata = Server::start(&Backend::local()?, &dir.path().join("node"), &[])?;
-        strata.create_tenant("acme", None)?;
-        let strata_token = strata.superuser_token("acme")?;
-        Ok(Both {
-            pb,
-            pb_token,
-            strata,
-            strata_token,
-            _dir: dir,
-        })
-    }
-
-    fn api(&self, method: &str, path: &str, body: Value) -> Result<(Response, Response)> {
-        let pb = self
-            .pb
-            .api(method, path, Some(&self.pb_token), Some(body.clone()))?;
-        let st = self
-            .strata
-            .api("acme", method, path, Some(&self.strata_token), Some(body))?;
-        Ok((pb, st))
-    }
-
-    /// Raw bodies (multipart) with a content type, as a superuser.
-    fn raw(&self, path: &str, ctype: &str, body: &[u8]) -> Result<(Response, Response)> {
-        let send = |addr: &str, path: &str, token: &str| {
-            let head =
-                format!("POST {path} HTTP/1.1\r\nAuthorization: {token}\r\nContent-Type: {ctype}");
-            http::raw(addr, &head, body.len(), body)
-        };
-        Ok((
-            send(&self.pb.addr, path, &self.pb_token)?,
-            send(
-                &self.strata.addr,
-                &format!("/t/acme{path}"),
-                &self.strata_token,
-            )?,
-        ))
-    }
-}
-
 #[test]
 fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
-    let both = Both::start()?;
+    let both = Pair::start(&[])?;
     let text = |n: &str| json!({"name": n, "type": "text"});
     let coll =
         |name: &str, fields: Vec<Value>| json!({"name": name, "type": "base", "fields": fields});
-    let (pb, st) = both.api(
+    let (pb, st) = api(
+        &both,
         "POST",
         "/api/collections",
         coll("Posts", vec![text("title")]),
@@ -282,7 +228,7 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
         (coll("f5", vec![text("_rowid_")]), true),
     ];
     for (body, compare_codes) in cases {
-        let (pb, st) = both.api("POST", "/api/collections", body.clone())?;
+        let (pb, st) = api(&both, "POST", "/api/collections", body.clone())?;
         ensure!(pb.status == 400, "PocketBase took {body}: {pb:?}");
         ensure!(st.status == 400, "strata: {body}: {st:?}");
         ensure!(
@@ -300,7 +246,8 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
     }
     // PocketBase compares `_rowid_` case-sensitively and takes `_ROWID_`,
     // a column SQLite then resolves `_rowid_` to; strata refuses it.
-    let (_, st) = both.api(
+    let (_, st) = api(
+        &both,
         "POST",
         "/api/collections",
         coll("f6", vec![text("_ROWID_")]),
@@ -312,7 +259,8 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
     );
     // `rowid` and `oid` are ordinary columns in both, and lists still page
     // in a stable order with them.
-    let (pb, st) = both.api(
+    let (pb, st) = api(
+        &both,
         "POST",
         "/api/collections",
         json!({"name": "keys", "type": "base", "listRule": "", "createRule": "",
@@ -323,7 +271,8 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
         "rowid/oid fields: {pb:?} / {st:?}"
     );
     for i in 0..3 {
-        let (pb, st) = both.api(
+        let (pb, st) = api(
+            &both,
             "POST",
             "/api/collections/keys/records",
             json!({"rowid": format!("r{}", 3 - i), "oid": "same"}),
@@ -333,7 +282,12 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
             "record {i}: {pb:?} / {st:?}"
         );
     }
-    let (pb, st) = both.api("GET", "/api/collections/keys/records?sort=oid", json!(null))?;
+    let (pb, st) = api(
+        &both,
+        "GET",
+        "/api/collections/keys/records?sort=oid",
+        json!(null),
+    )?;
     let rowids = |r: &Response| -> Vec<Value> {
         r.body["items"]
             .as_array()
@@ -347,11 +301,10 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
     );
     // No refused collection exists afterwards.
     for name in ["f1", "f5", "sqlite_x"] {
-        let r = both.strata.api(
-            "acme",
+        let r = both.st.api(
             "GET",
             &format!("/api/collections/{name}"),
-            Some(&both.strata_token),
+            Some(both.strata_token()),
             None,
         )?;
         ensure!(r.status == 404, "refused collection {name} exists: {r:?}");
@@ -361,8 +314,9 @@ fn collection_and_field_names_compare_as_pocketbase_does() -> Result<()> {
 
 #[test]
 fn a_body_that_is_not_multipart_is_a_400_and_stores_nothing() -> Result<()> {
-    let both = Both::start()?;
-    let (pb, st) = both.api(
+    let both = Pair::start(&[])?;
+    let (pb, st) = api(
+        &both,
         "POST",
         "/api/collections",
         json!({"name": "notes", "type": "base", "listRule": "", "createRule": "",
@@ -379,7 +333,7 @@ fn a_body_that_is_not_multipart_is_a_400_and_stores_nothing() -> Result<()> {
         ("multipart/form-data", "garbage".to_string()),
     ];
     for (ctype, body) in &broken {
-        let (pb, st) = both.raw(path, ctype, body.as_bytes())?;
+        let (pb, st) = raw(&both, path, ctype, body.as_bytes())?;
         ensure!(pb.status == 400, "PocketBase took {ctype} {body:?}: {pb:?}");
         ensure!(
             st.status == 400 && st.body["message"].is_string(),
@@ -394,22 +348,32 @@ fn a_body_that_is_not_multipart_is_a_400_and_stores_nothing() -> Result<()> {
         "--XX--\r\n",
         "--XX\r\nContent-Disposition: form-data; name=\"title\"",
     ] {
-        let (_, st) = both.raw(path, "multipart/form-data; boundary=XX", body.as_bytes())?;
+        let (_, st) = raw(
+            &both,
+            path,
+            "multipart/form-data; boundary=XX",
+            body.as_bytes(),
+        )?;
         ensure!(st.status == 400, "strata: empty multipart {body:?}: {st:?}");
     }
-    let r = both.strata.api("acme", "GET", path, None, None)?;
+    let r = both.st.api("GET", path, None, None)?;
     ensure!(
         r.status == 200 && r.body["totalItems"] == 0,
         "a refused body stored a record: {r:?}"
     );
     // A well-formed one, with a repeated key, is taken.
     let ok = format!("{part}\r\n--XX--\r\n");
-    let (pb, st) = both.raw(path, "multipart/form-data; boundary=XX", ok.as_bytes())?;
+    let (pb, st) = raw(
+        &both,
+        path,
+        "multipart/form-data; boundary=XX",
+        ok.as_bytes(),
+    )?;
     ensure!(
         pb.status == 200 && st.status == 200 && st.body["title"] == pb.body["title"],
         "valid multipart: {pb:?} / {st:?}"
     );
-    let r = both.strata.api("acme", "GET", path, None, None)?;
+    let r = both.st.api("GET", path, None, None)?;
     ensure!(r.body["totalItems"] == 1, "{r:?}");
     Ok(())
 }
@@ -455,4 +419,15 @@ fn odd_requests_get_client_errors_not_500s() -> Result<()> {
     let fields = r.body["fields"].as_array().context("fields")?;
     ensure!(fields.len() == 8, "the collection changed: {r:?}");
     Ok(())
+}
+
+/// A JSON call to both as the superuser.
+fn api(both: &Pair, method: &str, path: &str, body: Value) -> Result<(Response, Response)> {
+    both.call(method, path, true, Some(body))
+}
+
+/// A raw POST (a multipart body) of content type `ctype` to both, as the
+/// superuser.
+fn raw(both: &Pair, path: &str, ctype: &str, body: &[u8]) -> Result<(Response, Response)> {
+    both.raw_su("POST", path, &[format!("Content-Type: {ctype}")], body)
 }

@@ -5,59 +5,9 @@
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use strata_tests::Backend;
-use strata_tests::http::{Response, error_codes};
-use strata_tests::pocketbase::PocketBase;
+use strata_tests::http::error_codes;
 use strata_tests::serve::{ADMIN, SU_EMAIL, SU_PASSWORD, Server};
-
-struct Both {
-    pb: PocketBase,
-    pb_token: String,
-    st: Server,
-    st_token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Both {
-    fn start(extra: &[&str]) -> Result<Both> {
-        let pb = PocketBase::start()?;
-        let pb_token = pb.superuser_token()?;
-        let dir = tempfile::tempdir()?;
-        let st = Server::start(&Backend::local()?, &dir.path().join("node"), extra)?;
-        st.create_tenant("acme", None)?;
-        let st_token = st.superuser_token("acme")?;
-        Ok(Both {
-            pb,
-            pb_token,
-            st,
-            st_token,
-            _dir: dir,
-        })
-    }
-
-    /// The same call to both; `su`: as the superuser, else as a guest.
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        su: bool,
-        body: Option<Value>,
-    ) -> Result<(Response, Response)> {
-        let pb = self.pb.api(
-            method,
-            path,
-            su.then_some(self.pb_token.as_str()),
-            body.clone(),
-        )?;
-        let st = self.st.api(
-            "acme",
-            method,
-            path,
-            su.then_some(self.st_token.as_str()),
-            body,
-        )?;
-        Ok((pb, st))
-    }
-}
+use strata_tests::side::Pair;
 
 /// Every key path of a JSON object (lists as one level).
 fn shape(v: &Value) -> Vec<String> {
@@ -82,7 +32,7 @@ fn shape(v: &Value) -> Vec<String> {
 
 #[test]
 fn settings_read_and_change_as_in_pocketbase() -> Result<()> {
-    let both = Both::start(&[])?;
+    let both = Pair::start(&[])?;
     let (pb, st) = both.call("GET", "/api/settings", false, None)?;
     ensure!(
         pb.status == 401 && st.status == 401,
@@ -187,7 +137,7 @@ fn settings_read_and_change_as_in_pocketbase() -> Result<()> {
         "the SMTP password is shown: {st:?}"
     );
     let r = both
-        .st
+        .server()
         .admin("POST", "/_strata/api/tenants/acme/evict", None)?;
     ensure!(r.status == 200, "evict: {r:?}");
     let (_, st) = both.call("GET", "/api/settings", true, None)?;
@@ -199,13 +149,9 @@ fn settings_read_and_change_as_in_pocketbase() -> Result<()> {
         "after a reload: {st:?}"
     );
     // Tokens still verify: the JWT secret in the same row survived.
-    let r = both.st.api(
-        "acme",
-        "GET",
-        "/api/collections",
-        Some(&both.st_token),
-        None,
-    )?;
+    let r = both
+        .st
+        .api("GET", "/api/collections", Some(both.strata_token()), None)?;
     ensure!(
         r.status == 200,
         "the old token after a settings change: {r:?}"
@@ -215,7 +161,7 @@ fn settings_read_and_change_as_in_pocketbase() -> Result<()> {
 
 #[test]
 fn rate_limit_rules_refuse_as_pocketbase_does() -> Result<()> {
-    let both = Both::start(&[])?;
+    let both = Pair::start(&[])?;
     let posts = json!({"name": "posts", "type": "base", "listRule": "", "createRule": "",
                        "fields": [{"name": "title", "type": "text"}]});
     let (pb, st) = both.call("POST", "/api/collections", true, Some(posts))?;

@@ -42,11 +42,12 @@ impl Subscription {
             query: HashMap::new(),
             headers: HashMap::new(),
         };
-        let options = params
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == "options")
-            .map(|(_, v)| percent_decode(v));
+        // A query that does not decode has no options.
+        let options = serde_urlencoded::from_str::<Vec<(String, String)>>(params)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|(k, _)| k == "options")
+            .map(|(_, v)| v);
         if let Some(Ok(Value::Object(o))) = options.map(|s| serde_json::from_str::<Value>(&s)) {
             sub.query = strings(o.get("query"), false);
             sub.headers = strings(o.get("headers"), true);
@@ -82,32 +83,6 @@ fn strings(v: Option<&Value>, header: bool) -> HashMap<String, String> {
             (k, v)
         })
         .collect()
-}
-
-/// `%XX` and `+` decoded; malformed escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]
