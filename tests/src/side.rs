@@ -141,6 +141,14 @@ pub fn same_steps(pb: &Steps, st: &Steps) -> Result<()> {
         pb.len(),
         st.len()
     );
+    // Collected by `scripts/conformance` for docs/conformance.md (libtest
+    // names each test's thread after the test).
+    eprintln!(
+        "\nconformance: {}: {} of {} steps match PocketBase",
+        std::thread::current().name().unwrap_or("?"),
+        st.len(),
+        pb.len()
+    );
     Ok(())
 }
 

@@ -189,6 +189,28 @@ mod tests {
     }
 
     #[test]
+    fn thumbs_keep_their_format() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(40, 30, |x, _| {
+            image::Rgb([x as u8, 0, 0])
+        }));
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::Jpeg,
+            ImageFormat::Gif,
+            ImageFormat::WebP,
+        ] {
+            let mut buf = Cursor::new(Vec::new());
+            img.write_to(&mut buf, format).unwrap();
+            let out = Thumb::parse("10x10")
+                .unwrap()
+                .render(buf.get_ref())
+                .unwrap();
+            assert_eq!(image::guess_format(&out).unwrap(), format);
+            assert_eq!(size_of(&out), (10, 10));
+        }
+    }
+
+    #[test]
     fn top_and_bottom_crops_keep_their_edge() {
         // A 100x300 image, red on top, blue at the bottom.
         let img = image::RgbImage::from_fn(100, 300, |_, y| {
