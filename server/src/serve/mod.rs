@@ -74,8 +74,10 @@ pub struct Args {
     /// How long eviction waits for in-flight requests.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
-    /// Largest request body in bytes (larger: 413).
-    #[arg(long, default_value_t = 8 << 20)]
+    /// Largest request body in bytes (larger: 413). PocketBase's default,
+    /// 32 MiB: a record with its uploads is read whole before it is
+    /// checked, so this also bounds the memory of one request.
+    #[arg(long, default_value_t = 32 << 20)]
     max_body: usize,
     /// Request log rows kept per tenant in auxiliary.db `_logs`.
     #[arg(long, default_value_t = 10_000)]

@@ -37,6 +37,8 @@ pub struct Req {
     pub path: String,
     pub body: Option<Bytes>,
     pub token: Option<String>,
+    /// The body's type (JSON unless set).
+    pub content_type: Option<String>,
 }
 
 impl Req {
@@ -46,6 +48,7 @@ impl Req {
             path,
             body: None,
             token: None,
+            content_type: None,
         }
     }
     pub fn post(path: &str, body: &Value) -> Req {
@@ -54,6 +57,17 @@ impl Req {
             path: path.into(),
             body: Some(body.to_string().into()),
             token: None,
+            content_type: None,
+        }
+    }
+    /// A POST of `body` as `content_type` (a multipart upload).
+    pub fn post_raw(path: &str, content_type: &str, body: Bytes) -> Req {
+        Req {
+            method: Method::POST,
+            path: path.into(),
+            body: Some(body),
+            token: None,
+            content_type: Some(content_type.into()),
         }
     }
     /// With the admin token.
@@ -105,7 +119,8 @@ impl Conn {
             b = b.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         if r.body.is_some() {
-            b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+            let ct = r.content_type.as_deref().unwrap_or("application/json");
+            b = b.header(hyper::header::CONTENT_TYPE, ct);
         }
         let req = b.body(Full::new(r.body.clone().unwrap_or_default()))?;
         self.tx.ready().await?;

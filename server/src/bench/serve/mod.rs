@@ -18,10 +18,13 @@
 //! - `evicted` (`tenants.rs`): first request to evicted tenants, with and
 //!   without their local files, vs a loaded tenant;
 //! - `tenants` (`tenants.rs`): `--serve-tenants` tenants created and touched
-//!   once each under `--serve-max-tenants`: loads/s, latency, memory.
+//!   once each under `--serve-max-tenants`: loads/s, latency, memory;
+//! - `files` (`files.rs`): uploads and downloads of `--serve-files` files
+//!   through strata and PocketBase, against the bucket's own PUT and GET.
 //!
 //! Every answer must be 2xx: any other status fails the run.
 
+mod files;
 mod http;
 mod many;
 mod pocketbase;
@@ -86,9 +89,18 @@ pub struct Opts {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "api,many,sync,evicted,tenants"
+        default_value = "api,many,sync,evicted,tenants,files"
     )]
     serve_only: Vec<ServePart>,
+    /// With --serve: files uploaded and downloaded in the `files` part.
+    #[arg(long, default_value_t = 64)]
+    serve_files: u64,
+    /// With --serve: the size of each of those files, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    serve_file_kib: u64,
+    /// With --serve: uploads (and downloads) in flight at once.
+    #[arg(long, default_value_t = 4)]
+    serve_file_concurrency: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -103,6 +115,8 @@ pub enum ServePart {
     Evicted,
     /// Many tenants under the LRU bound.
     Tenants,
+    /// File uploads and downloads against the bucket's own PUT and GET.
+    Files,
 }
 
 pub fn run(dir: &Path, bucket: Option<&str>, o: &Opts) -> Result<()> {
@@ -145,6 +159,10 @@ async fn run_parts(dir: &Path, bucket: Option<&str>, o: &Opts, table: &mut Table
     }
     if only(ServePart::Tenants) {
         tenants::tenants(dir, &bucket_for("tenants"), o, table).await?;
+    }
+    if only(ServePart::Files) {
+        let pb = pocketbase::find(o.pocketbase.as_deref())?;
+        files::run(dir, &bucket_for("files"), &pb, o, table).await?;
     }
     Ok(())
 }

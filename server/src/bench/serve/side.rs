@@ -2,7 +2,7 @@
 //! collection and records (seeded through each one's API), the same wrk
 //! scripts, runs alternating between the two, ratios of the medians.
 
-use super::http::{Peer, Req, load};
+use super::http::{Conn, Peer, Req, load};
 use super::pocketbase::PocketBase;
 use super::strata::Server;
 use super::wrk::{self, Endpoint, Mix, Report};
@@ -69,21 +69,29 @@ pub async fn create_tenant(s: &Server, id: &str) -> Result<()> {
         .map(drop)
 }
 
+/// The bench superuser's token on `side`, signed in over `c`.
+pub async fn superuser_token(side: &Side, c: &mut Conn) -> Result<String> {
+    let auth = c
+        .call(
+            Method::POST,
+            &format!(
+                "{}/api/collections/_superusers/auth-with-password",
+                side.prefix
+            ),
+            None,
+            Some(json!({"identity": SUPERUSER.0, "password": SUPERUSER.1})),
+        )
+        .await?;
+    Ok(auth["token"].as_str().context("no token")?.to_string())
+}
+
 /// The app on one side: `posts` with `records` records (ids chosen by the
 /// client, `r00000000000000`, ...), and `members` with one auth record.
 /// Returns how long the records took to insert.
 pub async fn seed(side: &Side, records: u64, conc: usize, progress: bool) -> Result<Duration> {
     let p = &side.prefix;
     let mut c = side.peer.conn().await?;
-    let auth = c
-        .call(
-            Method::POST,
-            &format!("{p}/api/collections/_superusers/auth-with-password"),
-            None,
-            Some(json!({"identity": SUPERUSER.0, "password": SUPERUSER.1})),
-        )
-        .await?;
-    let token = auth["token"].as_str().context("no token")?.to_string();
+    let token = superuser_token(side, &mut c).await?;
     c.call(
         Method::POST,
         &format!("{p}/api/collections"),
