@@ -27,10 +27,9 @@ use strata_tests::sse::{Event, Stream};
 /// How long any one expected event may take.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The real PocketBase, its `users` readable by anyone (for `expand`),
-/// and the scenarios' collections.
-fn pocketbase() -> Result<Side> {
-    let side = Side::pocketbase()?;
+/// A side whose default `users` is readable by anyone (for `expand`), with
+/// the scenarios' collections.
+fn with_collections(side: Side) -> Result<Side> {
     let su = side.superuser()?;
     let r = side.api(
         "PATCH",
@@ -38,35 +37,24 @@ fn pocketbase() -> Result<Side> {
         Some(&su),
         Some(json!({"listRule": "", "viewRule": ""})),
     )?;
-    ensure!(r.status == 200, "pocketbase: users rules: {r:?}");
+    ensure!(r.status == 200, "{}: users rules: {r:?}", side.name());
     side.collections(&su)?;
     Ok(side)
 }
 
-/// A strata tenant with `users` as [`pocketbase`] has it, and the
-/// scenarios' collections.
+/// The real PocketBase, set up as [`with_collections`].
+fn pocketbase() -> Result<Side> {
+    with_collections(Side::pocketbase()?)
+}
+
+/// A strata tenant set up the same way.
 fn strata(extra: &[&str]) -> Result<Side> {
     strata_with(extra, &[])
 }
 
 /// The same, with extra environment for the server.
 fn strata_with(extra: &[&str], env: &[(&str, &str)]) -> Result<Side> {
-    let side = Side::strata_with(extra, env)?;
-    let su = side.superuser()?;
-    let r = side.api(
-        "POST",
-        "/api/collections",
-        Some(&su),
-        Some(json!({
-            "name": "users", "type": "auth",
-            "fields": [{"name": "name", "type": "text"}],
-            "listRule": "", "viewRule": "", "createRule": "",
-            "updateRule": "id = @request.auth.id", "deleteRule": "id = @request.auth.id",
-        })),
-    )?;
-    ensure!(r.status == 200, "strata: create users: {r:?}");
-    side.collections(&su)?;
-    Ok(side)
+    with_collections(Side::strata_with(extra, env)?)
 }
 
 /// What the scenarios do on either side.

@@ -547,9 +547,14 @@ fn relations_expand_indexes_and_request_rules() -> Result<()> {
             s.api("shop", "POST", "/api/collections", Some(&su), Some(body))
         };
         let id_of = |r: &Response| r.body["id"].as_str().unwrap_or("").to_string();
-        let r = coll(json!({"name": "users", "type": "auth",
-            "fields": [{"name": "name", "type": "text"}],
-            "listRule": "", "viewRule": "", "createRule": ""}))?;
+        // The default `users` (name, avatar), readable by anyone.
+        let r = s.api(
+            "shop",
+            "PATCH",
+            "/api/collections/users",
+            Some(&su),
+            Some(json!({"listRule": "", "viewRule": "", "createRule": ""})),
+        )?;
         ensure!(r.status == 200, "{name}: users: {r:?}");
         let users = id_of(&r);
         let r = coll(

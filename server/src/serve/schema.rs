@@ -476,14 +476,61 @@ pub fn all_collections(conn: &Connection) -> ApiResult<Vec<Collection>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// PocketBase's fixed id of the default `users` collection.
+pub const USERS_ID: &str = "_pb_users_auth_";
+
+/// The `users` auth collection PocketBase creates in a new app: `name` and
+/// an image `avatar`, each user seeing and changing only itself, anyone
+/// signing up.
+pub fn default_users() -> Collection {
+    let own = || Some("id = @request.auth.id".to_string());
+    let user_field = |name: &str, kind: FieldType| Field {
+        id: format!("{}{name}", kind_tag(kind)),
+        system: false,
+        ..Field::new(name, kind)
+    };
+    let avatar = Field {
+        max_select: 1,
+        mime_types: [
+            "image/jpeg",
+            "image/png",
+            "image/svg+xml",
+            "image/gif",
+            "image/webp",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..user_field("avatar", FieldType::File)
+    };
+    let mut c = Collection::build(
+        "users",
+        "auth",
+        vec![user_field("name", FieldType::Text), avatar],
+        Rules {
+            list: own(),
+            view: own(),
+            create: Some(String::new()),
+            update: own(),
+            delete: own(),
+            manage: None,
+        },
+    );
+    c.id = USERS_ID.into();
+    c
+}
+
 /// Create the PocketBase tables, the `_superusers` collection with its first
-/// superuser, and the tenant's JWT secret. Runs in one transaction.
+/// superuser, the default `users` collection, and the tenant's JWT secret.
+/// Runs in one transaction.
 pub fn bootstrap_data(conn: &mut Connection, email: &str, password_hash: &str) -> ApiResult<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(DATA_SCHEMA)?;
     let su = Collection::build(SUPERUSERS, "auth", vec![], Rules::default());
     su.create_table(&tx)?;
     su.insert_meta(&tx)?;
+    let users = default_users();
+    users.create_table(&tx)?;
+    users.insert_meta(&tx)?;
     let t = now();
     tx.execute(
         "INSERT INTO _superusers (id, password, tokenKey, email, emailVisibility, verified, created, updated) VALUES (?1, ?2, ?3, ?4, 0, 1, ?5, ?5)",
