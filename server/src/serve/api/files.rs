@@ -16,6 +16,7 @@ use crate::serve::auth::{self, Kind};
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::files::thumbs::{self, Thumb};
 use crate::serve::files::upload::{detect, names_of};
+use crate::serve::files::{CACHE_LARGEST, TenantFiles};
 use crate::serve::query::rules::{Caller, find_allowed, request_info};
 use crate::serve::records::output::fetch;
 use crate::serve::schema::{self, FieldType};
@@ -124,11 +125,11 @@ pub async fn serve(
             .ok_or_else(ApiError::not_found)
     };
     let (served_name, data) = match thumb {
-        None => (name.clone(), original().await?),
+        None => (name.clone(), content(files, key.clone()).await?),
         Some((size, spec)) => {
             let thumb_key = files.thumb_key(&found.collection_id, &record, &name, &size);
             match files.get(thumb_key.clone()).await? {
-                Some(d) => (format!("{size}_{name}"), d),
+                Some(d) => (format!("{size}_{name}"), Content::Whole(d)),
                 None => {
                     let src = original().await?;
                     let made = {
@@ -142,10 +143,10 @@ pub async fn serve(
                             if let Err(e) = files.put(thumb_key, d.clone()).await {
                                 tracing::warn!(error = %e, "thumb not kept");
                             }
-                            (format!("{size}_{name}"), d)
+                            (format!("{size}_{name}"), Content::Whole(d))
                         }
                         // Not an image it can read: the file itself.
-                        None => (name.clone(), src),
+                        None => (name.clone(), Content::Whole(src)),
                     }
                 }
             }
@@ -155,7 +156,57 @@ pub async fn serve(
         q.get("download").map(String::as_str),
         Some("1" | "t" | "T" | "true" | "TRUE" | "True")
     );
-    Ok(respond(&served_name, data, download, &headers))
+    Ok(respond(&served_name, data, download, &headers, files))
+}
+
+/// A file to answer with: whole in memory, or one too large for the cache,
+/// streamed from the bucket (its first bytes read to learn its type).
+enum Content {
+    Whole(Bytes),
+    Large { key: String, size: u64, head: Bytes },
+}
+
+/// How many first bytes of a large file are read to sniff its type.
+const SNIFF: u64 = 8 << 10;
+
+/// The file at `key`: cached, read whole (and cached), or large.
+async fn content(files: &TenantFiles, key: String) -> ApiResult<Content> {
+    if let Some(b) = files.cached(&key) {
+        return Ok(Content::Whole(b));
+    }
+    let size = files
+        .size(key.clone())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if size <= CACHE_LARGEST as u64 {
+        let b = files.get(key).await?.ok_or_else(ApiError::not_found)?;
+        return Ok(Content::Whole(b));
+    }
+    let head = files.get_range(key.clone(), 0..SNIFF).await?;
+    Ok(Content::Large { key, size, head })
+}
+
+impl Content {
+    fn len(&self) -> u64 {
+        match self {
+            Content::Whole(b) => b.len() as u64,
+            Content::Large { size, .. } => *size,
+        }
+    }
+    /// The bytes its type is sniffed from.
+    fn head(&self) -> &[u8] {
+        match self {
+            Content::Whole(b) => b,
+            Content::Large { head, .. } => head,
+        }
+    }
+    /// A body of bytes `start..=end`.
+    fn body(self, start: u64, end: u64, files: &TenantFiles) -> Body {
+        match self {
+            Content::Whole(b) => Body::from(b.slice(start as usize..end as usize + 1)),
+            Content::Large { key, .. } => Body::from_stream(files.stream(key, start..end + 1)),
+        }
+    }
 }
 
 /// The type a browser gets: the sniffed one, with PocketBase's overrides by
@@ -170,8 +221,14 @@ fn content_type(name: &str, data: &[u8]) -> &'static str {
     }
 }
 
-fn respond(name: &str, data: Bytes, download: bool, req: &HeaderMap) -> Response {
-    let ct = content_type(name, &data);
+fn respond(
+    name: &str,
+    data: Content,
+    download: bool,
+    req: &HeaderMap,
+    files: &TenantFiles,
+) -> Response {
+    let ct = content_type(name, data.head());
     let inline = !download && INLINE.contains(&ct.split(';').next().unwrap_or(""));
     let etag = format!("\"{name}\"");
     let mut h = HeaderMap::new();
@@ -212,7 +269,7 @@ fn respond(name: &str, data: Bytes, download: bool, req: &HeaderMap) -> Response
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     set(&mut h, header::CONTENT_TYPE, ct.into());
-    let len = data.len() as u64;
+    let len = data.len();
     let if_range_ok = req
         .get(header::IF_RANGE)
         .and_then(|v| v.to_str().ok())
@@ -230,8 +287,13 @@ fn respond(name: &str, data: Bytes, download: bool, req: &HeaderMap) -> Response
                     header::CONTENT_RANGE,
                     format!("bytes {start}-{end}/{len}"),
                 );
-                let part = data.slice(start as usize..end as usize + 1);
-                return (StatusCode::PARTIAL_CONTENT, h, Body::from(part)).into_response();
+                set(
+                    &mut h,
+                    header::CONTENT_LENGTH,
+                    (end - start + 1).to_string(),
+                );
+                let part = data.body(start, end, files);
+                return (StatusCode::PARTIAL_CONTENT, h, part).into_response();
             }
             Ok(Err(_)) => {
                 // As Go's error answer: no caching, nothing about ranges.
@@ -255,7 +317,13 @@ fn respond(name: &str, data: Bytes, download: bool, req: &HeaderMap) -> Response
             _ => {}
         }
     }
-    (StatusCode::OK, h, Body::from(data)).into_response()
+    let body = if len == 0 {
+        Body::empty()
+    } else {
+        data.body(0, len - 1, files)
+    };
+    set(&mut h, header::CONTENT_LENGTH, len.to_string());
+    (StatusCode::OK, h, body).into_response()
 }
 
 /// `POST /api/files/token`: a three-minute token for the caller's protected

@@ -41,8 +41,12 @@ pub struct FileStore {
 }
 
 /// Files larger than this are served from the bucket each time, not
-/// cached (one large video must not evict every avatar).
-const CACHE_LARGEST: usize = 8 << 20;
+/// cached (one large video must not evict every avatar), and streamed in
+/// ranged reads of [`STREAM_CHUNK`].
+pub const CACHE_LARGEST: usize = 8 << 20;
+
+/// One ranged read of a streamed download.
+pub const STREAM_CHUNK: u64 = 1 << 20;
 
 impl FileStore {
     pub fn new(store: Store, cache_bytes: u64) -> FileStore {
@@ -127,6 +131,61 @@ impl TenantFiles {
             Err(e) => Err(e.into()),
         })
         .await
+    }
+
+    /// The object at `key` if the node's cache has it (no request).
+    pub fn cached(&self, key: &str) -> Option<Bytes> {
+        self.node.cache.get(key)
+    }
+
+    /// The size of the object at `key` (one listing); `None` if there is
+    /// none.
+    pub async fn size(&self, key: String) -> ApiResult<Option<u64>> {
+        let node = self.node.clone();
+        blocking(move || {
+            Ok(node
+                .store
+                .list(&key)?
+                .into_iter()
+                .find(|o| o.key == key)
+                .map(|o| o.size))
+        })
+        .await
+    }
+
+    /// Bytes `range` of the object at `key`, from the bucket.
+    pub async fn get_range(&self, key: String, range: std::ops::Range<u64>) -> ApiResult<Bytes> {
+        let node = self.node.clone();
+        blocking(move || Ok(node.store.get_range(&key, range)?)).await
+    }
+
+    /// Bytes `range` of the object at `key` as a stream of ranged reads of
+    /// [`STREAM_CHUNK`], each made when the one before has been taken: a
+    /// download holds one chunk in memory, whatever the file's size.
+    pub fn stream(
+        &self,
+        key: String,
+        range: std::ops::Range<u64>,
+    ) -> impl futures_util::Stream<Item = ApiResult<Bytes>> + Send + 'static {
+        let files = self.clone();
+        futures_util::stream::unfold(range.start, move |at| {
+            let (files, key, end) = (files.clone(), key.clone(), range.end);
+            async move {
+                if at >= end {
+                    return None;
+                }
+                let to = (at + STREAM_CHUNK).min(end);
+                match files.get_range(key, at..to).await {
+                    // A short read ends the stream rather than loop.
+                    Ok(b) if b.is_empty() => None,
+                    Ok(b) => {
+                        let next = at + b.len() as u64;
+                        Some((Ok(b), next))
+                    }
+                    Err(e) => Some((Err(e), end)),
+                }
+            }
+        })
     }
 
     /// Delete the files `names` of a record, with their thumbs. Best
