@@ -428,43 +428,78 @@ fn file_fields_behave_as_in_pocketbase() -> Result<()> {
     Ok(())
 }
 
+/// A strata node on `b` with tenant `acme` and its superuser's token.
+fn node(
+    b: &strata_tests::Backend,
+) -> Result<(strata_tests::serve::Server, tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir()?;
+    let s = strata_tests::serve::Server::start(b, &dir.path().join("node"), &[])?;
+    s.create_tenant("acme", None)?;
+    let su = s.superuser_token("acme")?;
+    Ok((s, dir, su))
+}
+
+/// A public collection `name` of `acme` with the one file field `f`
+/// (`options` added to it).
+fn file_collection(
+    s: &strata_tests::serve::Server,
+    su: &str,
+    name: &str,
+    options: Value,
+) -> Result<()> {
+    let mut f = json!({"name": "f", "type": "file"});
+    f.as_object_mut()
+        .unwrap()
+        .extend(options.as_object().cloned().unwrap_or_default());
+    let r = s.api(
+        "acme",
+        "POST",
+        "/api/collections",
+        Some(su),
+        Some(
+            json!({"name": name, "type": "base", "listRule": "", "viewRule": "",
+            "createRule": "", "fields": [f]}),
+        ),
+    )?;
+    ensure!(r.status == 200, "create collection {name}: {r:?}");
+    Ok(())
+}
+
+/// A new record of `acme`'s `coll` with `data` in `f`, as a guest.
+fn upload(
+    s: &strata_tests::serve::Server,
+    coll: &str,
+    file: &str,
+    data: &[u8],
+) -> Result<Response> {
+    let body = multipart(&[Part::File("f", file, data)]);
+    let head = format!(
+        "POST /t/acme/api/collections/{coll}/records HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
+    );
+    strata_tests::http::raw(&s.addr, &head, body.len(), &body)
+}
+
+/// The download path of the file of record `r` (an upload's answer).
+fn file_path(coll: &str, r: &Response) -> String {
+    format!(
+        "/t/acme/api/files/{coll}/{}/{}",
+        r.body["id"].as_str().unwrap_or(""),
+        r.body["f"].as_str().unwrap_or("")
+    )
+}
+
 /// Bucket outage (the loopback S3 server stopped): a file served before is
 /// served again from the node's cache; an upload is a 503 with a clear
 /// message and creates no record.
 #[test]
 fn cached_files_are_served_through_a_bucket_outage_and_uploads_get_503() -> Result<()> {
     use strata_tests::Backend;
-    use strata_tests::serve::Server;
     let mut b = Backend::s3()?;
-    let dir = tempfile::tempdir()?;
-    let s = Server::start(&b, &dir.path().join("node"), &[])?;
-    s.create_tenant("acme", None)?;
-    let su = s.superuser_token("acme")?;
-    let r = s.api(
-        "acme",
-        "POST",
-        "/api/collections",
-        Some(&su),
-        Some(
-            json!({"name": "docs", "type": "base", "listRule": "", "viewRule": "",
-            "createRule": "", "fields": [{"name": "f", "type": "file"}]}),
-        ),
-    )?;
-    ensure!(r.status == 200, "create collection: {r:?}");
-    let upload = |name: &str| {
-        let body = multipart(&[Part::File("f", name, b"some bytes")]);
-        let head = format!(
-            "POST /t/acme/api/collections/docs/records HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
-        );
-        strata_tests::http::raw(&s.addr, &head, body.len(), &body)
-    };
-    let r = upload("a.txt")?;
+    let (s, _dir, su) = node(&b)?;
+    file_collection(&s, &su, "docs", json!({}))?;
+    let r = upload(&s, "docs", "a.txt", b"some bytes")?;
     ensure!(r.status == 200, "upload: {r:?}");
-    let path = format!(
-        "/t/acme/api/files/docs/{}/{}",
-        r.body["id"].as_str().unwrap_or(""),
-        r.body["f"].as_str().unwrap_or("")
-    );
+    let path = file_path("docs", &r);
     let get = || strata_tests::http::raw(&s.addr, &format!("GET {path} HTTP/1.1"), 0, b"");
     ensure!(get()?.bytes == b"some bytes", "first read");
     if let Backend::S3(server, _) = &mut b {
@@ -475,7 +510,7 @@ fn cached_files_are_served_through_a_bucket_outage_and_uploads_get_503() -> Resu
         r.status == 200 && r.bytes == b"some bytes",
         "cached read during the outage: {r:?}"
     );
-    let r = upload("b.txt")?;
+    let r = upload(&s, "docs", "b.txt", b"some bytes")?;
     ensure!(
         r.status == 503 && r.header("retry-after").is_some(),
         "upload during the outage: {r:?}"
@@ -590,38 +625,16 @@ fn a_file_token_of_another_tenant_or_a_path_trick_reads_nothing() -> Result<()> 
 /// across a chunk's end come back exact.
 #[test]
 fn a_large_file_is_streamed_whole_and_in_ranges() -> Result<()> {
-    use strata_tests::Backend;
-    use strata_tests::serve::Server;
-    let b = Backend::local()?;
-    let dir = tempfile::tempdir()?;
-    let s = Server::start(&b, &dir.path().join("node"), &[])?;
-    s.create_tenant("acme", None)?;
-    let su = s.superuser_token("acme")?;
-    let r = s.api(
-        "acme",
-        "POST",
-        "/api/collections",
-        Some(&su),
-        Some(
-            json!({"name": "big", "type": "base", "listRule": "", "viewRule": "",
-            "createRule": "", "fields": [{"name": "f", "type": "file", "maxSize": 20_000_000}]}),
-        ),
-    )?;
-    ensure!(r.status == 200, "collection: {r:?}");
+    // The backend owns the bucket's directory: it must outlive the node.
+    let b = strata_tests::Backend::local()?;
+    let (s, _dir, su) = node(&b)?;
+    file_collection(&s, &su, "big", json!({"maxSize": 20_000_000}))?;
     let data: Vec<u8> = (0..10_000_000u32)
         .map(|i| (i * 7 + i / 251) as u8)
         .collect();
-    let body = multipart(&[Part::File("f", "movie.bin", &data)]);
-    let head = format!(
-        "POST /t/acme/api/collections/big/records HTTP/1.1\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}"
-    );
-    let r = strata_tests::http::raw(&s.addr, &head, body.len(), &body)?;
+    let r = upload(&s, "big", "movie.bin", &data)?;
     ensure!(r.status == 200, "upload: {}", r.text);
-    let path = format!(
-        "/t/acme/api/files/big/{}/{}",
-        r.body["id"].as_str().unwrap_or(""),
-        r.body["f"].as_str().unwrap_or("")
-    );
+    let path = file_path("big", &r);
     let get = |range: Option<&str>| {
         let mut head = format!("GET {path} HTTP/1.1");
         if let Some(r) = range {
