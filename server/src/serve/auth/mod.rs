@@ -20,9 +20,10 @@ use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value, json};
 use token::{peek, sign, unix_now, verify};
 
-/// Token lifetimes PocketBase uses by default.
+/// Token lifetimes PocketBase uses by default (`authToken.duration` of
+/// `_superusers` and of a new auth collection).
 const SUPERUSER_TTL_SECS: u64 = 86_400;
-const USER_TTL_SECS: u64 = 604_800;
+const USER_TTL_SECS: u64 = 432_000;
 
 /// The caller, if the request carries a valid token of this tenant.
 #[derive(Debug, Clone)]
