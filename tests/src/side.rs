@@ -228,3 +228,11 @@ impl Pair {
         ))
     }
 }
+
+/// Run `scenario` on a fresh PocketBase, then on a fresh strata tenant,
+/// and compare the two step by step.
+pub fn on_both(scenario: impl Fn(&Side) -> Result<Vec<(String, Value)>>) -> Result<()> {
+    let pb = scenario(&Side::pocketbase()?)?;
+    let st = scenario(&Side::strata(&[])?)?;
+    same_steps(&pb, &st)
+}

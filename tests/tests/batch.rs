@@ -5,7 +5,7 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 use strata_tests::http::{Response, error_codes};
-use strata_tests::side::{Side, same_steps};
+use strata_tests::side::{Side, on_both};
 
 /// What is compared of an answer: the status, and of records only the keys
 /// both servers give (strata adds `created`/`updated`; ids are fixed here).
@@ -183,7 +183,5 @@ fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
 
 #[test]
 fn batches_behave_as_in_pocketbase() -> Result<()> {
-    let pb = scenario(&Side::pocketbase()?)?;
-    let st = scenario(&Side::strata(&[])?)?;
-    same_steps(&pb, &st)
+    on_both(scenario)
 }

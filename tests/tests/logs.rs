@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use strata_tests::http::{Response, encode};
-use strata_tests::side::{Side, same_steps};
+use strata_tests::side::{Side, on_both};
 
 /// The parts of an entry both servers must agree on.
 fn entry(e: &Value) -> Value {
@@ -133,7 +133,5 @@ fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
 
 #[test]
 fn the_request_log_reads_as_in_pocketbase() -> Result<()> {
-    let pb = scenario(&Side::pocketbase()?)?;
-    let st = scenario(&Side::strata(&[])?)?;
-    same_steps(&pb, &st)
+    on_both(scenario)
 }

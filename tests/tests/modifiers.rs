@@ -7,7 +7,7 @@
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 use strata_tests::http::error_codes;
-use strata_tests::side::{Side, same_steps};
+use strata_tests::side::{Side, on_both};
 
 fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
     let su = side.superuser()?;
@@ -97,7 +97,5 @@ fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
 
 #[test]
 fn body_modifiers_behave_as_in_pocketbase() -> Result<()> {
-    let pb = scenario(&Side::pocketbase()?)?;
-    let st = scenario(&Side::strata(&[])?)?;
-    same_steps(&pb, &st)
+    on_both(scenario)
 }

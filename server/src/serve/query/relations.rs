@@ -151,6 +151,10 @@ fn expand_tree(
     show: &Show,
 ) -> ApiResult<()> {
     for (name, sub) in &tree.0 {
+        if let Some((coll, field)) = name.split_once("_via_") {
+            expand_back(conn, c, recs, name, (coll, field), sub, fetch, show)?;
+            continue;
+        }
         let Some(f) = c
             .visible_field(name)
             .filter(|f| f.kind == FieldType::Relation)
@@ -202,6 +206,97 @@ fn expand_tree(
     }
     Ok(())
 }
+
+/// Fill `expand.<name>` of each record of `c` with the records of
+/// collection `via.0` whose relation field `via.1` points at it
+/// (`comments_via_post`), oldest first, as many as the caller may view: a
+/// list whatever the field's size, as PocketBase gives it. A name that is
+/// no such back-relation is ignored.
+#[allow(clippy::too_many_arguments)]
+fn expand_back(
+    conn: &Connection,
+    c: &Collection,
+    recs: &mut [Map<String, Value>],
+    name: &str,
+    via: (&str, &str),
+    sub: &Tree,
+    fetch: &Fetch,
+    show: &Show,
+) -> ApiResult<()> {
+    let Ok(oc) = schema::find_collection(conn, via.0) else {
+        return Ok(());
+    };
+    let Some(f) = oc
+        .visible_field(via.1)
+        .filter(|f| f.kind == FieldType::Relation && f.collection_id == c.id)
+        .cloned()
+    else {
+        return Ok(());
+    };
+    let parents: Vec<String> = recs
+        .iter()
+        .filter_map(|r| r.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    // The referring records, in insertion order; then only those the caller
+    // may view, each with its own expands.
+    let col = quote_ident(&f.name);
+    let mut children: Vec<String> = Vec::new();
+    for chunk in parents.chunks(CHUNK) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let cond = if f.multiple() {
+            format!(
+                "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({col}) THEN {col} ELSE '[]' END) WHERE value IN ({marks}))"
+            )
+        } else {
+            format!("{col} IN ({marks})")
+        };
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id FROM {} WHERE {cond} ORDER BY _rowid_ LIMIT {BACK_LIMIT}",
+            quote_ident(&oc.name)
+        ))?;
+        let ids = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| r.get(0))?;
+        children.extend(ids.collect::<rusqlite::Result<Vec<String>>>()?);
+    }
+    let mut found = Vec::new();
+    for chunk in children.chunks(CHUNK) {
+        found.extend(fetch(conn, &oc, chunk)?);
+    }
+    expand_tree(conn, &oc, &mut found, sub, fetch, show)?;
+    let rank: HashMap<&str, usize> = children
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    found.sort_by_key(|r| {
+        rank.get(r.get("id").and_then(Value::as_str).unwrap_or(""))
+            .copied()
+            .unwrap_or(usize::MAX)
+    });
+    for rec in recs.iter_mut() {
+        let id = rec
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let related: Vec<Value> = found
+            .iter()
+            .filter(|child| ids_of(child, &f.name).contains(&id))
+            .map(|child| show(&oc, child.clone()))
+            .collect();
+        let slot = rec
+            .entry("expand")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !related.is_empty()
+            && let Value::Object(m) = slot
+        {
+            m.insert(name.to_string(), Value::Array(related));
+        }
+    }
+    Ok(())
+}
+
+/// The most records one back-relation expands, as PocketBase caps it.
+const BACK_LIMIT: usize = 1000;
 
 /// Relation fields of any collection that point at `c`.
 pub fn referencing(conn: &Connection, c: &Collection) -> ApiResult<Vec<(Collection, Field)>> {
