@@ -1,7 +1,8 @@
 //! Back-relations (`<collection>_via_<field>`) in `expand`, run against the
 //! real PocketBase and strata and compared step by step: single and
 //! multiple relation fields, nested expands through them, the view rule of
-//! the back-related collection, and names that are no back-relation.
+//! the back-related collection, and names that are no back-relation; and
+//! the same paths in filters.
 
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
@@ -135,6 +136,42 @@ fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
                     if who.is_some() { "superuser" } else { "guest" }
                 ),
                 json!({"status": r.status, "items": shape(&r.body["items"])}),
+            ));
+        }
+    }
+    for (base, filter) in [
+        ("posts", "comments_via_post.body ?= 'c1aaaaaaaaaaaaa'"),
+        ("posts", "comments_via_post.body = 'c2aaaaaaaaaaaaa'"),
+        ("posts", "comments_via_post.body ?!= 'c3aaaaaaaaaaaaa'"),
+        ("posts", "comments_via_post.tags.name ?= 't2'"),
+        ("posts", "hidden_via_post.body ?= 'secret'"),
+        ("tags", "comments_via_tags.post.title ?= 'p1'"),
+        ("tags", "comments_via_tags.body ?~ 'c1'"),
+        ("posts", "nope_via_post.body ?= 'x'"),
+        ("posts", "comments_via_title.body ?= 'x'"),
+    ] {
+        for who in [Some(su.as_str()), None] {
+            let r = side.api(
+                "GET",
+                &format!(
+                    "/api/collections/{base}/records?sort=id&filter={}",
+                    strata_tests::http::encode(filter)
+                ),
+                who,
+                None,
+            )?;
+            let ids: Vec<Value> = r.body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|i| i["id"].clone())
+                .collect();
+            steps.push((
+                format!(
+                    "{base} filter {filter} as {}",
+                    if who.is_some() { "superuser" } else { "guest" }
+                ),
+                json!({"status": r.status, "ids": ids}),
             ));
         }
     }

@@ -1,6 +1,7 @@
 //! What the names in a filter, rule or sort stand for in one tenant's
 //! `data.db`: fields of the record, paths through relation fields
-//! (`author.team.name`) as correlated subqueries, and `@collection` joins.
+//! (`author.team.name`) and back-relations (`comments_via_post.body`) as
+//! correlated subqueries, and `@collection` joins.
 //! Every piece of SQL here is made of quoted schema names only.
 //!
 //! A client's own `filter` and `sort` (not a superuser's, not a rule) are
@@ -70,6 +71,22 @@ impl<'a> RecordNames<'a> {
             .filter(|f| self.scope == Scope::Trusted || !(c.is_auth() && f.name == "email"))
     }
 
+    /// `<collection>_via_<field>` from a row of `c`: that collection (one
+    /// the expression may join) and its relation field pointing at `c`. A
+    /// field of `c` with that name wins.
+    fn back_relation(&self, c: &Collection, hop: &str) -> Option<(Collection, Field)> {
+        if c.field(hop).is_some() {
+            return None;
+        }
+        let (name, field) = hop.split_once("_via_")?;
+        let oc = self.reachable(name)?;
+        let f = self
+            .named(&oc, field)
+            .filter(|f| f.kind == FieldType::Relation && f.collection_id == c.id)?
+            .clone();
+        Some((oc, f))
+    }
+
     fn alias(&self) -> String {
         let n = self.next.get() + 1;
         self.next.set(n);
@@ -90,6 +107,28 @@ impl<'a> RecordNames<'a> {
         let (mut from, mut cond, mut many) = (String::new(), String::new(), false);
         let (mut cur_c, mut cur) = (c.clone(), root.to_string());
         for (i, hop) in hops.iter().enumerate() {
+            if let Some((oc, back)) = self.back_relation(&cur_c, hop) {
+                // `comments_via_post`: the rows of `comments` whose `post`
+                // holds this row's id; always many.
+                many = true;
+                let (a, t) = (self.alias(), quote_ident(&oc.name));
+                let col = format!("{a}.{}", quote_ident(&back.name));
+                let refers = if back.multiple() {
+                    format!(
+                        "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid({col}) THEN {col} ELSE '[]' END) WHERE value = {cur}.id)"
+                    )
+                } else {
+                    format!("{col} = {cur}.id")
+                };
+                if i == 0 {
+                    from = format!("{t} AS {a}");
+                    cond = format!(" WHERE {refers}");
+                } else {
+                    from = format!("{from} JOIN {t} AS {a} ON {refers}");
+                }
+                (cur_c, cur) = (oc, a);
+                continue;
+            }
             let f = self.named(&cur_c, hop)?;
             if f.kind != FieldType::Relation {
                 return None;
