@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use serde_json::{Value, json};
 use strata_server::serve::schema::{self, Collection, Field, Rules};
 
-/// A tenant's tables with `users` (auth, `name`) and `posts` (every kind of
+/// A tenant's tables with its default `users` (auth, `name`, `avatar`) and
+/// `posts` (every kind of
 /// field a filter can name: text, number, bool, json, date, a single and a
 /// multiple select, a single and a multiple relation to `users`, a hidden
 /// field), and a few rows in each.
@@ -23,14 +24,8 @@ impl Tenant {
     pub fn new() -> Tenant {
         let mut conn = Connection::open_in_memory().expect("sqlite");
         schema::bootstrap_data(&mut conn, "root@example.com", "x").expect("bootstrap");
-        let users = Collection::build(
-            "users",
-            "auth",
-            fields(json!([{"name": "name", "type": "text"}])),
-            Rules::default(),
-        );
-        users.create_table(&conn).expect("users table");
-        users.insert_meta(&conn).expect("users meta");
+        // The default `users` a new tenant has (name, avatar).
+        let users = schema::find_collection(&conn, "users").expect("users");
         let posts = Collection::build(
             "posts",
             "base",
