@@ -46,6 +46,10 @@ const SYSTEM_FIELDS: &[&str] = &[
 fn bad_field_name(i: usize, name: &str) -> ApiError {
     let error = if NOT_FIELDS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         json!({"code": "validation_not_in_invalid", "message": "Must not be in list."})
+    } else if name.len() > 100 {
+        json!({"code": "validation_length_too_long", "message": "The length must be no more than 100."})
+    } else if !valid_name(name) {
+        json!({"code": "validation_match_invalid", "message": "Must be in a valid format."})
     } else {
         json!({
             "code": "validation_duplicated_field_name",
@@ -113,12 +117,17 @@ fn field_err(name: &str, msg: impl Into<String>) -> ApiError {
     )
 }
 
-/// The fields a body's `fields` list adds, and the user fields it already
-/// has with new options.
+/// What a body's `fields` list (the whole list, as PocketBase takes it)
+/// does to a collection's fields: adds some, gives others new options (and
+/// maybe a new name: a field is known by its `id`), and removes the user
+/// fields it leaves out.
 #[derive(Default)]
 struct FieldChanges {
     added: Vec<Field>,
     changed: Vec<Field>,
+    /// (old name, new name).
+    renamed: Vec<(String, String)>,
+    removed: Vec<Field>,
 }
 
 fn parse_fields(
@@ -134,25 +143,45 @@ fn parse_fields(
         .ok_or_else(|| field_err("fields", "Must be an array."))?;
     let mut out: Vec<Field> = Vec::new();
     let mut changed: Vec<Field> = Vec::new();
+    let mut renamed: Vec<(String, String)> = Vec::new();
+    let mut kept: Vec<&str> = Vec::new();
     // Place in the collection's list as PocketBase numbers it (after `id`).
     let base = usize::from(!arr.iter().any(|f| f["name"] == "id"));
     for (i, f) in arr.iter().enumerate() {
         let name = f["name"].as_str().unwrap_or("");
         // Fields already in the collection (PocketBase clients send the whole
-        // list back on update): system fields stay as they are; a user
-        // field takes the options sent with its type.
-        let old = existing.iter().find(|e| e.name == name);
+        // list back on update), by id, else by name: system fields stay as
+        // they are; a user field takes the options sent with its type, and
+        // the name sent.
+        let by_id = f["id"]
+            .as_str()
+            .filter(|id| !id.is_empty())
+            .and_then(|id| existing.iter().find(|e| e.id == id));
+        let old = by_id.or_else(|| existing.iter().find(|e| e.name == name));
+        if let Some(o) = old {
+            kept.push(o.name.as_str());
+        }
         if old.is_some_and(|o| o.system || f.get("type").is_none()) {
             continue;
         }
-        if old.is_none()
+        let rename = old.is_some_and(|o| o.name != name);
+        let clashes = |n: &str| {
+            existing
+                .iter()
+                .filter(|e| old.is_none_or(|o| o.id != e.id))
+                .any(|e| e.name.eq_ignore_ascii_case(n))
+                || out
+                    .iter()
+                    .chain(&changed)
+                    .any(|o| o.name.eq_ignore_ascii_case(n))
+        };
+        if (old.is_none() || rename)
             && (!valid_name(name)
                 || NOT_FIELDS
                     .iter()
                     .chain(SYSTEM_FIELDS)
                     .any(|r| r.eq_ignore_ascii_case(name))
-                || existing.iter().any(|e| e.name.eq_ignore_ascii_case(name))
-                || out.iter().any(|o| o.name.eq_ignore_ascii_case(name)))
+                || clashes(name))
         {
             return Err(bad_field_name(i + base, name));
         }
@@ -228,14 +257,24 @@ fn parse_fields(
                     ));
                 }
                 field.id = old.id.clone();
+                if rename {
+                    renamed.push((old.name.clone(), field.name.clone()));
+                }
                 changed.push(field);
             }
             None => out.push(field),
         }
     }
+    let removed = existing
+        .iter()
+        .filter(|e| !e.system && e.kind != FieldType::Autodate && !kept.contains(&e.name.as_str()))
+        .cloned()
+        .collect();
     Ok(FieldChanges {
         added: out,
         changed,
+        renamed,
+        removed,
     })
 }
 
@@ -358,6 +397,84 @@ fn apply_indexes(
         })?;
     }
     c.indexes = want.iter().map(|i| i.to_pocketbase(&c.name)).collect();
+    Ok(())
+}
+
+/// Rename and drop the columns of renamed and removed fields, and take the
+/// new options of changed ones. As in PocketBase, the indexes must still
+/// name fields that exist: with no `indexes` in the body (`new_indexes`),
+/// an index on a renamed or removed field is a 400; with them, the old
+/// indexes on such fields go and the body's are made afterwards (`save`).
+fn migrate(
+    conn: &Connection,
+    c: &mut Collection,
+    changes: &FieldChanges,
+    new_indexes: bool,
+) -> ApiResult<()> {
+    let table = filter::quote_ident(&c.name);
+    let have: Vec<indexes::Index> = c
+        .indexes
+        .iter()
+        .filter_map(|s| indexes::parse(s, c).ok())
+        .collect();
+    let gone: Vec<&str> = changes
+        .renamed
+        .iter()
+        .map(|(old, _)| old.as_str())
+        .chain(changes.removed.iter().map(|f| f.name.as_str()))
+        .collect();
+    let touches = |ix: &indexes::Index| {
+        ix.columns
+            .iter()
+            .any(|col| gone.contains(&col.name.as_str()))
+    };
+    let mut bad = Map::new();
+    for (i, ix) in have.iter().enumerate() {
+        if !touches(ix) {
+            continue;
+        }
+        if new_indexes {
+            conn.execute_batch(&ix.drop_sql())?;
+        } else {
+            bad.insert(
+                i.to_string(),
+                json!({"code": "validation_invalid_index_expression", "message": "Invalid index expression: it names a field that is renamed or removed."}),
+            );
+        }
+    }
+    if !bad.is_empty() {
+        return Err(ApiError::validation(
+            "Failed to update collection.",
+            json!({"indexes": bad}),
+        ));
+    }
+    for (old, new) in &changes.renamed {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+            filter::quote_ident(old),
+            filter::quote_ident(new)
+        ))?;
+    }
+    for f in &changes.removed {
+        conn.execute_batch(&format!(
+            "ALTER TABLE {table} DROP COLUMN {}",
+            filter::quote_ident(&f.name)
+        ))?;
+    }
+    for new in &changes.changed {
+        if let Some(f) = c.fields.iter_mut().find(|f| f.id == new.id) {
+            *f = new.clone();
+        }
+    }
+    c.fields
+        .retain(|f| !changes.removed.iter().any(|r| r.id == f.id));
+    if new_indexes {
+        c.indexes = have
+            .iter()
+            .filter(|ix| !touches(ix))
+            .map(|i| i.to_pocketbase(&c.name))
+            .collect();
+    }
     Ok(())
 }
 
@@ -522,13 +639,9 @@ pub async fn update(
         }
         c.rules = parse_rules(&body, c.rules.clone())?;
         let tx = conn;
-        let FieldChanges { added, changed } = parse_fields(tx, body.get("fields"), &c.fields)?;
-        // New options of a field whose column stays as it is.
-        for new in changed {
-            if let Some(f) = c.fields.iter_mut().find(|f| f.name == new.name) {
-                *f = new;
-            }
-        }
+        let changes = parse_fields(tx, body.get("fields"), &c.fields)?;
+        migrate(tx, &mut c, &changes, body.contains_key("indexes"))?;
+        let added = changes.added;
         for f in &added {
             tx.execute_batch(&format!(
                 "ALTER TABLE {} ADD COLUMN {}",
