@@ -68,7 +68,8 @@ pub enum Operand {
         path: String,
         modifier: Option<Modifier>,
     },
-    /// `@now`, `@todayStart`, `@todayEnd`.
+    /// `@now`, `@todayStart`, `@todayEnd`, and the others of
+    /// `query/macros.rs`.
     Macro(String),
 }
 
@@ -381,6 +382,7 @@ fn name_operand(id: &str) -> Result<Operand, FilterError> {
     if name.starts_with('@') {
         return match (name, modifier) {
             ("@now" | "@todayStart" | "@todayEnd", None) => Ok(Operand::Macro(name.into())),
+            (m, None) if super::macros::NAMES.contains(&m) => Ok(Operand::Macro(name.into())),
             _ => Err(unsupported()),
         };
     }
@@ -677,7 +679,8 @@ fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
             "@now" => SqlValue::Text(ctx.now.clone()),
             "@todayStart" => SqlValue::Text(ctx.today_start.clone()),
             "@todayEnd" => SqlValue::Text(ctx.today_end.clone()),
-            other => return Err(FilterError::Unsupported(other.to_string())),
+            other => super::macros::value(other, &ctx.now)
+                .ok_or_else(|| FilterError::Unsupported(other.to_string()))?,
         },
     };
     Ok(Side::One(Sql::param(v)))

@@ -2,6 +2,7 @@
 //! built here, from bound parameters and names found in the schema.
 //!
 //! - [`filter`]: the filter language, parsed to an AST and compiled to SQL;
+//! - [`macros`]: the datetime macros (`@yesterday`, `@monthEnd`, `@weekday`...);
 //! - [`names`]: what a filter's names are in a tenant's schema (relation
 //!   hops, `@collection` joins) and how far a client may reach;
 //! - [`rules`]: the caller, API rules as conditions, the records' `SELECT`;
@@ -12,6 +13,7 @@
 pub mod filter;
 pub mod indexes;
 pub mod logs;
+pub mod macros;
 pub mod names;
 pub mod relations;
 pub mod rules;
