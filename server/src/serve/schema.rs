@@ -163,6 +163,22 @@ pub struct Field {
     /// `file`: served only with a file token whose holder may view the record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
+    /// `text`: the fewest and most characters of a non-empty value (most:
+    /// 5000 when unset); `number`: the smallest and largest non-zero value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// `text`: a regular expression a non-empty value must match.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pattern: String,
+    /// `number`: whole numbers only.
+    #[serde(
+        default,
+        rename = "onlyInt",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub only_int: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -210,6 +226,10 @@ impl Field {
             mime_types: vec![],
             thumbs: vec![],
             protected: false,
+            min: None,
+            max: None,
+            pattern: String::new(),
+            only_int: false,
         }
     }
     /// The column definition (CREATE TABLE / ALTER TABLE ADD COLUMN).

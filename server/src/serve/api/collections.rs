@@ -244,6 +244,7 @@ fn parse_fields(
                 field.cascade_delete = f["cascadeDelete"].as_bool().unwrap_or(false);
             }
             FieldType::File => file_options(&mut field, f, i + base)?,
+            FieldType::Text | FieldType::Number => value_options(&mut field, f)?,
             _ => {}
         }
         match old {
@@ -341,6 +342,40 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
         return Err(option_err("thumbs", Value::Object(bad)));
     }
     field.protected = f["protected"].as_bool().unwrap_or(false);
+    Ok(())
+}
+
+/// A text or number field's `min`, `max` (numbers or null), a text
+/// field's `pattern` (it must compile) and a number field's `onlyInt`.
+fn value_options(field: &mut Field, f: &Value) -> ApiResult<()> {
+    let bound = |k: &str| -> ApiResult<Option<f64>> {
+        match &f[k] {
+            Value::Null => Ok(None),
+            Value::Number(n) => Ok(n.as_f64()),
+            _ => Err(ApiError::bad_request(
+                "Failed to load the submitted data due to invalid formatting.",
+            )),
+        }
+    };
+    field.min = bound("min")?;
+    field.max = bound("max")?;
+    if field.kind == FieldType::Text {
+        // 0 is "unset" for a text field, as PocketBase shows it.
+        field.min = field.min.filter(|m| *m > 0.0);
+        field.max = field.max.filter(|m| *m > 0.0);
+        field.pattern = f["pattern"].as_str().unwrap_or("").to_string();
+        if !field.pattern.is_empty() && regex::Regex::new(&field.pattern).is_err() {
+            return Err(field_err(
+                "fields",
+                format!(
+                    "Field {:?}: the pattern is no valid regular expression.",
+                    field.name
+                ),
+            ));
+        }
+    } else {
+        field.only_int = f["onlyInt"].as_bool().unwrap_or(false);
+    }
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use crate::serve::auth::password;
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::files::upload::{FileWrite, names_of};
 use crate::serve::query::{filter, relations};
-use crate::serve::schema::{Collection, FieldType};
+use crate::serve::schema::{Collection, Field, FieldType};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value, json};
@@ -317,6 +317,10 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
                 continue;
             }
         };
+        if let Some(e) = bounds_error(f, &value) {
+            errors.insert(f.name.clone(), e);
+            continue;
+        }
         let blank = match &value {
             SqlValue::Null => true,
             SqlValue::Text(s) => s.is_empty() || (f.multiple() && s == "[]"),
@@ -346,6 +350,78 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
         cols: out,
         removed_files,
     })
+}
+
+/// The most characters of a text field with no `max`, as in PocketBase.
+pub const TEXT_MAX_CHARS: f64 = 5000.0;
+
+/// A number as PocketBase writes it in messages and params: whole numbers
+/// without a fraction.
+fn num(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
+fn num_text(v: f64) -> String {
+    num(v).to_string()
+}
+
+/// Why a text or number value breaks its field's `min`, `max`, `pattern`
+/// or `onlyInt`, in PocketBase's words. Empty text and zero are not
+/// checked (`required` is).
+fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
+    match (f.kind, value) {
+        (FieldType::Text, SqlValue::Text(s)) if !s.is_empty() => {
+            let n = s.chars().count() as f64;
+            let max = f.max.unwrap_or(TEXT_MAX_CHARS);
+            if let Some(min) = f.min.filter(|m| n < *m) {
+                return Some(json!({"code": "validation_min_text_constraint",
+                    "message": format!("Must be at least {} character(s).", num_text(min)),
+                    "params": {"min": num(min)}}));
+            }
+            if n > max {
+                return Some(json!({"code": "validation_max_text_constraint",
+                    "message": format!("Must be no more than {} character(s).", num_text(max)),
+                    "params": {"max": num(max)}}));
+            }
+            let matches = || regex::Regex::new(&f.pattern).is_ok_and(|r| r.is_match(s));
+            if !f.pattern.is_empty() && !matches() {
+                return Some(err("validation_invalid_format", "Invalid value format."));
+            }
+            None
+        }
+        (FieldType::Number, SqlValue::Integer(_) | SqlValue::Real(_)) => {
+            let v = match value {
+                SqlValue::Integer(i) => *i as f64,
+                SqlValue::Real(r) => *r,
+                _ => 0.0,
+            };
+            if v == 0.0 {
+                return None;
+            }
+            if f.only_int && v.fract() != 0.0 {
+                return Some(err(
+                    "validation_only_int_constraint",
+                    "Decimal numbers are not allowed.",
+                ));
+            }
+            if let Some(min) = f.min.filter(|m| v < *m) {
+                return Some(json!({"code": "validation_min_number_constraint",
+                    "message": format!("Must be greater or equal than {}.", num_text(min)),
+                    "params": {"min": num(min)}}));
+            }
+            if let Some(max) = f.max.filter(|m| v > *m) {
+                return Some(json!({"code": "validation_max_number_constraint",
+                    "message": format!("Must be less or equal than {}.", num_text(max)),
+                    "params": {"max": num(max)}}));
+            }
+            None
+        }
+        _ => None,
+    }
 }
 
 pub fn failed(create: bool) -> &'static str {
