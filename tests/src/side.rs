@@ -113,6 +113,23 @@ impl Side {
         }
     }
 
+    /// Create a collection as the superuser; it must succeed. Its JSON.
+    pub fn create_collection(&self, body: Value) -> Result<Value> {
+        let r = self.api(
+            "POST",
+            "/api/collections",
+            Some(&self.superuser()?),
+            Some(body),
+        )?;
+        ensure!(
+            r.status == 200,
+            "{}: create collection: {}",
+            self.name(),
+            r.text
+        );
+        Ok(r.body)
+    }
+
     pub fn superuser(&self) -> Result<String> {
         match self {
             Side::PocketBase(pb) => pb.superuser_token(),

@@ -21,17 +21,10 @@ fn at(secs: i64) -> String {
 }
 
 fn scenario(side: &Side, dates: &[(&str, String)]) -> Result<Vec<(String, Value)>> {
-    let su = side.superuser()?;
-    let r = side.api(
-        "POST",
-        "/api/collections",
-        Some(&su),
-        Some(
-            json!({"name": "events", "type": "base", "listRule": "", "createRule": "",
+    side.create_collection(
+        json!({"name": "events", "type": "base", "listRule": "", "createRule": "",
             "fields": [{"name": "name", "type": "text"}, {"name": "when", "type": "date"}]}),
-        ),
     )?;
-    ensure!(r.status == 200, "{}: collection: {}", side.name(), r.text);
     for (name, when) in dates {
         let r = side.api(
             "POST",
