@@ -109,6 +109,10 @@ pub enum FieldType {
     /// Names of files kept in the bucket under the record's folder
     /// (see `serve::files`).
     File,
+    /// A URL, maybe limited to some domains.
+    Url,
+    /// Rich text (HTML), limited in bytes by `maxSize`.
+    Editor,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,11 +168,12 @@ pub struct Field {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
     /// `text`: the fewest and most characters of a non-empty value (most:
-    /// 5000 when unset); `number`: the smallest and largest non-zero value.
+    /// 5000 when unset); `number`: the smallest and largest non-zero value;
+    /// `date`: the earliest and latest date (PocketBase's date strings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
+    pub min: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
+    pub max: Option<Value>,
     /// `text`: a regular expression a non-empty value must match.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pattern: String,
@@ -179,6 +184,15 @@ pub struct Field {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub only_int: bool,
+    /// `url` and `email`: the only domains allowed, or those refused.
+    #[serde(default, rename = "onlyDomains", skip_serializing_if = "Vec::is_empty")]
+    pub only_domains: Vec<String>,
+    #[serde(
+        default,
+        rename = "exceptDomains",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub except_domains: Vec<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -230,7 +244,16 @@ impl Field {
             max: None,
             pattern: String::new(),
             only_int: false,
+            only_domains: vec![],
+            except_domains: vec![],
         }
+    }
+    /// `min` as a number (text, number fields).
+    pub fn min_num(&self) -> Option<f64> {
+        self.min.as_ref().and_then(Value::as_f64)
+    }
+    pub fn max_num(&self) -> Option<f64> {
+        self.max.as_ref().and_then(Value::as_f64)
     }
     /// The column definition (CREATE TABLE / ALTER TABLE ADD COLUMN).
     pub fn column(&self) -> String {
@@ -261,6 +284,8 @@ fn kind_tag(k: FieldType) -> &'static str {
         FieldType::Select => "select",
         FieldType::Relation => "relation",
         FieldType::File => "file",
+        FieldType::Url => "url",
+        FieldType::Editor => "editor",
     }
 }
 

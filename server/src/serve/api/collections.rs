@@ -195,11 +195,13 @@ fn parse_fields(
             "select" => FieldType::Select,
             "relation" => FieldType::Relation,
             "file" => FieldType::File,
+            "url" => FieldType::Url,
+            "editor" => FieldType::Editor,
             other => {
                 return Err(field_err(
                     "fields",
                     format!(
-                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, select, relation, file)."
+                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, url, editor, select, relation, file)."
                     ),
                 ));
             }
@@ -244,7 +246,13 @@ fn parse_fields(
                 field.cascade_delete = f["cascadeDelete"].as_bool().unwrap_or(false);
             }
             FieldType::File => file_options(&mut field, f, i + base)?,
-            FieldType::Text | FieldType::Number => value_options(&mut field, f)?,
+            FieldType::Text
+            | FieldType::Number
+            | FieldType::Date
+            | FieldType::Url
+            | FieldType::Email
+            | FieldType::Editor
+            | FieldType::Json => value_options(&mut field, f)?,
             _ => {}
         }
         match old {
@@ -348,33 +356,73 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
 /// A text or number field's `min`, `max` (numbers or null), a text
 /// field's `pattern` (it must compile) and a number field's `onlyInt`.
 fn value_options(field: &mut Field, f: &Value) -> ApiResult<()> {
-    let bound = |k: &str| -> ApiResult<Option<f64>> {
+    let malformed =
+        || ApiError::bad_request("Failed to load the submitted data due to invalid formatting.");
+    let strings = |k: &str| -> ApiResult<Vec<String>> {
         match &f[k] {
-            Value::Null => Ok(None),
-            Value::Number(n) => Ok(n.as_f64()),
-            _ => Err(ApiError::bad_request(
-                "Failed to load the submitted data due to invalid formatting.",
-            )),
+            Value::Null => Ok(vec![]),
+            Value::Array(a) => a
+                .iter()
+                .map(|v| v.as_str().map(str::to_ascii_lowercase))
+                .collect::<Option<_>>()
+                .ok_or_else(malformed),
+            _ => Err(malformed()),
         }
     };
-    field.min = bound("min")?;
-    field.max = bound("max")?;
-    if field.kind == FieldType::Text {
-        // 0 is "unset" for a text field, as PocketBase shows it.
-        field.min = field.min.filter(|m| *m > 0.0);
-        field.max = field.max.filter(|m| *m > 0.0);
-        field.pattern = f["pattern"].as_str().unwrap_or("").to_string();
-        if !field.pattern.is_empty() && regex::Regex::new(&field.pattern).is_err() {
-            return Err(field_err(
-                "fields",
-                format!(
-                    "Field {:?}: the pattern is no valid regular expression.",
-                    field.name
-                ),
-            ));
+    match field.kind {
+        FieldType::Text | FieldType::Number => {
+            let bound = |k: &str| -> ApiResult<Option<f64>> {
+                match &f[k] {
+                    Value::Null => Ok(None),
+                    Value::Number(n) => Ok(n.as_f64()),
+                    _ => Err(malformed()),
+                }
+            };
+            let (mut min, mut max) = (bound("min")?, bound("max")?);
+            if field.kind == FieldType::Text {
+                // 0 is "unset" for a text field, as PocketBase shows it.
+                min = min.filter(|m| *m > 0.0);
+                max = max.filter(|m| *m > 0.0);
+                field.pattern = f["pattern"].as_str().unwrap_or("").to_string();
+                if !field.pattern.is_empty() && regex::Regex::new(&field.pattern).is_err() {
+                    return Err(field_err(
+                        "fields",
+                        format!(
+                            "Field {:?}: the pattern is no valid regular expression.",
+                            field.name
+                        ),
+                    ));
+                }
+            } else {
+                field.only_int = f["onlyInt"].as_bool().unwrap_or(false);
+            }
+            field.min = min.map(Value::from);
+            field.max = max.map(Value::from);
         }
-    } else {
-        field.only_int = f["onlyInt"].as_bool().unwrap_or(false);
+        FieldType::Date => {
+            let bound = |k: &str| -> ApiResult<Option<Value>> {
+                match &f[k] {
+                    Value::Null => Ok(None),
+                    Value::String(s) if s.is_empty() => Ok(None),
+                    Value::String(s) => crate::serve::records::dates::normalize(s)
+                        .map(|d| Some(Value::String(d)))
+                        .ok_or_else(|| {
+                            field_err("fields", format!("Field {:?}: {k} is no date.", field.name))
+                        }),
+                    _ => Err(malformed()),
+                }
+            };
+            field.min = bound("min")?;
+            field.max = bound("max")?;
+        }
+        FieldType::Url | FieldType::Email => {
+            field.only_domains = strings("onlyDomains")?;
+            field.except_domains = strings("exceptDomains")?;
+        }
+        FieldType::Editor | FieldType::Json => {
+            field.max_size = f["maxSize"].as_u64().unwrap_or(0);
+        }
+        _ => {}
     }
     Ok(())
 }

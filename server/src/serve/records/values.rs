@@ -255,11 +255,24 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
                     continue;
                 }
             },
-            (FieldType::Text | FieldType::Date, Value::String(s)) => SqlValue::Text(s.clone()),
-            (FieldType::Text, Value::Number(n)) => SqlValue::Text(n.to_string()),
-            (FieldType::Text | FieldType::Date | FieldType::Email, Value::Null) => {
-                SqlValue::Text(String::new())
+            (FieldType::Text | FieldType::Url | FieldType::Editor, Value::String(s)) => {
+                SqlValue::Text(s.clone())
             }
+            // PocketBase's stored form; anything that is no date is "".
+            (FieldType::Date, Value::String(s)) => {
+                SqlValue::Text(super::dates::normalize(s).unwrap_or_default())
+            }
+            (FieldType::Text | FieldType::Editor, Value::Number(n)) => {
+                SqlValue::Text(n.to_string())
+            }
+            (
+                FieldType::Text
+                | FieldType::Date
+                | FieldType::Email
+                | FieldType::Url
+                | FieldType::Editor,
+                Value::Null,
+            ) => SqlValue::Text(String::new()),
             (FieldType::Email, Value::String(s)) if s.is_empty() || is_email(s) => {
                 SqlValue::Text(s.clone())
             }
@@ -369,15 +382,109 @@ fn num_text(v: f64) -> String {
     num(v).to_string()
 }
 
-/// Why a text or number value breaks its field's `min`, `max`, `pattern`
-/// or `onlyInt`, in PocketBase's words. Empty text and zero are not
-/// checked (`required` is).
+/// The default `maxSize` of an editor field (5 MiB) and of a JSON field
+/// (1 MiB), as PocketBase has them.
+pub const EDITOR_MAX_BYTES: u64 = 5 << 20;
+pub const JSON_MAX_BYTES: u64 = 1 << 20;
+
+/// Whether `s` is a URL as PocketBase's validator takes it: no spaces, and
+/// with its scheme, or `http://` put before it, a URL with a host that
+/// has a dot.
+pub fn is_url(s: &str) -> bool {
+    if s.is_empty() || s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    url_host(s).is_some_and(|h| !h.is_empty() && (s.contains("://") || h.contains('.')))
+}
+
+fn url_host(s: &str) -> Option<String> {
+    let parsed = if s.contains("://") {
+        url::Url::parse(s)
+    } else {
+        url::Url::parse(&format!("http://{s}"))
+    };
+    parsed.ok()?.host_str().map(str::to_ascii_lowercase)
+}
+
+/// Whether `domain` passes `onlyDomains` and `exceptDomains` (exact
+/// names, as PocketBase compares them).
+fn domain_allowed(f: &Field, domain: &str) -> bool {
+    let domain = domain.to_ascii_lowercase();
+    (f.only_domains.is_empty() || f.only_domains.contains(&domain))
+        && !f.except_domains.contains(&domain)
+}
+
+/// Why a value breaks its field's options (text `min`/`max`/`pattern`,
+/// number `min`/`max`/`onlyInt`, date `min`/`max`, url and email domains,
+/// editor and JSON `maxSize`), in PocketBase's words. Empty text and zero
+/// are not checked (`required` is).
 fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
     match (f.kind, value) {
+        (FieldType::Url, SqlValue::Text(s)) if !s.is_empty() => {
+            if !is_url(s) {
+                return Some(err("validation_invalid_url", "Must be a valid url."));
+            }
+            let host = url_host(s).unwrap_or_default();
+            (!domain_allowed(f, &host)).then(|| {
+                err(
+                    "validation_url_domain_not_allowed",
+                    "Url domain is not allowed.",
+                )
+            })
+        }
+        (FieldType::Email, SqlValue::Text(s)) if !s.is_empty() => {
+            let domain = s.rsplit_once('@').map_or("", |(_, d)| d);
+            (!domain_allowed(f, domain)).then(|| {
+                err(
+                    "validation_email_domain_not_allowed",
+                    "Email domain is not allowed.",
+                )
+            })
+        }
+        (FieldType::Editor, SqlValue::Text(s)) => {
+            let max = if f.max_size == 0 {
+                EDITOR_MAX_BYTES
+            } else {
+                f.max_size
+            };
+            (s.len() as u64 > max).then(|| {
+                json!({"code": "validation_content_size_limit",
+                    "message": format!("The maximum allowed content size is {max} bytes."),
+                    "params": {"maxSize": max}})
+            })
+        }
+        (FieldType::Json, SqlValue::Text(s)) => {
+            let max = if f.max_size == 0 {
+                JSON_MAX_BYTES
+            } else {
+                f.max_size
+            };
+            (s.len() as u64 > max).then(|| {
+                json!({"code": "validation_json_size_limit",
+                    "message": format!("The maximum allowed JSON size is {max} bytes."),
+                    "params": {"maxSize": max}})
+            })
+        }
+        (FieldType::Date, SqlValue::Text(s)) if !s.is_empty() => {
+            let bound = |b: &Option<Value>| b.as_ref().and_then(Value::as_str).map(str::to_string);
+            if let Some(min) = bound(&f.min).filter(|m| s < m) {
+                let (go, rfc) = super::dates::go_forms(&min);
+                return Some(json!({"code": "validation_min_greater_equal_than_required",
+                    "message": format!("Must be no less than {go}."),
+                    "params": {"threshold": rfc}}));
+            }
+            if let Some(max) = bound(&f.max).filter(|m| s > m) {
+                let (go, rfc) = super::dates::go_forms(&max);
+                return Some(json!({"code": "validation_max_less_equal_than_required",
+                    "message": format!("Must be no greater than {go}."),
+                    "params": {"threshold": rfc}}));
+            }
+            None
+        }
         (FieldType::Text, SqlValue::Text(s)) if !s.is_empty() => {
             let n = s.chars().count() as f64;
-            let max = f.max.unwrap_or(TEXT_MAX_CHARS);
-            if let Some(min) = f.min.filter(|m| n < *m) {
+            let max = f.max_num().unwrap_or(TEXT_MAX_CHARS);
+            if let Some(min) = f.min_num().filter(|m| n < *m) {
                 return Some(json!({"code": "validation_min_text_constraint",
                     "message": format!("Must be at least {} character(s).", num_text(min)),
                     "params": {"min": num(min)}}));
@@ -408,12 +515,12 @@ fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
                     "Decimal numbers are not allowed.",
                 ));
             }
-            if let Some(min) = f.min.filter(|m| v < *m) {
+            if let Some(min) = f.min_num().filter(|m| v < *m) {
                 return Some(json!({"code": "validation_min_number_constraint",
                     "message": format!("Must be greater or equal than {}.", num_text(min)),
                     "params": {"min": num(min)}}));
             }
-            if let Some(max) = f.max.filter(|m| v > *m) {
+            if let Some(max) = f.max_num().filter(|m| v > *m) {
                 return Some(json!({"code": "validation_max_number_constraint",
                     "message": format!("Must be less or equal than {}.", num_text(max)),
                     "params": {"max": num(max)}}));
