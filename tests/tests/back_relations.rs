@@ -57,6 +57,12 @@ fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
         "fields": [{"name": "body", "type": "text"},
                    {"name": "post", "type": "relation", "collectionId": posts, "maxSelect": 1}]}),
     )?;
+    coll(
+        json!({"name": "profiles", "type": "base", "listRule": "", "viewRule": "",
+        "fields": [{"name": "bio", "type": "text"},
+                   {"name": "post", "type": "relation", "collectionId": posts, "maxSelect": 1}],
+        "indexes": ["CREATE UNIQUE INDEX idx_profile_post ON profiles (post)"]}),
+    )?;
     let mut add = |c: &str, key: &str, body: Value| -> Result<()> {
         let r = side.api(
             "POST",
@@ -107,8 +113,14 @@ fn scenario(side: &Side) -> Result<Vec<(String, Value)>> {
             json!({"id": id, "body": body, "post": "p1aaaaaaaaaaaaa"}),
         )?;
     }
+    add(
+        "profiles",
+        "pr1",
+        json!({"id": "pr1aaaaaaaaaaaa", "bio": "x", "post": "p1aaaaaaaaaaaaa"}),
+    )?;
     let mut steps = Vec::new();
     for expand in [
+        "profiles_via_post",
         "comments_via_post",
         "comments_via_post.tags",
         "comments_via_tags",

@@ -210,8 +210,9 @@ fn expand_tree(
 /// Fill `expand.<name>` of each record of `c` with the records of
 /// collection `via.0` whose relation field `via.1` points at it
 /// (`comments_via_post`), oldest first, as many as the caller may view: a
-/// list whatever the field's size, as PocketBase gives it. A name that is
-/// no such back-relation is ignored.
+/// list whatever the field's size, or one record if the field has a unique
+/// index of its own, as PocketBase gives it. A name that is no such
+/// back-relation is ignored.
 #[allow(clippy::too_many_arguments)]
 fn expand_back(
     conn: &Connection,
@@ -272,13 +273,18 @@ fn expand_back(
             .copied()
             .unwrap_or(usize::MAX)
     });
+    // A field with a unique index of its own gives one record, not a list.
+    let single = oc.indexes.iter().any(|s| {
+        super::indexes::parse(s, &oc)
+            .is_ok_and(|ix| ix.unique && ix.columns.len() == 1 && ix.columns[0].name == f.name)
+    });
     for rec in recs.iter_mut() {
         let id = rec
             .get("id")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let related: Vec<Value> = found
+        let mut related: Vec<Value> = found
             .iter()
             .filter(|child| ids_of(child, &f.name).contains(&id))
             .map(|child| show(&oc, child.clone()))
@@ -289,7 +295,12 @@ fn expand_back(
         if !related.is_empty()
             && let Value::Object(m) = slot
         {
-            m.insert(name.to_string(), Value::Array(related));
+            let value = if single {
+                related.swap_remove(0)
+            } else {
+                Value::Array(related)
+            };
+            m.insert(name.to_string(), value);
         }
     }
     Ok(())
