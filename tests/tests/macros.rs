@@ -87,3 +87,64 @@ fn datetime_macros_filter_as_in_pocketbase() -> Result<()> {
     ];
     on_both(|side| scenario(side, &dates))
 }
+
+/// `:each` on multi-valued fields, with the plain and the `?` operators.
+fn each_modifier(side: &Side) -> Result<Vec<(String, Value)>> {
+    side.create_collection(
+        json!({"name": "tagged", "type": "base", "listRule": "", "createRule": "",
+        "fields": [{"name": "name", "type": "text"},
+                   {"name": "tags", "type": "select", "values": ["a", "ab", "b"], "maxSelect": 3},
+                   {"name": "one", "type": "select", "values": ["a", "b"], "maxSelect": 1}]}),
+    )?;
+    for (name, tags, one) in [
+        ("r1", json!(["a", "ab"]), "a"),
+        ("r2", json!(["a"]), "b"),
+        ("r3", json!(["b"]), ""),
+        ("r4", json!([]), "a"),
+    ] {
+        let r = side.api(
+            "POST",
+            "/api/collections/tagged/records",
+            None,
+            Some(json!({"name": name, "tags": tags, "one": one})),
+        )?;
+        ensure!(r.status == 200, "{}: record: {}", side.name(), r.text);
+    }
+    let mut steps = Vec::new();
+    for filter in [
+        "tags:each ~ 'a'",
+        "tags:each ?~ 'b'",
+        "tags:each = 'a'",
+        "tags:each != 'b'",
+        "tags ~ 'a'",
+        "tags:each:length = 1",
+        "one:each = 'a'",
+        "name:each = 'r1'",
+    ] {
+        let r = side.api(
+            "GET",
+            &format!(
+                "/api/collections/tagged/records?sort=name&filter={}",
+                encode(filter)
+            ),
+            None,
+            None,
+        )?;
+        let names: Vec<Value> = r.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["name"].clone())
+            .collect();
+        steps.push((
+            filter.to_string(),
+            json!({"status": r.status, "names": names}),
+        ));
+    }
+    Ok(steps)
+}
+
+#[test]
+fn each_modifier_filters_as_in_pocketbase() -> Result<()> {
+    on_both(each_modifier)
+}

@@ -82,6 +82,9 @@ pub enum Modifier {
     Length,
     /// Lower-cased value.
     Lower,
+    /// Every item of a multi-valued field must pass (what the plain
+    /// operators already mean on one; `?=` and the others: any item).
+    Each,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -334,6 +337,7 @@ fn split_modifier(id: &str) -> Result<(&str, Option<Modifier>), FilterError> {
         "isset" => Modifier::IsSet,
         "length" => Modifier::Length,
         "lower" => Modifier::Lower,
+        "each" => Modifier::Each,
         _ => return Err(FilterError::Unsupported(id.to_string())),
     };
     Ok((name, Some(m)))
@@ -690,9 +694,9 @@ fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
 fn modify(r: Resolved, m: Option<Modifier>, path: &str) -> Result<Side, FilterError> {
     let bad = || FilterError::Unsupported(format!("modifier on `{path}`"));
     Ok(match (r, m) {
-        (Resolved::One(s), None) => Side::One(Sql::raw(s)),
+        (Resolved::One(s), None | Some(Modifier::Each)) => Side::One(Sql::raw(s)),
         (Resolved::Json(s), None) => Side::Json(s),
-        (Resolved::Many(s), None) => Side::Many(s),
+        (Resolved::Many(s), None | Some(Modifier::Each)) => Side::Many(s),
         (Resolved::One(s), Some(Modifier::Lower)) => Side::One(Sql::raw(format!("LOWER({s})"))),
         (Resolved::Many(s), Some(Modifier::Lower)) => {
             Side::Many(format!("SELECT LOWER(v) AS v FROM ({s})"))
@@ -882,9 +886,11 @@ mod tests {
             Err(FilterError::Unsupported(_))
         ));
         assert!(matches!(
-            sql("title:each = 1"),
+            sql("title:nope = 1"),
             Err(FilterError::Unsupported(_))
         ));
+        // `:each` on one value is that value, as in PocketBase.
+        assert!(sql("title:each = 1").is_ok());
     }
 
     #[test]
