@@ -20,6 +20,27 @@ fn at(secs: i64) -> String {
         .replacen('T', " ", 1)
 }
 
+/// The status and the `name`s of the records of `coll` that `filter`
+/// selects, by name.
+fn filtered(side: &Side, coll: &str, filter: &str) -> Result<Value> {
+    let r = side.api(
+        "GET",
+        &format!(
+            "/api/collections/{coll}/records?sort=name&filter={}",
+            encode(filter)
+        ),
+        None,
+        None,
+    )?;
+    let names: Vec<Value> = r.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["name"].clone())
+        .collect();
+    Ok(json!({"status": r.status, "names": names}))
+}
+
 fn scenario(side: &Side, dates: &[(&str, String)]) -> Result<Vec<(String, Value)>> {
     side.create_collection(
         json!({"name": "events", "type": "base", "listRule": "", "createRule": "",
@@ -50,25 +71,7 @@ fn scenario(side: &Side, dates: &[(&str, String)]) -> Result<Vec<(String, Value)
         "@year < 2000",
         "when > @nope",
     ] {
-        let r = side.api(
-            "GET",
-            &format!(
-                "/api/collections/events/records?sort=name&filter={}",
-                encode(filter)
-            ),
-            None,
-            None,
-        )?;
-        let names: Vec<Value> = r.body["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|i| i["name"].clone())
-            .collect();
-        steps.push((
-            filter.to_string(),
-            json!({"status": r.status, "names": names}),
-        ));
+        steps.push((filter.to_string(), filtered(side, "events", filter)?));
     }
     Ok(steps)
 }
@@ -121,25 +124,7 @@ fn each_modifier(side: &Side) -> Result<Vec<(String, Value)>> {
         "one:each = 'a'",
         "name:each = 'r1'",
     ] {
-        let r = side.api(
-            "GET",
-            &format!(
-                "/api/collections/tagged/records?sort=name&filter={}",
-                encode(filter)
-            ),
-            None,
-            None,
-        )?;
-        let names: Vec<Value> = r.body["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|i| i["name"].clone())
-            .collect();
-        steps.push((
-            filter.to_string(),
-            json!({"status": r.status, "names": names}),
-        ));
+        steps.push((filter.to_string(), filtered(side, "tagged", filter)?));
     }
     Ok(steps)
 }
