@@ -453,9 +453,12 @@ impl Sql {
     }
 }
 
-/// The SQL alias an `@collection.<name>[:alias]` join gets.
+/// The SQL alias an `@collection.<name>[:alias]` join gets. Aliases are
+/// case-sensitive in a filter but SQLite's names are not, so the alias is
+/// spelled in hex: `u` and `U` stay two joins (a fuzzer found the 500).
 pub fn join_alias(alias: &str) -> String {
-    quote_ident(&format!("__col_{alias}"))
+    let hex: String = alias.bytes().map(|b| format!("{b:02x}")).collect();
+    quote_ident(&format!("__col_{hex}"))
 }
 
 /// Compile `e` into `out`. `@collection` references become one LEFT JOIN
