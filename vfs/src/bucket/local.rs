@@ -634,8 +634,11 @@ mod tests {
 
     #[test]
     fn bad_keys_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(dir.path().to_path_buf()).unwrap();
+        // The root inside a private directory, so that "escaped" is
+        // checked where nothing else writes (not the shared /tmp).
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        let store = LocalStore::new(root.clone()).unwrap();
         let bad = [
             "",
             "/abs",
@@ -667,7 +670,12 @@ mod tests {
         store.list("a/.").unwrap();
         store.list(".").unwrap();
         // Nothing escaped the root.
-        assert!(!dir.path().parent().unwrap().join("x").exists());
+        assert!(!outer.path().join("x").exists());
+        let outside: Vec<_> = std::fs::read_dir(outer.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(outside, ["root"], "something escaped the root");
     }
 
     #[test]
