@@ -386,6 +386,8 @@ fn scenario(side: &Side) -> Result<Run> {
     steps.push(("remove".into(), write_seen(&r)));
     let r = side.api("PATCH", &path, None, Some(json!({"many": ["zzz.txt"]})))?;
     steps.push(("unknown name".into(), write_seen(&r)));
+    let r = send("PATCH", &path, &[Part::File("small", "big.txt", &big)])?;
+    steps.push(("too big, on an update".into(), write_seen(&r)));
     let r = send("PATCH", &path, &[Part::File("one", "second.png", &image)])?;
     steps.push(("replace".into(), write_seen(&r)));
     let r = get(&url(&one, ""), &[])?;

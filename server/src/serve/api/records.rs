@@ -290,6 +290,7 @@ impl Prepared {
         let c = req
             .read(move |_, conn| schema::find_collection(conn, &name))
             .await?;
+        let create = id.is_none();
         let id = match (id, body.get("id")) {
             (Some(id), _) => id.to_string(),
             (None, Some(Value::String(s))) if schema::valid_id(s) => s.clone(),
@@ -297,7 +298,7 @@ impl Prepared {
             (None, Some(_)) => return Ok(self),
             (None, None) => schema::new_id(),
         };
-        self.files = upload::stage(&req.files, &c, &id, uploads, self.id.is_none()).await?;
+        self.files = upload::stage(&req.files, &c, &id, uploads, create).await?;
         self.id = Some(id);
         Ok(self)
     }
