@@ -79,6 +79,19 @@ pub fn new_id() -> String {
         .collect()
 }
 
+/// The strings a stored select, relation or file value holds: one for a
+/// non-empty string, each non-empty string of an array, none otherwise.
+pub fn strings_of(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+            .collect(),
+        _ => vec![],
+    }
+}
+
 pub fn valid_id(id: &str) -> bool {
     id.len() == 15
         && id

@@ -287,6 +287,24 @@ fn parse_fields(
     })
 }
 
+/// PocketBase's answer to a field option of the wrong JSON type.
+fn malformed() -> ApiError {
+    ApiError::bad_request("Failed to load the submitted data due to invalid formatting.")
+}
+
+/// A field option that is a list of strings (absent or null: empty).
+fn string_list(f: &Value, key: &str) -> ApiResult<Vec<String>> {
+    match &f[key] {
+        Value::Null => Ok(vec![]),
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<_>>()
+            .ok_or_else(malformed),
+        _ => Err(malformed()),
+    }
+}
+
 /// A `file` field's options: `maxSelect` (0 or 1: one file), `maxSize`
 /// (0: 5 MiB), `mimeTypes`, `thumbs` (PocketBase's sizes) and `protected`,
 /// with PocketBase's errors under `fields.<index>.<option>`.
@@ -305,32 +323,13 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
                 option,
                 json!({"code": "validation_min_greater_equal_than_required", "message": "Must be no less than 0.", "params": {"threshold": 0}}),
             )),
-            _ => Err(ApiError::bad_request(
-                "Failed to load the submitted data due to invalid formatting.",
-            )),
+            _ => Err(malformed()),
         }
     };
     field.max_select = count("maxSelect")?.min(10_000) as u32;
     field.max_size = count("maxSize")?;
-    let strings = |option: &str| -> ApiResult<Vec<String>> {
-        match &f[option] {
-            Value::Null => Ok(vec![]),
-            Value::Array(a) => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "Failed to load the submitted data due to invalid formatting.",
-                    )
-                }),
-            _ => Err(ApiError::bad_request(
-                "Failed to load the submitted data due to invalid formatting.",
-            )),
-        }
-    };
-    field.mime_types = strings("mimeTypes")?;
-    field.thumbs = strings("thumbs")?;
+    field.mime_types = string_list(f, "mimeTypes")?;
+    field.thumbs = string_list(f, "thumbs")?;
     let mut bad = Map::new();
     for (i, t) in field.thumbs.iter().enumerate() {
         let zero = ["0x0", "0x0t", "0x0b", "0x0f"].contains(&t.as_str());
@@ -356,19 +355,6 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
 /// A text or number field's `min`, `max` (numbers or null), a text
 /// field's `pattern` (it must compile) and a number field's `onlyInt`.
 fn value_options(field: &mut Field, f: &Value) -> ApiResult<()> {
-    let malformed =
-        || ApiError::bad_request("Failed to load the submitted data due to invalid formatting.");
-    let strings = |k: &str| -> ApiResult<Vec<String>> {
-        match &f[k] {
-            Value::Null => Ok(vec![]),
-            Value::Array(a) => a
-                .iter()
-                .map(|v| v.as_str().map(str::to_ascii_lowercase))
-                .collect::<Option<_>>()
-                .ok_or_else(malformed),
-            _ => Err(malformed()),
-        }
-    };
     match field.kind {
         FieldType::Text | FieldType::Number => {
             let bound = |k: &str| -> ApiResult<Option<f64>> {
@@ -416,8 +402,9 @@ fn value_options(field: &mut Field, f: &Value) -> ApiResult<()> {
             field.max = bound("max")?;
         }
         FieldType::Url | FieldType::Email => {
-            field.only_domains = strings("onlyDomains")?;
-            field.except_domains = strings("exceptDomains")?;
+            let lower = |v: Vec<String>| v.iter().map(|d| d.to_ascii_lowercase()).collect();
+            field.only_domains = lower(string_list(f, "onlyDomains")?);
+            field.except_domains = lower(string_list(f, "exceptDomains")?);
         }
         FieldType::Editor | FieldType::Json => {
             field.max_size = f["maxSize"].as_u64().unwrap_or(0);

@@ -15,7 +15,7 @@ use super::TenantReq;
 use crate::serve::auth::{self, Kind};
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::files::thumbs::{self, Thumb};
-use crate::serve::files::upload::{detect, names_of};
+use crate::serve::files::upload::{SNIFF, detect};
 use crate::serve::files::{CACHE_LARGEST, TenantFiles};
 use crate::serve::query::rules::{Caller, find_allowed, request_info};
 use crate::serve::records::output::fetch;
@@ -87,7 +87,7 @@ pub async fn serve(
                 .fields
                 .iter()
                 .filter(|f| f.kind == FieldType::File)
-                .find(|f| names_of(rec.get(&f.name)).contains(&name))
+                .find(|f| schema::strings_of(rec.get(&f.name)).contains(&name))
                 .ok_or_else(ApiError::not_found)?;
             if field.protected {
                 // The view rule decides, for the holder of a file token
@@ -166,9 +166,6 @@ enum Content {
     Large { key: String, size: u64, head: Bytes },
 }
 
-/// How many first bytes of a large file are read to sniff its type.
-const SNIFF: u64 = 8 << 10;
-
 /// The file at `key`: cached, read whole (and cached), or large.
 async fn content(files: &TenantFiles, key: String) -> ApiResult<Content> {
     if let Some(b) = files.cached(&key) {
@@ -182,7 +179,7 @@ async fn content(files: &TenantFiles, key: String) -> ApiResult<Content> {
         let b = files.get(key).await?.ok_or_else(ApiError::not_found)?;
         return Ok(Content::Whole(b));
     }
-    let head = files.get_range(key.clone(), 0..SNIFF).await?;
+    let head = files.get_range(key.clone(), 0..SNIFF as u64).await?;
     Ok(Content::Large { key, size, head })
 }
 

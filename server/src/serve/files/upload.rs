@@ -32,11 +32,17 @@ enum Place {
     Prepend,
 }
 
-/// The type of a file from its bytes (a MIME type and the usual
-/// extension, with its dot), as PocketBase sniffs it: magic numbers first,
-/// then text (JSON, HTML, SVG or plain UTF-8).
+/// How many first bytes of a file its type is sniffed from (at upload and
+/// at each download), as sniffing libraries read a head, not the file.
+pub const SNIFF: usize = 8 << 10;
+
+/// The type of a file from its first [`SNIFF`] bytes (a MIME type and the
+/// usual extension, with its dot), as PocketBase sniffs it: magic numbers
+/// first, then text (JSON, HTML, SVG or plain UTF-8).
 pub fn detect(data: &[u8]) -> (&'static str, String) {
-    if let Some(t) = infer::get(data) {
+    let head = &data[..data.len().min(SNIFF)];
+    let cut = head.len() < data.len();
+    if let Some(t) = infer::get(head) {
         let mime = match t.mime_type() {
             "text/html" => "text/html; charset=utf-8",
             "text/xml" => "text/xml; charset=utf-8",
@@ -44,17 +50,26 @@ pub fn detect(data: &[u8]) -> (&'static str, String) {
         };
         return (mime, format!(".{}", t.extension()));
     }
-    let Ok(text) = std::str::from_utf8(data) else {
-        return ("application/octet-stream", String::new());
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        // A character cut at the head's end is still text.
+        Err(e) if cut && e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or("")
+        }
+        Err(_) => return ("application/octet-stream", String::new()),
     };
-    let head = text
-        .trim_start()
-        .get(..256.min(text.trim_start().len()))
-        .unwrap_or("");
-    let lower = head.to_ascii_lowercase();
-    if (lower.starts_with('{') || lower.starts_with('['))
-        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
-    {
+    let start = text.trim_start();
+    let lower = start
+        .get(..256.min(start.len()))
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let json = (lower.starts_with('{') || lower.starts_with('['))
+        && match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => true,
+            // A head that is valid JSON so far.
+            Err(e) => cut && e.is_eof(),
+        };
+    if json {
         ("application/json", ".json".into())
     } else if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
         ("text/html; charset=utf-8", ".html".into())
@@ -191,18 +206,6 @@ fn check(f: &Field, u: &Upload, mime: &str, stored: &str) -> Option<Value> {
         ));
     }
     None
-}
-
-/// The names a stored file field value holds.
-pub fn names_of(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().filter(|s| !s.is_empty()).map(str::to_string))
-            .collect(),
-        _ => vec![],
-    }
 }
 
 fn too_many(max: usize) -> Value {
@@ -407,6 +410,13 @@ mod tests {
         assert_eq!(detect(b"").1, ".txt");
         assert_eq!(detect(br#"{"a": 1}"#).1, ".json");
         assert_eq!(detect(b"<!DOCTYPE html><p>x").1, ".html");
+        // Only the head is read: long text, long JSON, a character cut at
+        // the head's end.
+        let mut long = format!("a{}", "é".repeat(SNIFF));
+        assert_eq!(detect(long.as_bytes()).1, ".txt");
+        long = format!("[{}1]", "1,".repeat(SNIFF));
+        assert_eq!(detect(long.as_bytes()).1, ".json");
+        assert_eq!(detect(b"{\"a\": }").1, ".txt");
         assert_eq!(detect(&[0xff, 0x00, 0xfe]).0, "application/octet-stream");
         assert!(mime_allowed(
             "text/plain; charset=utf-8",

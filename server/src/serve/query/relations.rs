@@ -102,14 +102,7 @@ pub fn choices(conn: &Connection, f: &Field, v: &Value) -> Result<SqlValue, Valu
 
 /// The ids a record's relation field holds.
 fn ids_of(rec: &Map<String, Value>, field: &str) -> Vec<String> {
-    match rec.get(field) {
-        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
-    }
+    schema::strings_of(rec.get(field))
 }
 
 #[derive(Default)]

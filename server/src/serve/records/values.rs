@@ -4,12 +4,13 @@
 
 use crate::serve::auth::password;
 use crate::serve::errors::{ApiError, ApiResult};
-use crate::serve::files::upload::{FileWrite, names_of};
+use crate::serve::files::upload::FileWrite;
 use crate::serve::query::{filter, relations};
 use crate::serve::schema::{Collection, Field, FieldType};
 use rusqlite::Connection;
 use rusqlite::types::Value as SqlValue;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
 /// One field's validation error, as PocketBase's `data` holds it.
 pub(super) fn err(code: &str, msg: &str) -> Value {
@@ -120,11 +121,18 @@ pub struct Written {
 /// on the value the body sets, or else the record's current one. A single
 /// select or relation takes the appended value, and loses a removed one.
 /// File modifiers are the uploads' business ([`FileWrite`]).
-fn with_modifiers(
+fn with_modifiers<'b>(
     c: &Collection,
-    body: &Map<String, Value>,
+    body: &'b Map<String, Value>,
     current: Option<&Map<String, Value>>,
-) -> Map<String, Value> {
+) -> Cow<'b, Map<String, Value>> {
+    // Most bodies have no modifier: no copy, no lookups per field.
+    if !body
+        .keys()
+        .any(|k| k.starts_with('+') || k.ends_with('+') || k.ends_with('-'))
+    {
+        return Cow::Borrowed(body);
+    }
     let mut out = body.clone();
     for f in &c.fields {
         let (plus, pre, minus) = (
@@ -180,7 +188,7 @@ fn with_modifiers(
         };
         out.insert(f.name.clone(), value);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// A value as a number, as PocketBase casts it: numbers as they are,
@@ -196,7 +204,7 @@ fn cast_number(v: &Value) -> f64 {
 
 /// Validate and convert submitted values to columns.
 pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResult<Written> {
-    let body = &with_modifiers(c, w.body, w.current);
+    let body: &Map<String, Value> = &with_modifiers(c, w.body, w.current);
     let create = w.create;
     let mut out = Vec::new();
     let mut removed_files = Vec::new();
@@ -215,7 +223,7 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
                 }
                 continue;
             }
-            let current = names_of(w.current.and_then(|r| r.get(&f.name)));
+            let current = crate::serve::schema::strings_of(w.current.and_then(|r| r.get(&f.name)));
             match w.files.resolve(f, body, &current) {
                 Ok((names, _)) if f.required && names.is_empty() => {
                     errors.insert(
@@ -387,23 +395,32 @@ fn num_text(v: f64) -> String {
 pub const EDITOR_MAX_BYTES: u64 = 5 << 20;
 pub const JSON_MAX_BYTES: u64 = 1 << 20;
 
-/// Whether `s` is a URL as PocketBase's validator takes it: no spaces, and
-/// with its scheme, or `http://` put before it, a URL with a host that
-/// has a dot.
-pub fn is_url(s: &str) -> bool {
+/// A URL as PocketBase's validator takes it: no spaces, and with its
+/// scheme, or `http://` put before it, a URL with a host (that has a dot,
+/// without a scheme).
+/// The URL's host, lower-cased, if it is one.
+pub fn url_host(s: &str) -> Option<String> {
     if s.is_empty() || s.chars().any(char::is_whitespace) {
-        return false;
+        return None;
     }
-    url_host(s).is_some_and(|h| !h.is_empty() && (s.contains("://") || h.contains('.')))
-}
-
-fn url_host(s: &str) -> Option<String> {
-    let parsed = if s.contains("://") {
+    let scheme = s.contains("://");
+    let parsed = if scheme {
         url::Url::parse(s)
     } else {
         url::Url::parse(&format!("http://{s}"))
     };
-    parsed.ok()?.host_str().map(str::to_ascii_lowercase)
+    let host = parsed.ok()?.host_str()?.to_ascii_lowercase();
+    (!host.is_empty() && (scheme || host.contains('.'))).then_some(host)
+}
+
+/// A `maxSize` error if `s` is longer than `max` bytes (0: `default`).
+fn size_limit(s: &str, max: u64, default: u64, what: &str, code: &str) -> Option<Value> {
+    let max = if max == 0 { default } else { max };
+    (s.len() as u64 > max).then(|| {
+        json!({"code": code,
+            "message": format!("The maximum allowed {what} size is {max} bytes."),
+            "params": {"maxSize": max}})
+    })
 }
 
 /// Whether `domain` passes `onlyDomains` and `exceptDomains` (exact
@@ -421,10 +438,9 @@ fn domain_allowed(f: &Field, domain: &str) -> bool {
 fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
     match (f.kind, value) {
         (FieldType::Url, SqlValue::Text(s)) if !s.is_empty() => {
-            if !is_url(s) {
+            let Some(host) = url_host(s) else {
                 return Some(err("validation_invalid_url", "Must be a valid url."));
-            }
-            let host = url_host(s).unwrap_or_default();
+            };
             (!domain_allowed(f, &host)).then(|| {
                 err(
                     "validation_url_domain_not_allowed",
@@ -441,30 +457,20 @@ fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
                 )
             })
         }
-        (FieldType::Editor, SqlValue::Text(s)) => {
-            let max = if f.max_size == 0 {
-                EDITOR_MAX_BYTES
-            } else {
-                f.max_size
-            };
-            (s.len() as u64 > max).then(|| {
-                json!({"code": "validation_content_size_limit",
-                    "message": format!("The maximum allowed content size is {max} bytes."),
-                    "params": {"maxSize": max}})
-            })
-        }
-        (FieldType::Json, SqlValue::Text(s)) => {
-            let max = if f.max_size == 0 {
-                JSON_MAX_BYTES
-            } else {
-                f.max_size
-            };
-            (s.len() as u64 > max).then(|| {
-                json!({"code": "validation_json_size_limit",
-                    "message": format!("The maximum allowed JSON size is {max} bytes."),
-                    "params": {"maxSize": max}})
-            })
-        }
+        (FieldType::Editor, SqlValue::Text(s)) => size_limit(
+            s,
+            f.max_size,
+            EDITOR_MAX_BYTES,
+            "content",
+            "validation_content_size_limit",
+        ),
+        (FieldType::Json, SqlValue::Text(s)) => size_limit(
+            s,
+            f.max_size,
+            JSON_MAX_BYTES,
+            "JSON",
+            "validation_json_size_limit",
+        ),
         (FieldType::Date, SqlValue::Text(s)) if !s.is_empty() => {
             let bound = |b: &Option<Value>| b.as_ref().and_then(Value::as_str).map(str::to_string);
             if let Some(min) = bound(&f.min).filter(|m| s < m) {
