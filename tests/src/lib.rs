@@ -222,3 +222,48 @@ pub fn register_wrapped(
     );
     Ok(url)
 }
+
+/// Pause process `pid` (SIGSTOP), but never while it holds a local bucket's write lock:
+/// a frozen lock holder would (rightly) make the bucket unavailable to every
+/// other writer, which is not what this test is about. Against S3 there is
+/// no such lock.
+pub fn freeze_outside_bucket_lock(b: &Backend, pid: u32) -> Result<()> {
+    // SAFETY: kill(2) on a child of the test.
+    let signal = |sig: i32| unsafe {
+        libc::kill(pid as i32, sig);
+    };
+    use std::os::fd::AsRawFd;
+    let Some(dir) = b
+        .url()
+        .strip_prefix("file://")
+        .map(std::path::PathBuf::from)
+    else {
+        signal(libc::SIGSTOP);
+        return Ok(());
+    };
+    let locks = strata_vfs::bucket::local::lock_files(&dir)
+        .iter()
+        .map(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(p)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    // SAFETY: flock on our own open descriptors.
+    let free = |f: &std::fs::File| unsafe {
+        libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
+            && libc::flock(f.as_raw_fd(), libc::LOCK_UN) == 0
+    };
+    for _ in 0..1000 {
+        signal(libc::SIGSTOP);
+        std::thread::sleep(std::time::Duration::from_millis(5)); // let the stop land
+        if locks.iter().all(free) {
+            return Ok(());
+        }
+        signal(libc::SIGCONT);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    anyhow::bail!("the writer always held the bucket lock")
+}

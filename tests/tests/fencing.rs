@@ -30,47 +30,6 @@ fn signal(c: &Child, sig: i32) {
     unsafe { libc::kill(c.id() as i32, sig) };
 }
 
-/// Pause `c` (SIGSTOP), but never while it holds a local bucket's write lock:
-/// a frozen lock holder would (rightly) make the bucket unavailable to every
-/// other writer, which is not what this test is about. Against S3 there is
-/// no such lock.
-fn freeze_outside_bucket_lock(b: &Backend, c: &Child) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let Some(dir) = b
-        .url()
-        .strip_prefix("file://")
-        .map(std::path::PathBuf::from)
-    else {
-        signal(c, libc::SIGSTOP);
-        return Ok(());
-    };
-    let locks = strata_vfs::bucket::local::lock_files(&dir)
-        .iter()
-        .map(|p| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(p)
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    // SAFETY: flock on our own open descriptors.
-    let free = |f: &std::fs::File| unsafe {
-        libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0
-            && libc::flock(f.as_raw_fd(), libc::LOCK_UN) == 0
-    };
-    for _ in 0..1000 {
-        signal(c, libc::SIGSTOP);
-        std::thread::sleep(Duration::from_millis(5)); // let the stop land
-        if locks.iter().all(free) {
-            return Ok(());
-        }
-        signal(c, libc::SIGCONT);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    anyhow::bail!("the writer always held the bucket lock")
-}
-
 /// Wait for `n` "ack" lines from a crash-mode writer; returns the last id.
 fn acks(lines: &mut impl Iterator<Item = std::io::Result<String>>, n: usize) -> Result<i64> {
     let mut last = 0;
@@ -107,7 +66,7 @@ fn a_second_writer_is_refused_then_takes_over_and_the_first_is_fenced() -> Resul
         // Let A replicate some of its rows (it uploads every 100 ms)...
         std::thread::sleep(Duration::from_millis(500));
         // ...then A is paused (a long GC pause, a frozen VM) past its lease: B takes over.
-        freeze_outside_bucket_lock(&b, &a)?;
+        strata_tests::freeze_outside_bucket_lock(&b, a.id())?;
         std::thread::sleep(Duration::from_millis(2000));
         let b_run = writer(&b, "pitr", &node_b, &["2", "30"])?.wait_with_output()?;
         ensure!(

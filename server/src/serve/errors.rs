@@ -35,6 +35,10 @@ pub enum ApiError {
     /// A rate limit's window is used up (429), for this many seconds.
     #[error("rate limited for {0} s")]
     RateLimited(u64),
+    /// The tenant's database is held by another node or writer (503: the
+    /// cluster routes there, a client retries).
+    #[error("held elsewhere: {0}")]
+    Held(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -89,6 +93,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Held(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -131,6 +136,10 @@ impl ApiError {
             ),
             ApiError::Multipart(e) => (e.to_string(), json!({})),
             ApiError::RateLimited(_) => ("Too Many Requests.".into(), json!({})),
+            ApiError::Held(_) => (
+                "The tenant is being moved between nodes, retry.".into(),
+                json!({}),
+            ),
             ApiError::Host(e) => (
                 format!("{e}."),
                 json!({"domain": {"code": "validation_invalid_domain", "message": e.to_string()}}),

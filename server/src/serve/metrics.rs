@@ -16,6 +16,14 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Where tenant loads and evictions spend their time, by phase.
     pub phases: HistogramVec,
+    /// Requests sent on to the node that holds their tenant.
+    pub forwarded: IntCounter,
+    /// Nodes whose heartbeat is fresh, this one included.
+    pub nodes_live: IntGauge,
+    /// Seconds since this node's last successful heartbeat.
+    pub heartbeat_age: prometheus::Gauge,
+    /// This node's lapses (a beat after a gap longer than its ttl).
+    pub lapses: IntGauge,
 }
 
 impl Default for Metrics {
@@ -53,7 +61,7 @@ impl Metrics {
         let phases = HistogramVec::new(
             HistogramOpts::new(
                 "tenant_phase_seconds",
-                "Time of each phase of a tenant load (metadata, open_data, schema) and eviction (drain, queue for a close slot, close, drop_local)",
+                "Time of each phase of a tenant load (metadata, open_data, claim, schema) and eviction (drain, queue for a close slot, close, drop_local)",
             )
             .buckets(vec![
                 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
@@ -61,8 +69,32 @@ impl Metrics {
             &["phase"],
         )
         .expect("static");
+        let forwarded = IntCounter::new(
+            "forwarded_total",
+            "requests sent on to the node that holds their tenant",
+        )
+        .expect("static");
+        let nodes_live = IntGauge::new(
+            "cluster_nodes_live",
+            "nodes whose heartbeat is fresh, this one included",
+        )
+        .expect("static");
+        let heartbeat_age = prometheus::Gauge::new(
+            "heartbeat_age_seconds",
+            "seconds since this node's last successful heartbeat",
+        )
+        .expect("static");
+        let lapses = IntGauge::new(
+            "node_lapses",
+            "times this node went without a heartbeat for longer than its ttl (and dropped its tenants)",
+        )
+        .expect("static");
         for c in [
             Box::new(loaded.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(forwarded.clone()),
+            Box::new(nodes_live.clone()),
+            Box::new(heartbeat_age.clone()),
+            Box::new(lapses.clone()),
             Box::new(connections.clone()),
             Box::new(loads.clone()),
             Box::new(evictions.clone()),
@@ -82,6 +114,10 @@ impl Metrics {
             requests,
             latency,
             phases,
+            forwarded,
+            nodes_live,
+            heartbeat_age,
+            lapses,
         }
     }
 
@@ -123,6 +159,8 @@ pub enum Phase {
     Metadata,
     /// Opening `data.db` (lazily, from the bucket).
     OpenData,
+    /// Claiming `data.db`'s lease (a node of a cluster).
+    Claim,
     /// The first query: the tenant's secret from the schema.
     Schema,
     /// Waiting for the tenant's requests in flight to end.
@@ -136,9 +174,10 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 8] = [
         Phase::Metadata,
         Phase::OpenData,
+        Phase::Claim,
         Phase::Schema,
         Phase::Drain,
         Phase::Queue,
@@ -150,6 +189,7 @@ impl Phase {
         match self {
             Phase::Metadata => "metadata",
             Phase::OpenData => "open_data",
+            Phase::Claim => "claim",
             Phase::Schema => "schema",
             Phase::Drain => "drain",
             Phase::Queue => "queue",

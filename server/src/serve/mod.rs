@@ -22,6 +22,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod demo;
 pub mod errors;
 pub mod files;
@@ -110,6 +111,24 @@ pub struct Args {
     /// (`10/1m`; `off` to disable). Correct logins are never counted.
     #[arg(long, default_value = "10/1m", value_parser = parse_guard)]
     auth_failures: AuthGuard,
+    /// This node's name in the cluster (its heartbeat is
+    /// `_strata/nodes/<id>.json` in the bucket). Nodes on one bucket share
+    /// its tenants: each tenant is served by the node that holds its lease,
+    /// and any node forwards a request there. Default: `<hostname>-<port>`.
+    #[arg(long, env = "STRATA_NODE_ID")]
+    node_id: Option<String>,
+    /// How other nodes reach this one (`http://10.0.0.7:8090`). Default:
+    /// the --listen address (the host name if that is 0.0.0.0).
+    #[arg(long, env = "STRATA_ADVERTISE")]
+    advertise: Option<String>,
+    /// How often this node's heartbeat is written (one conditional PUT,
+    /// whatever the number of tenants; the tenants' leases need none).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// A node whose heartbeat is this old is dead: any other node may take
+    /// its tenants. Bounds the takeover time after a crash.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    node_ttl: Duration,
     /// Make a ready demo tenant (`demo`, with a superuser and a `posts`
     /// collection) if there is none, and print how to reach it. Without
     /// STRATA_ADMIN_TOKEN, a token is generated for this run.
@@ -149,6 +168,7 @@ fn default_readers() -> usize {
 
 pub struct AppInner {
     pub registry: Arc<tenants::Registry>,
+    pub cluster: Arc<cluster::Cluster>,
     pub admin_token: Option<String>,
     pub metrics: Arc<metrics::Metrics>,
 }
@@ -170,6 +190,25 @@ pub fn run(args: Args) -> Result<()> {
     strata_vfs::sqlite::register_static()?;
     let bucket = bucket_url(&args.bucket)?;
     let store = strata_vfs::bucket::open_bucket(&bucket)?;
+    // Bound before the node joins: its id and address name the port.
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("listen on {}", args.listen))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let node = strata_vfs::engine::node::NodeConfig {
+        id: args
+            .node_id
+            .clone()
+            .unwrap_or_else(|| cluster::default_node_id(addr)),
+        advertise: args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| cluster::default_advertise(addr)),
+        heartbeat: args.heartbeat,
+        ttl: args.node_ttl,
+    };
+    let cluster = cluster::Cluster::join(store.clone(), node)
+        .context("join the cluster (the nodes of this bucket)")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("create {}", args.data_dir.display()))?;
     let metrics = Arc::new(metrics::Metrics::new());
@@ -186,6 +225,7 @@ pub fn run(args: Args) -> Result<()> {
         reader_idle: args.reader_idle,
         file_cache: args.file_cache_mb << 20,
         auth_failures: args.auth_failures.0,
+        node: Some(cluster.id().to_string()),
     };
     let mut admin_token = std::env::var("STRATA_ADMIN_TOKEN")
         .ok()
@@ -199,6 +239,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let app: App = Arc::new(AppInner {
         registry: Arc::new(tenants::Registry::new(cfg, store, metrics.clone())),
+        cluster: cluster.clone(),
         admin_token,
         metrics,
     });
@@ -206,28 +247,34 @@ pub fn run(args: Args) -> Result<()> {
         .enable_all()
         .build()
         .context("start the runtime")?;
+    {
+        // A lapse: every tenant out of service before the node serves again.
+        let (reg, handle, c) = (app.registry.clone(), rt.handle().clone(), cluster.clone());
+        cluster.node.on_lapse(move || {
+            c.lapsed();
+            reg.drop_all(&handle);
+        });
+    }
     let demo = args.demo.then_some(generated);
-    rt.block_on(serve(
-        app,
-        args.listen,
-        args.metrics_listen,
-        args.max_body,
-        demo,
-    ))
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        serve(app, listener, args.metrics_listen, args.max_body, demo).await
+    });
+    // Last: say stopped, so other nodes need not wait for the heartbeat to
+    // go stale (every lease was released by the closes).
+    cluster.node.stop();
+    served
 }
 
 /// Serve until SIGTERM or Ctrl-C. `demo`: set the demo tenant up once
 /// listening (`Some(true)` if its admin token was generated).
 async fn serve(
     app: App,
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics_listen: Option<SocketAddr>,
     max_body: usize,
     demo: Option<bool>,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen on {listen}"))?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port.
     println!("strata serve: listening on http://{addr}");
@@ -279,6 +326,7 @@ async fn serve(
             }
         })
     };
+    let watcher = tokio::spawn(cluster::watch(app.clone()));
     if let (Some(generated), Some(token)) = (demo, app.admin_token.clone()) {
         let base = format!("http://{addr}");
         let cfg = app.registry.cfg.clone();
@@ -313,6 +361,7 @@ async fn serve(
         op.abort();
     }
     sweeper.abort();
+    watcher.abort();
     // Every request has finished: flush and close every tenant.
     let n = app.registry.loaded_count();
     let failed = app.registry.close_all().await;

@@ -379,6 +379,7 @@ fn manifest_keys() -> Vec<(String, Vec<u8>)> {
         holder: "host:42:abc".into(),
         epoch: Epoch(2),
         expires: Millis(1_700_000_060_000),
+        node: None,
     });
     let full = m.to_bytes().to_vec();
     let compact = serde_json::to_vec(&m).expect("json");

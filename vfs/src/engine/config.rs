@@ -69,6 +69,9 @@ pub struct ReplicaConfig {
     /// its holder has not renewed the lease for this long (crashed or cut
     /// off). A clean close releases it at once.
     pub lease_ttl: Duration,
+    /// The cluster node this process runs as (`engine::node`): the writer's
+    /// lease is bound to its heartbeat instead of renewed by time.
+    pub node: Option<std::sync::Arc<super::node::Node>>,
     /// Open a database that is not on this node without downloading it:
     /// pages are fetched when first read (`engine/lazy.rs`).
     pub lazy: bool,
@@ -93,6 +96,7 @@ impl ReplicaConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             sync_timeout: Duration::from_secs(10),
             lease_ttl: Duration::from_secs(30),
+            node: None,
             lazy: true,
         })
     }

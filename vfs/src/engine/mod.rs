@@ -14,6 +14,8 @@
 //! - [`pages`]: read single pages (or runs, or byte ranges) of any restore
 //!   point with ranged GETs, through a shared moka page cache.
 //! - [`lazy`]: a local copy filled on demand (lazy open) and `hydrate`.
+//! - [`node`]: this process's heartbeat as a cluster node, and other
+//!   nodes' (leases bound to a node's liveness).
 //! - [`history`]: list restore points.
 //! - [`catalog`]: the tenants of a bucket and the databases of a tenant.
 //! - [`import`]: bring an existing SQLite file into a bucket.
@@ -26,6 +28,7 @@ mod direct;
 pub mod history;
 pub mod import;
 pub mod lazy;
+pub mod node;
 pub mod pages;
 mod parts;
 pub mod replica;

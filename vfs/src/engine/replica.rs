@@ -483,6 +483,22 @@ impl Replica {
         }
     }
 
+    /// Claim the writer epoch now rather than at the first commit (a
+    /// server that must own a database before it serves it): `Conflict`
+    /// while another writer holds it, `Unavailable` without the bucket.
+    pub fn claim(&self) -> Result<()> {
+        let core = &self.core;
+        let mut c = core.claim.lock();
+        if c.done {
+            return Ok(());
+        }
+        let seen = c.seen.take();
+        let m = uploader::claim(core, seen)?;
+        c.handoff = Some(m);
+        c.done = true;
+        Ok(())
+    }
+
     /// A held (rollback-journal) transaction reached its commit point.
     pub fn release_hold(&self) {
         self.core.writer.lock().held = false;

@@ -47,8 +47,11 @@ pub fn local_status(local: &Path, store: &dyn ObjectStore, keys: &DbKeys) -> Res
             Some(m.head),
             None,
             m.lease
-                .filter(|l| l.expires > Millis::now())
-                .map(|l| l.holder),
+                .filter(|l| l.node.is_some() || l.expires > Millis::now())
+                .map(|l| match l.node {
+                    Some(n) => format!("{} (node {})", l.holder, n.id),
+                    None => l.holder,
+                }),
         ),
         Err(e) => (None, Some(e.to_string()), None),
     };

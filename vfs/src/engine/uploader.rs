@@ -75,10 +75,12 @@ pub(crate) fn claim(core: &Core, seen: Option<(Manifest, ETag)>) -> Result<(Mani
         };
         let replicated = core.progress.lock().replicated;
         let now = Millis::now();
-        let lease = |epoch| Lease {
-            holder: core.me.clone(),
-            epoch,
-            expires: Millis(now.0 + core.cfg.lease_ttl.as_millis() as u64),
+        let lease = |epoch| {
+            lease_of(
+                core,
+                epoch,
+                Millis(now.0 + core.cfg.lease_ttl.as_millis() as u64),
+            )
         };
         let result = match current {
             None => {
@@ -103,16 +105,15 @@ pub(crate) fn claim(core: &Core, seen: Option<(Manifest, ETag)>) -> Result<(Mani
                         m.db_id
                     )));
                 }
-                if let Some(l) = m.lease.as_ref().filter(|l| {
-                    l.holder != core.me && l.expires > now && !same_node(&l.holder, &core.me)
-                }) {
+                if let Some(l) = &m.lease
+                    && let Some(until) = held_by_other(core, l, now)?
+                {
                     return Err(Error::conflict(format!(
-                        "{} is held by another writer ({}, epoch {}) until {}: one writer per database. \
+                        "{} is held by another writer ({}, epoch {}) {until}: one writer per database. \
                          Close it there, or wait for its lease to expire if it crashed",
                         core.keys.root(),
                         l.holder,
                         l.epoch,
-                        l.expires.rfc3339()
                     )));
                 }
                 if m.head != replicated {
@@ -362,13 +363,15 @@ impl Uploader {
             Ok(()) => {}
         }
         self.maybe_snapshot()?;
-        // An idle writer renews its lease at half its lifetime.
+        self.take_handoff();
+        // An idle writer renews its lease at half its lifetime; a lease
+        // bound to a node is kept by the node's heartbeat instead.
         let renew_at = Millis::now().0 + self.core.cfg.lease_ttl.as_millis() as u64 / 2;
-        if self
-            .manifest
-            .as_ref()
-            .is_some_and(|(m, _)| m.lease.as_ref().is_none_or(|l| l.expires.0 < renew_at))
-        {
+        if self.manifest.as_ref().is_some_and(|(m, _)| {
+            m.lease
+                .as_ref()
+                .is_none_or(|l| l.node.is_none() && l.expires.0 < renew_at)
+        }) {
             self.publish(|_| {})?;
         }
         Ok(())
@@ -412,6 +415,7 @@ impl Uploader {
     /// Hand the database over at close: release the lease so the next writer
     /// need not wait for it to expire.
     fn release(&mut self) {
+        self.take_handoff();
         if self
             .manifest
             .as_ref()
@@ -420,6 +424,14 @@ impl Uploader {
             && let Err(e) = self.publish_until(|_| {}, Millis(0))
         {
             tracing::warn!(error = %e, "could not release the writer lease; it expires by itself");
+        }
+    }
+
+    /// An epoch claimed before any commit (`Replica::claim`) is ours to
+    /// keep and release, writes or not.
+    fn take_handoff(&mut self) {
+        if self.manifest.is_none() {
+            self.manifest = self.core.claim.lock().handoff.take();
         }
     }
 
@@ -588,11 +600,7 @@ impl Uploader {
             change(&mut next);
             next.updated = Millis::now();
             // Every update renews the lease; `lease_until` 0 releases it.
-            next.lease = (lease_until.0 > 0).then(|| Lease {
-                holder: core.me.clone(),
-                epoch: next.epoch,
-                expires: lease_until,
-            });
+            next.lease = (lease_until.0 > 0).then(|| lease_of(&core, next.epoch, lease_until));
             match core.cfg.store.put_if_match(&key, next.to_bytes(), &etag) {
                 Ok(new_etag) => {
                     self.manifest = Some((next, new_etag));
@@ -815,6 +823,42 @@ pub(crate) fn writer_name(local: &std::path::Path) -> String {
 /// Was `holder` an earlier writer of the same local file on this host? Then it
 /// is gone: this process holds that file's writer lock (`flock`), which the
 /// kernel released when the holder died. Its lease need not be waited out.
+/// This writer's lease: bound to its node when it runs as one (no expiry
+/// of its own), else by time until `until`.
+fn lease_of(core: &Core, epoch: Epoch, until: Millis) -> Lease {
+    match &core.cfg.node {
+        Some(n) => Lease {
+            holder: core.me.clone(),
+            epoch,
+            expires: Millis(0),
+            node: Some(n.lease_node()),
+        },
+        None => Lease {
+            holder: core.me.clone(),
+            epoch,
+            expires: until,
+            node: None,
+        },
+    }
+}
+
+/// Whether `l` keeps this writer out at `now`: `Some(until when)` if
+/// another writer holds it. A node-bound lease is held while its node beats
+/// (one GET of its heartbeat); a time lease until it expires. Our own
+/// lease, or one from this node's earlier process, never is.
+fn held_by_other(core: &Core, l: &Lease, now: Millis) -> Result<Option<String>> {
+    if let Some(n) = &l.node {
+        if core.cfg.node.as_ref().is_some_and(|me| me.is(n)) {
+            return Ok(None);
+        }
+        return Ok(
+            super::node::holds(&core.cfg.store, n)?.then(|| format!("while node {} beats", n.id))
+        );
+    }
+    let other = l.holder != core.me && l.expires > now && !same_node(&l.holder, &core.me);
+    Ok(other.then(|| format!("until {}", l.expires.rfc3339())))
+}
+
 fn same_node(holder: &str, me: &str) -> bool {
     let node = |s: &str| {
         s.split_once(':')

@@ -76,13 +76,25 @@ pub struct Manifest {
     pub updated: Millis,
 }
 
-/// A writer's claim on a database, by time.
+/// A writer's claim on a database: by time (`expires`), or bound to the
+/// heartbeat of the node that took it (`node`, with `expires` 0).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// `host:pid:nonce` of the holder.
     pub holder: String,
     pub epoch: Epoch,
     pub expires: Millis,
+    /// Held while this node's heartbeat (`_strata/nodes/<id>.json`) is
+    /// fresh and names this incarnation; no renewal of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<LeaseNode>,
+}
+
+/// The node (and its process's incarnation) a lease is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseNode {
+    pub id: String,
+    pub incarnation: String,
 }
 
 impl Manifest {

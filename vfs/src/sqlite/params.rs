@@ -15,6 +15,7 @@
 //! | `merge_segments`   | `STRATA_MERGE_SEGMENTS`   | 64                 |
 //! | `retention`        | `STRATA_RETENTION`        | `7d`               |
 //! | `lease_ttl`        | `STRATA_LEASE_TTL`        | `30s`              |
+//! | `node`             | `STRATA_NODE`             | none: leases by time; else the lease is bound to this process's node of that id (`engine::node`) |
 //! | `lazy`             | `STRATA_LAZY`             | `1` (on)           |
 
 use crate::bucket::{Store, open_bucket};
@@ -152,6 +153,9 @@ pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
     }
     if let Some(v) = params.get("lease_ttl") {
         cfg.lease_ttl = parse_duration(&v)?;
+    }
+    if let Some(v) = params.get("node") {
+        cfg.node = Some(crate::engine::node::local(&v)?);
     }
     if let Some(v) = params.get("retention") {
         cfg.retention = parse_duration(&v)?;

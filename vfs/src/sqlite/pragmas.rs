@@ -5,6 +5,7 @@
 //! - `strata_lag_ms`: how long the oldest unreplicated commit has waited.
 //! - `strata_flush[=timeout_ms]`: upload everything now and wait; returns the txid.
 //! - `strata_missing_pages`: pages of a lazily opened copy not on this node yet.
+//! - `strata_claim`: take the writer lease now, not at the first commit.
 //! - `strata_hydrate`: fetch them all now (parallel ranged GETs); returns how many.
 //! - `strata_write_lock_handoffs` (answered in `vfs.rs`, as it is about
 //!   locks): busy waits for this database's write lock that its release in
@@ -37,6 +38,10 @@ pub fn run(r: &Replica, name: &str, arg: Option<&str>) -> Result<String> {
                 None => 30_000,
             };
             r.flush(Duration::from_millis(ms))?.to_string()
+        }
+        "strata_claim" => {
+            r.claim()?;
+            "claimed".to_string()
         }
         "strata_hydrate" => r.hydrate(None)?.to_string(),
         "strata_missing_pages" => r.lazy().map_or(0, |l| l.missing_pages()).to_string(),

@@ -1,5 +1,6 @@
 //! A tenant's PocketBase API, under `/t/<tenant>/` or the tenant's own
-//! domain: the routes, and the middleware that finds the tenant, holds it
+//! domain: the routes, and the middleware that finds the tenant (here, or
+//! at the node of the cluster that holds it: `serve::cluster`), holds it
 //! loaded for the request, and records the request (metrics, `_logs`).
 //!
 //! - [`records`]: records CRUD;
@@ -26,9 +27,10 @@ pub mod records;
 pub mod settings;
 
 use super::App;
+use super::cluster::route::{Dispatch, dispatch};
 use super::realtime;
 use super::schema;
-use super::tenants::{Guard, LogRow};
+use super::tenants::{Guard, LogRow, check_tenant_id};
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -131,12 +133,15 @@ async fn tenant_by_host(State(app): State<App>, req: Request, next: Next) -> Res
 
 /// Load the tenant, run the handler with a hold on it, then record the
 /// request in metrics and in the tenant's `_logs` (written in batches).
-async fn serve_tenant(app: App, id: String, mut req: Request, next: Next) -> Response {
+async fn serve_tenant(app: App, id: String, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let guard: TenantReq = match app.registry.acquire(&id).await {
-        Ok(g) => Arc::new(g),
-        Err(e) => {
-            let r = e.into_response();
+    if let Err(e) = check_tenant_id(&id) {
+        return e.into_response();
+    }
+    // Here (loaded), or answered by the node that holds the tenant.
+    let (mut req, guard): (Request, TenantReq) = match dispatch(&app, &id, req).await {
+        Dispatch::Serve(req, g) => (req, Arc::new(g)),
+        Dispatch::Done(r) => {
             app.metrics
                 .observe(r.status().as_u16(), start.elapsed().as_secs_f64());
             return r;

@@ -288,6 +288,13 @@ impl Registry {
                 _ => return Ok(false),
             }
         };
+        self.close_marked(t).await.map(|_| true)
+    }
+
+    /// Drain and close `t`, already marked evicting by the caller.
+    async fn close_marked(self: &Arc<Self>, t: Arc<Tenant>) -> ApiResult<()> {
+        let id = t.id.clone();
+        let id = id.as_str();
         // Realtime streams hold guards: they end first (the SDK reconnects).
         t.realtime.close_all();
         let mut phases = Phases::default();
@@ -325,7 +332,7 @@ impl Registry {
         }
         self.evicted.notify_waiters();
         tracing::info!(tenant = %id, "evicted");
-        result.map(|_| true)
+        result.map(|_| ())
     }
 
     /// Remove a closed tenant's local directory if the bucket has every
@@ -349,6 +356,32 @@ impl Registry {
             .map_err(|e| ApiError::internal(format!("remove {}: {e}", dir.display())))?;
         tracing::info!(tenant = %id, "local copy dropped");
         Ok(())
+    }
+
+    /// This node may have lost any of its leases (a lapse, see
+    /// `serve::cluster`): take every tenant out of service now, so that no
+    /// request is served from them, and close them in the background (a
+    /// close whose lease was taken finds itself fenced and keeps what it
+    /// could not upload in the local spool). The next request routes again.
+    pub fn drop_all(self: &Arc<Self>, rt: &tokio::runtime::Handle) {
+        // Marked here, before the node serves again: no request gets them.
+        let marked: Vec<Arc<Tenant>> = self
+            .map
+            .lock()
+            .values()
+            .filter(|t| !t.evicting.swap(true, Ordering::AcqRel))
+            .cloned()
+            .collect();
+        tracing::warn!(tenants = marked.len(), "dropping every loaded tenant");
+        for t in marked {
+            let reg = self.clone();
+            rt.spawn(async move {
+                let id = t.id.clone();
+                if let Err(e) = reg.close_marked(t).await {
+                    tracing::warn!(tenant = %id, error = %e, "close after a lapse failed");
+                }
+            });
+        }
     }
 
     /// Evict every tenant (shutdown).

@@ -1,0 +1,439 @@
+//! Three `strata serve` nodes on one bucket (`server/src/serve/cluster/`),
+//! real processes on loopback ports, on the local bucket and on the loopback
+//! S3 server: any node answers any tenant (forwarding to the holder), a
+//! holder killed with -9 under sync writes is replaced within the takeover
+//! bound with every acknowledged write kept, and a holder paused past its
+//! ttl is fenced and serves no stale read when it wakes.
+
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use strata_tests::serve::{Server, posts_collection};
+use strata_tests::{Backend, assert_one_history, http, workspace_bin};
+
+/// Beats of 200 ms, dead after 1 s: takeover in about a second.
+const TTL: Duration = Duration::from_secs(1);
+
+fn node(b: &Backend, dir: &Path, id: &str, env: &[(&str, &str)]) -> Result<Server> {
+    Server::start_with(
+        b,
+        &dir.join(id),
+        &["--node-id", id, "--heartbeat", "200ms", "--node-ttl", "1s"],
+        env,
+    )
+}
+
+fn three(b: &Backend, dir: &Path, env: &[(&str, &str)]) -> Result<Vec<Server>> {
+    (0..3)
+        .map(|i| node(b, dir, &format!("n{i}"), env))
+        .collect()
+}
+
+/// Three nodes in sync durability (what was acknowledged is in the bucket
+/// when a holder stops: in async mode its last second of commits would wait
+/// in its spool, and be fenced there), tenant `t1` with `posts`; returns
+/// them and t1's holder.
+fn with_posts(b: &Backend, dir: &Path) -> Result<(Vec<Server>, usize)> {
+    let nodes = three(b, dir, &[("STRATA_DURABILITY", "sync")])?;
+    nodes[0].create_tenant("t1", None)?;
+    let token = nodes[0].superuser_token("t1")?;
+    posts_collection(&nodes[1], "t1", &token)?;
+    let h = holder(&nodes.iter().map(Some).collect::<Vec<_>>(), "t1")?;
+    Ok((nodes, h))
+}
+
+/// The node that has `tenant` loaded (exactly one may).
+fn holder(nodes: &[Option<&Server>], tenant: &str) -> Result<usize> {
+    let mut holding = Vec::new();
+    for (i, s) in nodes.iter().enumerate() {
+        let Some(s) = s else { continue };
+        let r = s.admin("GET", &format!("/_strata/api/tenants/{tenant}"), None)?;
+        ensure!(r.status == 200, "show {tenant} on n{i}: {r:?}");
+        if r.body["state"] == "loaded" {
+            holding.push(i);
+        }
+    }
+    ensure!(
+        holding.len() == 1,
+        "{tenant} is loaded on nodes {holding:?}"
+    );
+    Ok(holding[0])
+}
+
+fn metric(s: &Server, name: &str) -> Result<f64> {
+    let r = s.admin("GET", "/metrics", None)?;
+    r.text
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .with_context(|| format!("no {name} in /metrics"))
+}
+
+fn create(s: &Server, tenant: &str, title: &str) -> Result<http::Response> {
+    s.api(
+        tenant,
+        "POST",
+        "/api/collections/posts/records",
+        None,
+        Some(json!({"title": title})),
+    )
+}
+
+/// Every post title, as `s` lists them.
+fn titles(s: &Server, tenant: &str) -> Result<BTreeSet<String>> {
+    let r = s.api(
+        tenant,
+        "GET",
+        "/api/collections/posts/records?perPage=500&skipTotal=1",
+        None,
+        None,
+    )?;
+    ensure!(r.status == 200, "list on {}: {r:?}", s.addr);
+    Ok(r.body["items"]
+        .as_array()
+        .context("items")?
+        .iter()
+        .filter_map(|i| i["title"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// A write of post `title` to t1 via `s`, retried as a client does on the
+/// answers that say so (502, 503, 504), for up to 10 s.
+fn create_retrying(s: &Server, title: &str) -> Result<http::Response> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = create(s, "t1", title)?;
+        if matches!(r.status, 502..=504) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        return Ok(r);
+    }
+}
+
+fn verify(b: &Backend, tenant: &str) -> Result<()> {
+    let out = b
+        .command(&workspace_bin("strata")?)
+        .args(["verify", &b.url(), &format!("{tenant}/data.db")])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "strata verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_one_history(&b.store()?, tenant, "data.db")?;
+    Ok(())
+}
+
+#[test]
+fn sdk_clients_on_every_node_share_one_tenant() -> Result<()> {
+    for b in Backend::all()? {
+        let name = b.name();
+        let dir = tempfile::tempdir()?;
+        let nodes = three(&b, dir.path(), &[])?;
+        nodes[0].create_tenant("shop", None)?;
+        nodes[0].create_tenant("chat", None)?;
+        let all: Vec<Option<&Server>> = nodes.iter().map(Some).collect();
+        // Each tenant lands on the node that placement picks; the SDK then
+        // talks to it through another node, every call forwarded: CRUD on
+        // one tenant, realtime (SSE, subscriptions, events) on the other.
+        let mut through = Vec::new();
+        for t in ["shop", "chat"] {
+            let r = nodes[0].api(t, "GET", "/api/health", None, None)?;
+            ensure!(r.status == 200, "[{name}] health of {t}: {r:?}");
+            through.push((holder(&all, t)? + 1) % 3);
+        }
+        let base = |t: &str, i: usize| format!("http://{}/t/{t}", nodes[i].addr);
+        std::thread::scope(|s| -> Result<()> {
+            let crud = s.spawn(|| {
+                strata_tests::sdk::run(
+                    "client.mjs",
+                    &base("shop", through[0]),
+                    &[],
+                    "checks passed",
+                )
+            });
+            let live = s.spawn(|| {
+                strata_tests::sdk::run(
+                    "realtime.mjs",
+                    &base("chat", through[1]),
+                    &[],
+                    "realtime checks passed",
+                )
+            });
+            crud.join()
+                .map_err(|_| anyhow::anyhow!("client.mjs panicked"))??;
+            live.join()
+                .map_err(|_| anyhow::anyhow!("realtime.mjs panicked"))??;
+            Ok(())
+        })
+        .with_context(|| {
+            format!(
+                "[{name}]\n{}",
+                nodes
+                    .iter()
+                    .map(|n| n.log_text())
+                    .collect::<Vec<_>>()
+                    .join("\n---\n")
+            )
+        })?;
+        let h = holder(&all, "shop")?;
+
+        // Raw writes round-robin over the nodes: every one succeeds, and every
+        // node lists them all.
+        let token = nodes[0].superuser_token("shop")?;
+        posts_collection(&nodes[2], "shop", &token)?;
+        let mut want = BTreeSet::new();
+        for i in 0..30 {
+            let title = format!("post-{i}");
+            let r = create(&nodes[i % 3], "shop", &title)?;
+            ensure!(r.status == 200, "[{name}] create via n{}: {r:?}", i % 3);
+            want.insert(title);
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            ensure!(
+                titles(n, "shop")? == want,
+                "[{name}] n{i} lists other posts"
+            );
+        }
+        ensure!(
+            holder(&all, "shop")? == h,
+            "[{name}] the tenant moved without a reason"
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            let forwarded = metric(n, "strata_serve_forwarded_total")?;
+            ensure!(
+                i == h || forwarded > 0.0,
+                "[{name}] n{i} forwarded no request (holder n{h})"
+            );
+            ensure!(
+                metric(n, "strata_serve_cluster_nodes_live")? == 3.0,
+                "[{name}] n{i} does not see three nodes"
+            );
+        }
+        // A client cannot pose as a node: forward headers without the
+        // cluster's key are dropped. Believed, they would make a node that
+        // does not hold the tenant serve it itself (and fail to claim it).
+        let other = (h + 1) % 3;
+        let r = http::request(
+            &nodes[other].addr,
+            "GET",
+            "/t/shop/api/collections/posts/records?perPage=1",
+            &[
+                "Strata-Forward-Key: guess".into(),
+                "Strata-Client-Ip: 10.9.9.9".into(),
+                format!("Strata-Forwarded-By: n{h}"),
+            ],
+            None,
+        )?;
+        ensure!(r.status == 200, "[{name}] a spoofed forward: {r:?}");
+        ensure!(
+            holder(&all, "shop")? == h,
+            "[{name}] a spoofed forward moved the tenant"
+        );
+        verify(&b, "shop").with_context(|| name.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn kill_9_of_the_holder_under_sync_writes_loses_no_acknowledged_write() -> Result<()> {
+    for b in Backend::all()? {
+        let name = b.name();
+        let dir = tempfile::tempdir()?;
+        let (mut nodes, h) = with_posts(&b, dir.path())?;
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        let acked = std::sync::Mutex::new(Vec::<(String, Instant)>::new());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let killed = std::sync::Mutex::new(None::<Instant>);
+        std::thread::scope(|s| -> Result<()> {
+            let mut writers = Vec::new();
+            for w in 0..3 {
+                let (acked, stop, addrs) = (&acked, &stop, &addrs);
+                writers.push(s.spawn(move || -> Result<()> {
+                    let mut n = w;
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        let title = format!("w{w}-{i}");
+                        let body = json!({"title": title}).to_string();
+                        // As a load balancer would: the next node when one is gone.
+                        n = (n + 1) % 3;
+                        let Ok(r) = http::request(
+                            &addrs[n],
+                            "POST",
+                            "/t/t1/api/collections/posts/records",
+                            &[],
+                            Some(&body),
+                        ) else {
+                            continue;
+                        };
+                        if r.status == 200 {
+                            acked
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((title, Instant::now()));
+                        } else {
+                            ensure!(
+                                r.status == 503 || r.status == 502,
+                                "a write got {}: {r:?}",
+                                r.status
+                            );
+                        }
+                    }
+                    Ok(())
+                }));
+            }
+            let count = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while count() < 60 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            nodes[h].child.kill()?;
+            *killed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            let before = count();
+            while count() < before + 60 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for w in writers {
+                w.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
+            }
+            Ok(())
+        })?;
+        let killed = killed
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .context("kill time")?;
+        let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+        let after: Vec<&(String, Instant)> = acked.iter().filter(|(_, t)| *t > killed).collect();
+        ensure!(
+            after.len() >= 60,
+            "[{name}] only {} writes after the kill",
+            after.len()
+        );
+        let first = after
+            .iter()
+            .map(|(_, t)| *t)
+            .min()
+            .context("a write after the kill")?;
+        let takeover = first - killed;
+        eprintln!(
+            "[{name}] takeover after kill -9: {} ms",
+            takeover.as_millis()
+        );
+        ensure!(
+            takeover < TTL + Duration::from_secs(4),
+            "[{name}] takeover took {takeover:?} (node ttl {TTL:?})"
+        );
+        let survivor = (h + 1) % 3;
+        let listed = titles(&nodes[survivor], "t1")?;
+        let missing: Vec<&String> = acked
+            .iter()
+            .map(|(t, _)| t)
+            .filter(|t| !listed.contains(*t))
+            .collect();
+        ensure!(
+            missing.is_empty(),
+            "[{name}] acknowledged writes lost: {missing:?}"
+        );
+        for n in nodes.iter_mut().enumerate().filter(|(i, _)| *i != h) {
+            n.1.terminate()?;
+        }
+        verify(&b, "t1").with_context(|| name.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_holder_paused_past_its_ttl_is_fenced_and_serves_no_stale_read() -> Result<()> {
+    for b in Backend::all()? {
+        let name = b.name();
+        let dir = tempfile::tempdir()?;
+        let (nodes, h) = with_posts(&b, dir.path())?;
+        let other = (h + 1) % 3;
+        for i in 0..5 {
+            ensure!(create(&nodes[other], "t1", &format!("before-{i}"))?.status == 200);
+        }
+        let pid = nodes[h].child.id();
+        strata_tests::freeze_outside_bucket_lock(&b, pid)?;
+        let paused = Instant::now();
+        // Writes through the other nodes wait for the holder's heartbeat to go
+        // stale, then another node takes the tenant over.
+        for i in 0..5 {
+            let r = create_retrying(&nodes[other], &format!("during-{i}"))?;
+            ensure!(
+                r.status == 200,
+                "[{name}] write while the holder is paused: {r:?}"
+            );
+        }
+        let took = paused.elapsed();
+        ensure!(
+            took >= TTL / 2,
+            "[{name}] taken over after {took:?}, before the ttl"
+        );
+        let still: Vec<Option<&Server>> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i != h).then_some(n))
+            .collect();
+        let new = holder(&still, "t1")?;
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+
+        // The woken node must not answer from its stale copy: it answers 503
+        // (retry) until it has beaten again, then forwards to the new holder.
+        let want: BTreeSet<String> = (0..5)
+            .flat_map(|i| [format!("before-{i}"), format!("during-{i}")])
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = nodes[h].api(
+                "t1",
+                "GET",
+                "/api/collections/posts/records?perPage=500&skipTotal=1",
+                None,
+                None,
+            )?;
+            if r.status == 503 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            ensure!(r.status == 200, "[{name}] read via the woken node: {r:?}");
+            let mut got: Vec<String> = r.body["items"]
+                .as_array()
+                .context("items")?
+                .iter()
+                .filter_map(|i| i["title"].as_str().map(str::to_string))
+                .collect();
+            got.sort();
+            ensure!(
+                got == want.iter().cloned().collect::<Vec<_>>(),
+                "[{name}] the woken node served a stale read (or a write twice): {got:?}"
+            );
+            break;
+        }
+        let r = create_retrying(&nodes[h], "after")?;
+        ensure!(r.status == 200, "[{name}] write via the woken node: {r:?}");
+        ensure!(
+            titles(&nodes[new], "t1")?.contains("after"),
+            "[{name}] the write via the woken node is not at the new holder"
+        );
+        let log = nodes[h].log_text();
+        ensure!(
+            log.contains("lapse"),
+            "[{name}] the woken node did not notice its lapse:\n{log}"
+        );
+        let r = nodes[h].admin("GET", "/_strata/api/tenants/t1", None)?;
+        ensure!(
+            r.body["state"] != "loaded",
+            "[{name}] the woken node still has the tenant loaded: {r:?}"
+        );
+        verify(&b, "t1").with_context(|| name.to_string())?;
+    }
+    Ok(())
+}
