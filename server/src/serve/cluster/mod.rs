@@ -182,14 +182,18 @@ impl Cluster {
     }
 
     /// Has node `id` gone stale, as a view read within its ttl shows? An
-    /// old view (the bucket unreachable) says nothing.
+    /// old view (the bucket unreachable), or one without the node (it joined
+    /// since), says nothing.
     pub fn seen_dead(&self, id: &str) -> bool {
         let v = self.view.read();
         if v.read.elapsed() >= self.node.config().ttl {
             return false;
         }
         let now = Millis::now();
-        !v.nodes.iter().any(|h| h.node == id && h.alive_at(now))
+        v.nodes
+            .iter()
+            .find(|h| h.node == id)
+            .is_some_and(|h| !h.alive_at(now))
     }
 }
 
