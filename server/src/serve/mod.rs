@@ -14,6 +14,8 @@
 //! - [`settings`]: a tenant's PocketBase settings; [`ratelimit`]: the
 //!   fixed windows of its `rateLimits` rules and of the node's guard on
 //!   failed logins; [`realtime`]: SSE subscriptions;
+//! - [`cluster`]: many nodes on one bucket: heartbeats, routing a tenant's
+//!   request to the node that holds it, forwarding;
 //! - [`errors`]: the one mapping to HTTP status; `/metrics` is [`metrics`].
 //!
 //! Seams for later: file fields (`storage/`) and JS hooks (`hooks/`) hang
