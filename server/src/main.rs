@@ -162,6 +162,20 @@ enum Cmd {
         #[command(subcommand)]
         cmd: serve::admin::client::TenantCmd,
     },
+    /// The nodes of a cluster (servers on one bucket), through a running
+    /// server's admin API.
+    Node {
+        /// The server's base URL.
+        #[arg(
+            long,
+            env = "STRATA_SERVER",
+            default_value = "http://127.0.0.1:8090",
+            global = true
+        )]
+        server: String,
+        #[command(subcommand)]
+        cmd: serve::admin::client::NodeCmd,
+    },
 }
 
 fn main() {
@@ -457,6 +471,10 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Tenant { server, cmd } => {
             let token = std::env::var("STRATA_ADMIN_TOKEN").ok();
             serve::admin::client::run(&server, token.as_deref(), cmd)
+        }
+        Cmd::Node { server, cmd } => {
+            let token = std::env::var("STRATA_ADMIN_TOKEN").ok();
+            serve::admin::client::run_node(&server, token.as_deref(), cmd)
         }
     }
 }

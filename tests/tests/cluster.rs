@@ -213,6 +213,39 @@ fn sdk_clients_on_every_node_share_one_tenant() -> Result<()> {
                 "[{name}] n{i} does not see three nodes"
             );
         }
+        // `strata node list` and the tenant list say who is where.
+        let out = std::process::Command::new(workspace_bin("strata")?)
+            .args([
+                "node",
+                "list",
+                "--server",
+                &format!("http://{}", nodes[0].addr),
+            ])
+            .env("STRATA_ADMIN_TOKEN", strata_tests::serve::ADMIN)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        ensure!(
+            out.status.success()
+                && lines.len() == 3
+                && lines[0].starts_with("n0\t")
+                && lines[0].ends_with("(this node)")
+                && lines.iter().all(|l| l.contains("\tserving\t")),
+            "[{name}] strata node list: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = nodes[h].admin("GET", "/_strata/api/tenants", None)?;
+        let shop = r.body["items"]
+            .as_array()
+            .and_then(|i| i.iter().find(|t| t["id"] == "shop"))
+            .with_context(|| format!("{r:?}"))?;
+        ensure!(shop["node"] == format!("n{h}").as_str(), "[{name}] {shop}");
+        let r = nodes[(h + 1) % 3].admin("GET", "/_strata/api/tenants/shop", None)?;
+        ensure!(
+            r.body["holder"] == format!("n{h}").as_str(),
+            "[{name}] show: {r:?}"
+        );
+
         // A client cannot pose as a node: forward headers without the
         // cluster's key are dropped. Believed, they would make a node that
         // does not hold the tenant serve it itself (and fail to claim it).

@@ -45,7 +45,11 @@ fn dashboard_lists_evicts_and_restores_in_a_browser() -> Result<()> {
     let browser = Browser::start(1280, 900)?;
     let bucket = Backend::local()?;
     let dir = tempfile::tempdir()?;
-    let s = Server::start(&bucket, &dir.path().join("node"), &[])?;
+    let s = Server::start(
+        &bucket,
+        &dir.path().join("node"),
+        &["--node-id", "dash-node"],
+    )?;
 
     // The page itself is public, self-contained, and runs only its own script.
     let r = s.req("GET", "/_strata", &[], None)?;
@@ -137,6 +141,23 @@ fn dashboard_lists_evicts_and_restores_in_a_browser() -> Result<()> {
     ensure!(
         acme_row.contains("acme.example") && acme_row.contains("KiB"),
         "acme's row: {acme_row}"
+    );
+
+    // The nodes card: this node, serving, with its two loaded tenants; the
+    // loaded tenants' rows name it.
+    let node = browser.wait_for("the node row", WAIT, |b| {
+        Ok(b.find_all("#node-rows tr")?
+            .first()
+            .map(|r| b.text(r))
+            .transpose()?)
+    })?;
+    ensure!(
+        node.contains("dash-node (this node)") && node.contains("serving") && node.contains('2'),
+        "node row: {node}"
+    );
+    ensure!(
+        browser.text(&browser.find("#rows tr[data-tenant='acme'] td.node")?)? == "dash-node",
+        "acme's node"
     );
 
     // Evict globex: the page and the API agree it is no longer loaded.

@@ -89,7 +89,63 @@ pub fn run(server: &str, token: Option<&str>, cmd: TenantCmd) -> Result<()> {
         TenantCmd::Export { id } => ("POST", format!("/_strata/api/tenants/{id}/export"), None),
         TenantCmd::Delete { id } => ("DELETE", format!("/_strata/api/tenants/{id}"), None),
     };
-    let (status, v) = request(server, method, &path, token, body.as_ref())?;
+    let v = checked(request(server, method, &path, token, body.as_ref())?)?;
+    if let TenantCmd::List = cmd {
+        for t in v["items"].as_array().into_iter().flatten() {
+            println!(
+                "{}\t{}\t{}\t{}\t{}",
+                t["id"].as_str().unwrap_or(""),
+                t["state"].as_str().unwrap_or(""),
+                t["domain"].as_str().unwrap_or("-"),
+                t["node"].as_str().unwrap_or("-"),
+                if t["deleted"].is_null() {
+                    ""
+                } else {
+                    "deleted"
+                }
+            );
+        }
+    } else {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// The nodes on the server's bucket, as that server sees them: id,
+    /// address, state, heartbeat age, tenants loaded.
+    List,
+}
+
+/// Run a node subcommand against `server`.
+pub fn run_node(server: &str, token: Option<&str>, cmd: NodeCmd) -> Result<()> {
+    match cmd {
+        NodeCmd::List => {
+            let v = checked(request(server, "GET", "/_strata/api/nodes", token, None)?)?;
+            for n in v["items"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{} ms\t{} tenants{}",
+                    n["id"].as_str().unwrap_or(""),
+                    n["advertise"].as_str().unwrap_or(""),
+                    n["state"].as_str().unwrap_or(""),
+                    n["heartbeatAgeMs"],
+                    n["tenants"],
+                    if n["self"] == true {
+                        "\t(this node)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The answer's JSON if it is a success; else the server's message as an
+/// error of the kind its status says (so the exit code says it too).
+fn checked((status, v): (u16, Value)) -> Result<Value> {
     if !(200..300).contains(&status) {
         let msg = v["message"]
             .as_str()
@@ -105,24 +161,7 @@ pub fn run(server: &str, token: Option<&str>, cmd: TenantCmd) -> Result<()> {
         };
         return Err(e.into());
     }
-    if let TenantCmd::List = cmd {
-        for t in v["items"].as_array().into_iter().flatten() {
-            println!(
-                "{}\t{}\t{}\t{}",
-                t["id"].as_str().unwrap_or(""),
-                t["state"].as_str().unwrap_or(""),
-                t["domain"].as_str().unwrap_or("-"),
-                if t["deleted"].is_null() {
-                    ""
-                } else {
-                    "deleted"
-                }
-            );
-        }
-    } else {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    }
-    Ok(())
+    Ok(v)
 }
 
 /// One request with `Connection: close`; the JSON body of the answer.

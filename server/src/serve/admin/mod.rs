@@ -31,6 +31,7 @@ use strata_vfs::{Millis, TxId};
 
 pub fn router(app: App) -> Router<App> {
     Router::new()
+        .route("/nodes", get(nodes))
         .route("/tenants", get(list).post(create))
         .route("/tenants/{id}", get(show).delete(delete))
         .route("/tenants/{id}/evict", post(evict))
@@ -73,7 +74,38 @@ fn describe(app: &App, m: &Metadata) -> Value {
         "deleted": m.deleted,
         "purgeAfter": m.purge_after,
         "state": if app.registry.is_loaded(&m.id) { "loaded" } else { "evicted" },
+        // The node serving it, as this node knows without a bucket read:
+        // itself, or where it last forwarded the tenant's requests.
+        "node": app.cluster.known_holder(&m.id, app.registry.is_loaded(&m.id)),
     })
+}
+
+/// The nodes of the cluster as this node's view has them (refreshed every
+/// half node ttl), this one first.
+async fn nodes(State(app): State<App>) -> Json<Value> {
+    let c = &app.cluster;
+    let now = Millis::now();
+    let view = c.view();
+    let mut items: Vec<Value> = view
+        .nodes
+        .iter()
+        .map(|h| {
+            let me = h.node == c.id() && h.incarnation == c.node.incarnation();
+            json!({
+                "id": h.node,
+                "advertise": h.advertise,
+                "state": if h.alive_at(now) { serde_json::to_value(h.state).unwrap_or_default() } else { json!("dead") },
+                "heartbeatAgeMs": if me { c.node.beat_age().as_millis() as u64 } else { h.age(now).as_millis() as u64 },
+                "tenants": if me { app.registry.loaded_count() as u64 } else { h.tenants },
+                "started": h.started.rfc3339(),
+                "self": me,
+            })
+        })
+        .collect();
+    items.sort_by_key(|v| !v["self"].as_bool().unwrap_or(false));
+    Json(
+        json!({"items": items, "node": c.id(), "viewAgeMs": view.read.elapsed().as_millis() as u64}),
+    )
 }
 
 async fn create(
@@ -142,7 +174,9 @@ async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<
         let (meta, _) = app.registry.read_meta(&id)?;
         // Against the bucket's head, and also for a tenant not loaded here.
         let lag = app.registry.lag(&id)?;
-        Ok(Json(describe_local(&app, &meta, lag)))
+        let mut v = describe_local(&app, &meta, lag);
+        v["holder"] = json!(app.cluster.holder(&id)?.map(|p| p.id));
+        Ok(Json(v))
     })
     .await
 }

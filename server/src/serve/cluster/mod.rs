@@ -154,6 +154,15 @@ impl Cluster {
             }))
     }
 
+    /// Who holds `tenant` as far as this node knows without asking the
+    /// bucket: itself if loaded here, else where it last forwarded it.
+    pub fn known_holder(&self, tenant: &str, loaded_here: bool) -> Option<String> {
+        if loaded_here {
+            return Some(self.id().to_string());
+        }
+        self.locations.get(tenant).map(|p| p.id)
+    }
+
     /// Forget where `tenant` was seen.
     pub fn forget(&self, tenant: &str) {
         self.locations.invalidate(tenant);

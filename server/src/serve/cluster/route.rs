@@ -89,7 +89,7 @@ impl Cluster {
     }
 
     /// The live node holding `tenant`'s `data.db` lease, if any. Blocking.
-    fn holder(&self, tenant: &str) -> ApiResult<Option<Peer>> {
+    pub fn holder(&self, tenant: &str) -> ApiResult<Option<Peer>> {
         let keys = DbKeys::new(tenant, DATA_DB)?;
         let m = match strata_vfs::engine::restore::read_manifest(self.store.as_ref(), &keys) {
             Ok(m) => m,
