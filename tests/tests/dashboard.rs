@@ -146,10 +146,10 @@ fn dashboard_lists_evicts_and_restores_in_a_browser() -> Result<()> {
     // The nodes card: this node, serving, with its two loaded tenants; the
     // loaded tenants' rows name it.
     let node = browser.wait_for("the node row", WAIT, |b| {
-        Ok(b.find_all("#node-rows tr")?
+        b.find_all("#node-rows tr")?
             .first()
             .map(|r| b.text(r))
-            .transpose()?)
+            .transpose()
     })?;
     ensure!(
         node.contains("dash-node (this node)") && node.contains("serving") && node.contains('2'),
