@@ -13,14 +13,25 @@ use std::time::{Duration, Instant};
 use strata_tests::serve::{Server, posts_collection};
 use strata_tests::{Backend, assert_one_history, http, workspace_bin};
 
-/// Beats of 200 ms, dead after 1 s: takeover in about a second.
-const TTL: Duration = Duration::from_secs(1);
+/// The node ttl of the tests: beats every fifth of it. On the local bucket
+/// 1 s (takeover in about a second); the loopback S3 server (moto, one
+/// Python process) answers a put in up to a second under the tests' load,
+/// so there 3 s, lest live nodes look dead.
+fn ttl(b: &Backend) -> Duration {
+    match b {
+        Backend::Local(_) => Duration::from_secs(1),
+        Backend::S3(..) => Duration::from_secs(3),
+    }
+}
 
 fn node(b: &Backend, dir: &Path, id: &str, env: &[(&str, &str)]) -> Result<Server> {
+    let ttl = ttl(b);
+    let beat = format!("{}ms", ttl.as_millis() / 5);
+    let ttl = format!("{}ms", ttl.as_millis());
     Server::start_with(
         b,
         &dir.join(id),
-        &["--node-id", id, "--heartbeat", "200ms", "--node-ttl", "1s"],
+        &["--node-id", id, "--heartbeat", &beat, "--node-ttl", &ttl],
         env,
     )
 }
@@ -361,8 +372,9 @@ fn kill_9_of_the_holder_under_sync_writes_loses_no_acknowledged_write() -> Resul
             takeover.as_millis()
         );
         ensure!(
-            takeover < TTL + Duration::from_secs(4),
-            "[{name}] takeover took {takeover:?} (node ttl {TTL:?})"
+            takeover < ttl(&b) + Duration::from_secs(4),
+            "[{name}] takeover took {takeover:?} (node ttl {:?})",
+            ttl(&b)
         );
         let survivor = (h + 1) % 3;
         let listed = titles(&nodes[survivor], "t1")?;
@@ -407,7 +419,7 @@ fn a_holder_paused_past_its_ttl_is_fenced_and_serves_no_stale_read() -> Result<(
         }
         let took = paused.elapsed();
         ensure!(
-            took >= TTL / 2,
+            took >= ttl(&b) / 2,
             "[{name}] taken over after {took:?}, before the ttl"
         );
         let still: Vec<Option<&Server>> = nodes
@@ -468,6 +480,147 @@ fn a_holder_paused_past_its_ttl_is_fenced_and_serves_no_stale_read() -> Result<(
             r.body["state"] != "loaded",
             "[{name}] the woken node still has the tenant loaded: {r:?}"
         );
+        verify(&b, "t1").with_context(|| name.to_string())?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_planned_move_and_a_drain_under_load_fail_no_request() -> Result<()> {
+    for b in Backend::all()? {
+        let name = b.name();
+        let dir = tempfile::tempdir()?;
+        let (mut nodes, h) = with_posts(&b, dir.path())?;
+        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+        let acked = std::sync::Mutex::new(Vec::<String>::new());
+        let failed = std::sync::Mutex::new(Vec::<String>::new());
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (target, drained) = std::thread::scope(|s| -> Result<(usize, usize)> {
+            for w in 0..3 {
+                let (acked, failed, stop, addrs) = (&acked, &failed, &stop, &addrs);
+                s.spawn(move || {
+                    let mut n = w;
+                    for i in 0.. {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        n = (n + 1) % 3;
+                        let title = format!("w{w}-{i}");
+                        let (method, path, body) = if i % 2 == 0 {
+                            (
+                                "POST",
+                                "/t/t1/api/collections/posts/records",
+                                Some(json!({"title": title}).to_string()),
+                            )
+                        } else {
+                            ("GET", "/t/t1/api/collections/posts/records?perPage=5", None)
+                        };
+                        // A node that stopped listening is skipped, as a load
+                        // balancer does; any answer but 200 is a failure.
+                        let Ok(r) = http::request(&addrs[n], method, path, &[], body.as_deref())
+                        else {
+                            continue;
+                        };
+                        if r.status != 200 {
+                            failed
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(format!(
+                                    "{method} via {}: {} {}",
+                                    addrs[n], r.status, r.text
+                                ));
+                        } else if method == "POST" {
+                            acked.lock().unwrap_or_else(|e| e.into_inner()).push(title);
+                        }
+                    }
+                });
+            }
+            let count = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let wait_for = |n: usize| {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while count() < n && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            };
+            wait_for(30);
+            // A move, asked of a node that does not hold the tenant: the call
+            // goes on to the holder.
+            let target = (h + 1) % 3;
+            let asked = (h + 2) % 3;
+            let out = std::process::Command::new(workspace_bin("strata")?)
+                .args(["tenant", "move", "t1", "--to", &format!("n{target}")])
+                .args(["--server", &format!("http://{}", addrs[asked])])
+                .env("STRATA_ADMIN_TOKEN", strata_tests::serve::ADMIN)
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            ensure!(
+                out.status.success(),
+                "[{name}] move: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let moved: serde_json::Value = serde_json::from_str(&text)?;
+            eprintln!("[{name}] move pause: {} ms", moved["pauseMs"]);
+            ensure!(
+                moved["to"] == format!("n{target}").as_str()
+                    && moved["from"] == format!("n{h}").as_str(),
+                "[{name}] {moved}"
+            );
+            let live: Vec<Option<&Server>> = nodes.iter().map(Some).collect();
+            ensure!(holder(&live, "t1")? == target, "[{name}] not moved");
+            let before = count();
+            wait_for(before + 30);
+            // SIGTERM on the new holder: it drains (hands t1 over) and stops.
+            nodes[target].terminate()?;
+            let before = count();
+            wait_for(before + 30);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok((target, before))
+        })?;
+        let failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+        let notes: Vec<String> = nodes
+            .iter()
+            .flat_map(|n| {
+                n.log_text()
+                    .lines()
+                    .filter(|l| l.contains("stale") || l.contains("lapse") || l.contains("moved"))
+                    .map(|l| format!("{}: {l}", n.addr))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ensure!(
+            failed.is_empty(),
+            "[{name}] {} failed requests: {:?}\n{}",
+            failed.len(),
+            &failed[..failed.len().min(5)],
+            notes.join("\n")
+        );
+        let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+        ensure!(
+            acked.len() >= drained + 30,
+            "[{name}] the load stalled after the drain"
+        );
+        let rest: Vec<Option<&Server>> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i != target).then_some(n))
+            .collect();
+        let now = holder(&rest, "t1")?;
+        let log = nodes[target].log_text();
+        ensure!(
+            log.contains("tenant moved"),
+            "[{name}] the drain moved nothing:\n{log}"
+        );
+        let listed = titles(&nodes[now], "t1")?;
+        let missing: Vec<&String> = acked.iter().filter(|t| !listed.contains(*t)).collect();
+        ensure!(
+            missing.is_empty(),
+            "[{name}] acknowledged writes lost: {missing:?}"
+        );
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if i != target {
+                n.terminate()?;
+            }
+        }
         verify(&b, "t1").with_context(|| name.to_string())?;
     }
     Ok(())

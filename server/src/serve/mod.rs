@@ -347,6 +347,7 @@ async fn serve(
         });
     }
     let reg = app.registry.clone();
+    let drainer = app.clone();
     // The peer's address reaches handlers (rate limits key on it).
     axum::serve(
         listener,
@@ -355,6 +356,14 @@ async fn serve(
     )
     .with_graceful_shutdown(async move {
         shutdown_signal().await;
+        // A node with live peers hands its tenants over while it still
+        // answers (and forwards) requests; then it stops taking them.
+        if drainer.cluster.has_peers() {
+            match drainer.cluster.drain(&drainer).await {
+                Ok(d) => tracing::info!(moved = d.moved.len(), failed = d.failed.len(), "drained"),
+                Err(e) => tracing::warn!(error = %e, "drain failed; closing the tenants here"),
+            }
+        }
         reg.close_realtime();
     })
     .await

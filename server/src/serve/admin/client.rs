@@ -47,6 +47,14 @@ pub enum TenantCmd {
         #[arg(long)]
         time: Option<String>,
     },
+    /// Hand a tenant to another node of the cluster with no failed
+    /// request: its requests wait while it moves.
+    Move {
+        id: String,
+        /// The node to move it to (see `strata node list`).
+        #[arg(long)]
+        to: String,
+    },
     /// Export both databases (latest state in the bucket) as a zip to
     /// backups/<id>/backup-<time>.zip in the bucket.
     Export { id: String },
@@ -86,6 +94,11 @@ pub fn run(server: &str, token: Option<&str>, cmd: TenantCmd) -> Result<()> {
             format!("/_strata/api/tenants/{id}/fork"),
             Some(json!({"newId": new_id, "txid": txid, "time": time})),
         ),
+        TenantCmd::Move { id, to } => (
+            "POST",
+            format!("/_strata/api/tenants/{id}/move"),
+            Some(json!({"to": to})),
+        ),
         TenantCmd::Export { id } => ("POST", format!("/_strata/api/tenants/{id}/export"), None),
         TenantCmd::Delete { id } => ("DELETE", format!("/_strata/api/tenants/{id}"), None),
     };
@@ -116,6 +129,9 @@ pub enum NodeCmd {
     /// The nodes on the server's bucket, as that server sees them: id,
     /// address, state, heartbeat age, tenants loaded.
     List,
+    /// Drain the server's node: it takes no new tenants and hands every
+    /// loaded one to another node (SIGTERM does the same before it stops).
+    Drain,
 }
 
 /// Run a node subcommand against `server`.
@@ -138,6 +154,16 @@ pub fn run_node(server: &str, token: Option<&str>, cmd: NodeCmd) -> Result<()> {
                     }
                 );
             }
+        }
+        NodeCmd::Drain => {
+            let v = checked(request(
+                server,
+                "POST",
+                "/_strata/api/node/drain",
+                token,
+                None,
+            )?)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
         }
     }
     Ok(())

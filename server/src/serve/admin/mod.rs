@@ -9,6 +9,7 @@
 //! `history`, fetched for one tenant on demand.
 
 pub mod client;
+pub mod cluster;
 pub mod dashboard;
 
 use super::App;
@@ -31,7 +32,10 @@ use strata_vfs::{Millis, TxId};
 
 pub fn router(app: App) -> Router<App> {
     Router::new()
-        .route("/nodes", get(nodes))
+        .route("/nodes", get(cluster::nodes))
+        .route("/node/drain", post(cluster::drain))
+        .route("/tenants/{id}/move", post(cluster::move_tenant))
+        .route("/tenants/{id}/load", post(cluster::load))
         .route("/tenants", get(list).post(create))
         .route("/tenants/{id}", get(show).delete(delete))
         .route("/tenants/{id}/evict", post(evict))
@@ -53,6 +57,10 @@ pub async fn require_admin(State(app): State<App>, req: Request, next: Next) -> 
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    // Another node of the cluster (a move's load call) shows the key.
+    if app.cluster.forwarder.from_peer(req.headers()) {
+        return next.run(req).await;
+    }
     match (&app.admin_token, given) {
         (Some(want), Some(got)) if same(want.as_bytes(), got.as_bytes()) => next.run(req).await,
         (None, _) => ApiError::unauthorized(
@@ -78,34 +86,6 @@ fn describe(app: &App, m: &Metadata) -> Value {
         // itself, or where it last forwarded the tenant's requests.
         "node": app.cluster.known_holder(&m.id, app.registry.is_loaded(&m.id)),
     })
-}
-
-/// The nodes of the cluster as this node's view has them (refreshed every
-/// half node ttl), this one first.
-async fn nodes(State(app): State<App>) -> Json<Value> {
-    let c = &app.cluster;
-    let now = Millis::now();
-    let view = c.view();
-    let mut items: Vec<Value> = view
-        .nodes
-        .iter()
-        .map(|h| {
-            let me = h.node == c.id() && h.incarnation == c.node.incarnation();
-            json!({
-                "id": h.node,
-                "advertise": h.advertise,
-                "state": if h.alive_at(now) { serde_json::to_value(h.state).unwrap_or_default() } else { json!("dead") },
-                "heartbeatAgeMs": if me { c.node.beat_age().as_millis() as u64 } else { h.age(now).as_millis() as u64 },
-                "tenants": if me { app.registry.loaded_count() as u64 } else { h.tenants },
-                "started": h.started.rfc3339(),
-                "self": me,
-            })
-        })
-        .collect();
-    items.sort_by_key(|v| !v["self"].as_bool().unwrap_or(false));
-    Json(
-        json!({"items": items, "node": c.id(), "viewAgeMs": view.read.elapsed().as_millis() as u64}),
-    )
 }
 
 async fn create(

@@ -10,7 +10,7 @@
 use crate::serve::errors::ApiError;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -26,6 +26,10 @@ pub const CLIENT_IP: HeaderName = HeaderName::from_static("strata-client-ip");
 /// The cluster's key (`_strata/cluster.json`): proof that the two headers
 /// above come from a node, not from a client.
 pub const FORWARD_KEY: HeaderName = HeaderName::from_static("strata-forward-key");
+
+/// On a 421 from a node: it does not hold the tenant (any more); route
+/// again and send the request elsewhere.
+pub const NOT_HERE: HeaderName = HeaderName::from_static("strata-not-here");
 
 /// Bodies up to this size are read before forwarding (retryable).
 pub const RETRYABLE_BODY: usize = 1 << 20;
@@ -44,6 +48,13 @@ pub enum ForwardError {
     Unreachable {
         peer: String,
         reason: String,
+        retry: Option<Box<Request>>,
+    },
+    /// The peer does not hold the tenant (421 with [`NOT_HERE`]); the
+    /// request is handed back if it can be sent again.
+    #[error("{peer} does not hold the tenant")]
+    NotThere {
+        peer: String,
         retry: Option<Box<Request>>,
     },
     /// The peer took the request but the exchange failed.
@@ -113,6 +124,16 @@ impl Forwarder {
         }
         h.insert(FORWARD_KEY, self.key.clone());
         match self.client.request(out).await {
+            Ok(resp)
+                if resp.status() == StatusCode::MISDIRECTED_REQUEST
+                    && resp.headers().contains_key(&NOT_HERE)
+                    && retry_body.is_some() =>
+            {
+                Err(ForwardError::NotThere {
+                    peer: advertise.to_string(),
+                    retry: retry_body.map(|b| Box::new(Request::from_parts(parts, Body::from(b)))),
+                })
+            }
             Ok(resp) => {
                 let (mut rp, incoming) = resp.into_parts();
                 strip_hop_by_hop(&mut rp.headers);
@@ -128,6 +149,40 @@ impl Forwarder {
                 reason: source_chain(&e),
             }),
         }
+    }
+}
+
+impl Forwarder {
+    /// A node-to-node admin call (`POST path` at `advertise`, with the
+    /// cluster key as credentials); the answer must be a success.
+    pub async fn admin_post(&self, advertise: &str, path: &str) -> Result<(), ApiError> {
+        let uri: Uri = format!("{}{path}", advertise.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| ApiError::internal(format!("bad address {advertise}: {e}")))?;
+        let mut req = axum::http::Request::new(Body::empty());
+        *req.method_mut() = axum::http::Method::POST;
+        *req.uri_mut() = uri;
+        req.headers_mut().insert(FORWARD_KEY, self.key.clone());
+        let resp = self.client.request(req).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("{advertise}{path}: {}", source_chain(&e)),
+            )
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = axum::body::to_bytes(Body::new(resp.into_body()), 64 << 10)
+            .await
+            .unwrap_or_default();
+        Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "{advertise}{path}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        ))
     }
 }
 

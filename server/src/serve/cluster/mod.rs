@@ -10,6 +10,7 @@
 //!   holds (or just loaded) it, at the holder if another live node holds it,
 //!   else at the node that [`placement`] picks among the live ones.
 //! - [`forward`]: one hop to that node, streamed both ways.
+//! - [`handoff`]: planned moves of a tenant, and drains of a node.
 //!
 //! Fencing stays the engine's: a node that lost a lease cannot add history
 //! (its manifest put fails). A node that notices it went without a beat for
@@ -18,6 +19,7 @@
 //! tenant that moved.
 
 pub mod forward;
+pub mod handoff;
 pub mod placement;
 pub mod route;
 
@@ -43,6 +45,8 @@ pub struct Cluster {
     /// each forwarded request; dropped when a forward finds it wrong).
     locations: moka::sync::Cache<String, Peer>,
     pub forwarder: forward::Forwarder,
+    /// Tenants being handed to another node (`handoff.rs`): routed there.
+    pins: parking_lot::Mutex<std::collections::HashMap<String, Peer>>,
     /// After a lapse, refuse every request until then: requests that
     /// queued while the node was paused were given up by whoever sent them
     /// (and may have been sent elsewhere since).
@@ -82,6 +86,7 @@ impl Cluster {
                 .build(),
             forwarder: forward::Forwarder::new(&key),
             quarantine: parking_lot::Mutex::new(None),
+            pins: Default::default(),
         }))
     }
 
@@ -120,6 +125,11 @@ impl Cluster {
             .collect();
         out.push(self.me());
         out
+    }
+
+    /// Are other live nodes taking tenants?
+    pub fn has_peers(&self) -> bool {
+        self.candidates().len() > 1
     }
 
     pub fn me(&self) -> Peer {

@@ -15,7 +15,7 @@
 //! heartbeat goes stale and the tenant is placed again (bounded by
 //! `--drain-timeout`); the client sees latency, not an error.
 
-use super::forward::{self, CLIENT_IP, FORWARD_KEY, FORWARDED_BY, ForwardError};
+use super::forward::{self, CLIENT_IP, FORWARD_KEY, FORWARDED_BY, ForwardError, NOT_HERE};
 use super::{Cluster, Peer, placement};
 use crate::serve::App;
 use crate::serve::errors::{ApiError, ApiResult};
@@ -44,11 +44,30 @@ pub enum Dispatch {
 /// How often a request waiting for a dead holder's heartbeat to go stale
 /// looks again.
 const RECHECK: Duration = Duration::from_millis(100);
+/// How often a request waiting for a handoff (a node answered 421) tries
+/// again: the new holder claims within milliseconds.
+const HANDOFF_RECHECK: Duration = Duration::from_millis(10);
+
+/// 421 Misdirected Request with [`NOT_HERE`]: the tenant is not served by
+/// this node; the node that forwarded the request routes it again.
+fn not_here() -> Response {
+    let mut r = ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "The tenant is not served by this node, retry.",
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(NOT_HERE, axum::http::HeaderValue::from_static("1"));
+    r
+}
 
 impl Cluster {
     /// Where `tenant` is served now. `fresh`: read the lease and heartbeat
     /// from the bucket, not from the caches.
     pub async fn route(self: &Arc<Self>, app: &App, tenant: &str, fresh: bool) -> ApiResult<Route> {
+        if let Some(p) = self.pins.lock().get(tenant) {
+            return Ok(Route::There(p.clone()));
+        }
         if app.registry.is_loaded(tenant) {
             return Ok(Route::Here);
         }
@@ -139,6 +158,11 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
     let mut req = Some(req);
     loop {
         let route = if from_peer {
+            // Being handed to another node: not here any more; the sender
+            // routes again.
+            if cluster.pins.lock().contains_key(tenant) {
+                return Dispatch::Done(not_here());
+            }
             Route::Here
         } else {
             match cluster.route(app, tenant, fresh).await {
@@ -155,7 +179,9 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
             Route::Here => match app.registry.acquire(tenant).await {
                 Ok(g) => return Dispatch::Serve(r, g),
                 // Another node claimed it first: go there.
-                Err(ApiError::Held(why)) if !from_peer && Instant::now() < deadline => {
+                // Claimed by another node: the sender routes again.
+                Err(ApiError::Held(_)) if from_peer => return Dispatch::Done(not_here()),
+                Err(ApiError::Held(why)) if Instant::now() < deadline => {
                     tracing::debug!(tenant, %why, "held elsewhere; routing again");
                     cluster.forget(tenant);
                     fresh = true;
@@ -203,6 +229,15 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
                 };
                 match answer {
                     Ok(resp) => return Dispatch::Done(resp),
+                    Err(ForwardError::NotThere {
+                        retry: Some(back), ..
+                    }) if Instant::now() < deadline => {
+                        // A handoff under way: the new holder claims soon.
+                        cluster.forget(tenant);
+                        fresh = true;
+                        req = Some(*back);
+                        tokio::time::sleep(HANDOFF_RECHECK).await;
+                    }
                     Err(ForwardError::Unreachable {
                         peer: at,
                         reason,

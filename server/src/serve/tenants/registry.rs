@@ -133,6 +133,16 @@ impl Registry {
         self.map.lock().len()
     }
 
+    /// The tenants loaded and not on their way out.
+    pub fn loaded_ids(&self) -> Vec<String> {
+        self.map
+            .lock()
+            .values()
+            .filter(|t| !t.evicting.load(Ordering::Acquire))
+            .map(|t| t.id.clone())
+            .collect()
+    }
+
     /// Shutdown: end every realtime stream of every loaded tenant, and any
     /// opened from now on (they would hold the graceful drain until their
     /// idle timeout).
