@@ -55,14 +55,24 @@ fn with_posts(b: &Backend, dir: &Path) -> Result<(Vec<Server>, usize)> {
     Ok((nodes, h))
 }
 
+/// Whether `s` itself has `tenant` loaded (its tenant list is its own view;
+/// one tenant's `show` goes to the holder).
+fn loaded_on(s: &Server, tenant: &str) -> Result<bool> {
+    let r = s.admin("GET", "/_strata/api/tenants", None)?;
+    ensure!(r.status == 200, "list on {}: {r:?}", s.addr);
+    let t = r.body["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|t| t["id"] == tenant))
+        .with_context(|| format!("{tenant} not listed on {}: {r:?}", s.addr))?;
+    Ok(t["state"] == "loaded")
+}
+
 /// The node that has `tenant` loaded (exactly one may).
 fn holder(nodes: &[Option<&Server>], tenant: &str) -> Result<usize> {
     let mut holding = Vec::new();
     for (i, s) in nodes.iter().enumerate() {
         let Some(s) = s else { continue };
-        let r = s.admin("GET", &format!("/_strata/api/tenants/{tenant}"), None)?;
-        ensure!(r.status == 200, "show {tenant} on n{i}: {r:?}");
-        if r.body["state"] == "loaded" {
+        if loaded_on(s, tenant)? {
             holding.push(i);
         }
     }
@@ -251,9 +261,13 @@ fn sdk_clients_on_every_node_share_one_tenant() -> Result<()> {
             .and_then(|i| i.iter().find(|t| t["id"] == "shop"))
             .with_context(|| format!("{r:?}"))?;
         ensure!(shop["node"] == format!("n{h}").as_str(), "[{name}] {shop}");
+        // One tenant's admin calls are answered by its holder, whichever
+        // node is asked.
         let r = nodes[(h + 1) % 3].admin("GET", "/_strata/api/tenants/shop", None)?;
         ensure!(
-            r.body["holder"] == format!("n{h}").as_str(),
+            r.body["holder"] == format!("n{h}").as_str()
+                && r.body["state"] == "loaded"
+                && r.body["node"] == format!("n{h}").as_str(),
             "[{name}] show: {r:?}"
         );
 
@@ -276,6 +290,15 @@ fn sdk_clients_on_every_node_share_one_tenant() -> Result<()> {
         ensure!(
             holder(&all, "shop")? == h,
             "[{name}] a spoofed forward moved the tenant"
+        );
+        let r = nodes[(h + 2) % 3].admin("POST", "/_strata/api/tenants/shop/evict", None)?;
+        ensure!(
+            r.body["evicted"] == true,
+            "[{name}] evict via another node: {r:?}"
+        );
+        ensure!(
+            !loaded_on(&nodes[h], "shop")?,
+            "[{name}] not evicted at the holder"
         );
         verify(&b, "shop").with_context(|| name.to_string())?;
     }
@@ -475,10 +498,9 @@ fn a_holder_paused_past_its_ttl_is_fenced_and_serves_no_stale_read() -> Result<(
             log.contains("lapse"),
             "[{name}] the woken node did not notice its lapse:\n{log}"
         );
-        let r = nodes[h].admin("GET", "/_strata/api/tenants/t1", None)?;
         ensure!(
-            r.body["state"] != "loaded",
-            "[{name}] the woken node still has the tenant loaded: {r:?}"
+            !loaded_on(&nodes[h], "t1")?,
+            "[{name}] the woken node still has the tenant loaded"
         );
         verify(&b, "t1").with_context(|| name.to_string())?;
     }
@@ -623,5 +645,44 @@ fn a_planned_move_and_a_drain_under_load_fail_no_request() -> Result<()> {
         }
         verify(&b, "t1").with_context(|| name.to_string())?;
     }
+    Ok(())
+}
+
+/// The official SDK's realtime through a node that does not hold the
+/// tenant, and a move of the tenant to the third node midway: the stream
+/// ends, the SDK reconnects (forwarded to the new holder), resubscribes and
+/// gets the next event.
+#[test]
+fn realtime_subscribers_follow_a_moved_tenant() -> Result<()> {
+    let b = Backend::local()?;
+    let dir = tempfile::tempdir()?;
+    let nodes = three(&b, dir.path(), &[])?;
+    nodes[0].create_tenant("chat", None)?;
+    let r = nodes[0].api("chat", "GET", "/api/health", None, None)?;
+    ensure!(r.status == 200, "{r:?}");
+    let all: Vec<Option<&Server>> = nodes.iter().map(Some).collect();
+    let h = holder(&all, "chat")?;
+    let (via, to) = ((h + 1) % 3, (h + 2) % 3);
+    let mv = format!("http://{}/_strata/api/tenants/chat/move", nodes[via].addr);
+    let body = json!({"to": format!("n{to}")}).to_string();
+    let env = [
+        ("STRATA_EVICT_URL", mv.as_str()),
+        ("STRATA_EVICT_BODY", body.as_str()),
+        ("STRATA_ADMIN_TOKEN", strata_tests::serve::ADMIN),
+    ];
+    strata_tests::sdk::run(
+        "realtime.mjs",
+        &format!("http://{}/t/chat", nodes[via].addr),
+        &env,
+        "realtime checks passed",
+    )
+    .with_context(|| {
+        nodes
+            .iter()
+            .map(|n| n.log_text())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    })?;
+    ensure!(holder(&all, "chat")? == to, "the tenant is not on n{to}");
     Ok(())
 }

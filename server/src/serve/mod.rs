@@ -191,7 +191,9 @@ fn bucket_url(s: &str) -> Result<String> {
 pub fn run(args: Args) -> Result<()> {
     strata_vfs::sqlite::register_static()?;
     let bucket = bucket_url(&args.bucket)?;
-    let store = strata_vfs::bucket::open_bucket(&bucket)?;
+    // The VFS's own store for this bucket: one client, and every request
+    // (heartbeats, files, metadata) counted in strata_bucket_requests_total.
+    let store = strata_vfs::sqlite::params::shared_store(&bucket)?;
     // Bound before the node joins: its id and address name the port.
     let listener = std::net::TcpListener::bind(args.listen)
         .with_context(|| format!("listen on {}", args.listen))?;

@@ -20,10 +20,14 @@
 //! - `tenants` (`tenants.rs`): `--serve-tenants` tenants created and touched
 //!   once each under `--serve-max-tenants`: loads/s, latency, memory;
 //! - `files` (`files.rs`): uploads and downloads of `--serve-files` files
-//!   through strata and PocketBase, against the bucket's own PUT and GET.
+//!   through strata and PocketBase, against the bucket's own PUT and GET;
+//! - `cluster` (`cluster.rs`): three nodes on one bucket: forwarded against
+//!   direct requests, planned moves, an idle node's bucket requests, spread
+//!   of tenants, takeover after kill -9.
 //!
 //! Every answer must be 2xx: any other status fails the run.
 
+mod cluster;
 mod files;
 mod http;
 mod many;
@@ -89,7 +93,7 @@ pub struct Opts {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "api,many,sync,evicted,tenants,files"
+        default_value = "api,many,sync,evicted,tenants,files,cluster"
     )]
     serve_only: Vec<ServePart>,
     /// With --serve: files uploaded and downloaded in the `files` part.
@@ -101,6 +105,15 @@ pub struct Opts {
     /// With --serve: uploads (and downloads) in flight at once.
     #[arg(long, default_value_t = 4)]
     serve_file_concurrency: usize,
+    /// With --serve: planned moves timed in the `cluster` part.
+    #[arg(long, default_value_t = 20)]
+    serve_moves: usize,
+    /// With --serve: kill -9 rounds of the `cluster` part.
+    #[arg(long, default_value_t = 20)]
+    serve_kills: usize,
+    /// With --serve: tenants spread over the nodes in the `cluster` part.
+    #[arg(long, default_value_t = 1000)]
+    serve_cluster_tenants: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,6 +130,9 @@ pub enum ServePart {
     Tenants,
     /// File uploads and downloads against the bucket's own PUT and GET.
     Files,
+    /// Three nodes on one bucket: forwarding, moves, heartbeat cost,
+    /// spread, takeover after kill -9.
+    Cluster,
 }
 
 pub fn run(dir: &Path, bucket: Option<&str>, o: &Opts) -> Result<()> {
@@ -163,6 +179,10 @@ async fn run_parts(dir: &Path, bucket: Option<&str>, o: &Opts, table: &mut Table
     if only(ServePart::Files) {
         let pb = pocketbase::find(o.pocketbase.as_deref())?;
         files::run(dir, &bucket_for("files"), &pb, o, table).await?;
+    }
+    if only(ServePart::Cluster) {
+        wrk::check()?;
+        cluster::run(dir, &bucket_for("cluster"), o, table).await?;
     }
     Ok(())
 }

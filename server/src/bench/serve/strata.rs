@@ -123,6 +123,12 @@ impl Server {
             .collect())
     }
 
+    /// kill -9, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM: the server drains, flushes every loaded tenant and must exit 0.
     pub fn stop(mut self) -> Result<()> {
         let status = stop_self(&mut self.child)?;

@@ -3,13 +3,17 @@
 
 use crate::serve::App;
 use crate::serve::api::body::body_json;
+use crate::serve::cluster::forward;
 use crate::serve::errors::{ApiError, ApiResult};
 use crate::serve::tenants::check_tenant_id;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use strata_vfs::Millis;
 
 /// The nodes of the cluster as this node's view has them (refreshed every
@@ -40,45 +44,57 @@ pub async fn nodes(State(app): State<App>) -> Json<Value> {
     )
 }
 
-/// `POST /tenants/{id}/move {"to": NODE}`: hand the tenant to node `to`.
-/// Sent to a node that does not hold it, the call goes on to the holder.
-pub async fn move_tenant(State(app): State<App>, Path(id): Path<String>, req: Request) -> Response {
-    match move_here_or_there(app, id, req).await {
-        Ok(r) => r,
+/// Route layer of the tenant-scoped admin calls (`/tenants/{id}/...`): a
+/// tenant held by another live node is handled there (its state, its
+/// eviction, its restore are that node's), so any node answers them.
+pub async fn at_holder(
+    State(app): State<App>,
+    Path(p): Path<HashMap<String, String>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let c = app.cluster.clone();
+    let Some(id) = p.get("id").cloned() else {
+        return next.run(req).await;
+    };
+    if check_tenant_id(&id).is_err()
+        || app.registry.is_loaded(&id)
+        || c.forwarder.from_peer(req.headers())
+    {
+        return next.run(req).await;
+    }
+    let holder = {
+        let c = c.clone();
+        crate::serve::tenants::blocking(move || c.holder(&id)).await
+    };
+    match holder {
+        Ok(Some(h)) if h.id != c.id() => {
+            let req = match forward::buffer(req).await {
+                Ok(r) => r,
+                Err(resp) => return resp,
+            };
+            match c.forwarder.send(c.id(), &h.advertise, None, req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    ApiError::new(StatusCode::BAD_GATEWAY, format!("{e}; retry.")).into_response()
+                }
+            }
+        }
+        Ok(_) => next.run(req).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn move_here_or_there(app: App, id: String, req: Request) -> ApiResult<Response> {
+/// `POST /tenants/{id}/move {"to": NODE}`: hand the tenant, loaded here
+/// (`at_holder` brings the call here), to node `to`.
+pub async fn move_tenant(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
     check_tenant_id(&id)?;
     let c = app.cluster.clone();
-    if !app.registry.is_loaded(&id) {
-        let holder = {
-            let (c, id) = (c.clone(), id.clone());
-            crate::serve::tenants::blocking(move || c.holder(&id)).await?
-        };
-        return match holder {
-            Some(h) if h.id != c.id() && !c.forwarder.from_peer(req.headers()) => {
-                let req = crate::serve::cluster::forward::buffer(req)
-                    .await
-                    .map_err(|_| ApiError::bad_request("Failed to read the request body."))?;
-                c.forwarder
-                    .send(c.id(), &h.advertise, None, req)
-                    .await
-                    .map_err(|e| ApiError::new(axum::http::StatusCode::BAD_GATEWAY, e.to_string()))
-            }
-            _ => Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                format!(
-                    "Tenant {id} is not loaded on any node: it loads where its next request lands."
-                ),
-            )),
-        };
-    }
-    let bytes = axum::body::to_bytes(req.into_body(), 64 << 10)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
-    let body = body_json(Ok::<_, BytesRejection>(bytes))?;
+    let body = body_json(body)?;
     let Some(to) = body.get("to").and_then(Value::as_str) else {
         return Err(ApiError::bad_request(
             "Give the target node: {\"to\": \"<node id>\"}.",
@@ -89,11 +105,18 @@ async fn move_here_or_there(app: App, id: String, req: Request) -> ApiResult<Res
             "No live node {to:?} takes tenants (see /_strata/api/nodes)."
         )));
     };
+    if !app.registry.is_loaded(&id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Tenant {id} is not loaded on any node: it loads where its next request lands."
+            ),
+        ));
+    }
     let pause = c.move_tenant(&app, &id, &peer).await?;
-    Ok(
-        Json(json!({"id": id, "from": c.id(), "to": peer.id, "pauseMs": pause.as_millis() as u64}))
-            .into_response(),
-    )
+    Ok(Json(
+        json!({"id": id, "from": c.id(), "to": peer.id, "pauseMs": pause.as_millis() as u64}),
+    ))
 }
 
 /// `POST /tenants/{id}/load`: load the tenant here now (a move's target;

@@ -34,15 +34,23 @@ pub fn router(app: App) -> Router<App> {
     Router::new()
         .route("/nodes", get(cluster::nodes))
         .route("/node/drain", post(cluster::drain))
-        .route("/tenants/{id}/move", post(cluster::move_tenant))
         .route("/tenants/{id}/load", post(cluster::load))
         .route("/tenants", get(list).post(create))
-        .route("/tenants/{id}", get(show).delete(delete))
-        .route("/tenants/{id}/evict", post(evict))
-        .route("/tenants/{id}/history", get(history))
-        .route("/tenants/{id}/restore", post(restore))
-        .route("/tenants/{id}/fork", post(fork))
-        .route("/tenants/{id}/export", post(export))
+        .merge(
+            // One tenant's calls: handled by the node that holds it.
+            Router::new()
+                .route("/tenants/{id}", get(show).delete(delete))
+                .route("/tenants/{id}/evict", post(evict))
+                .route("/tenants/{id}/history", get(history))
+                .route("/tenants/{id}/restore", post(restore))
+                .route("/tenants/{id}/fork", post(fork))
+                .route("/tenants/{id}/export", post(export))
+                .route("/tenants/{id}/move", post(cluster::move_tenant))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    app.clone(),
+                    cluster::at_holder,
+                )),
+        )
         .route_layer(axum::middleware::from_fn_with_state(app, require_admin))
 }
 

@@ -2,7 +2,8 @@
 //! coordination: no consensus of our own, no gossip.
 //!
 //! - Membership: this node's heartbeat (`strata_vfs::engine::node`), and
-//!   the [`View`] of every node's, refreshed every `--node-ttl / 2`.
+//!   the [`View`] of every node's, refreshed every `--node-ttl / 2` (a GET
+//!   per known node; a LIST one time in ten, for nodes that joined).
 //! - Ownership: a tenant belongs to the node whose lease is on its
 //!   `data.db` (bound to that node's heartbeat). A node claims the lease when
 //!   it loads the tenant and releases it when it evicts it.
@@ -34,6 +35,10 @@ use strata_vfs::types::Millis;
 
 pub use route::Route;
 
+/// A view refresh LISTs the heartbeats one time in this many (the others
+/// GET the known ones).
+const LIST_EVERY: u64 = 10;
+
 /// The cluster's shared key: `_strata/cluster.json`, made by the first node.
 const CLUSTER_KEY: &str = "_strata/cluster.json";
 
@@ -51,6 +56,7 @@ pub struct Cluster {
     /// queued while the node was paused were given up by whoever sent them
     /// (and may have been sent elsewhere since).
     quarantine: parking_lot::Mutex<Option<Instant>>,
+    refreshes: std::sync::atomic::AtomicU64,
 }
 
 /// A node as a forward target.
@@ -87,6 +93,7 @@ impl Cluster {
             forwarder: forward::Forwarder::new(&key),
             quarantine: parking_lot::Mutex::new(None),
             pins: Default::default(),
+            refreshes: Default::default(),
         }))
     }
 
@@ -94,9 +101,31 @@ impl Cluster {
         self.node.id()
     }
 
-    /// Re-read every heartbeat (a LIST and a GET per node). Blocking.
+    /// Re-read the heartbeats: a GET per known node, and every
+    /// [`LIST_EVERY`]th time a LIST to find nodes that joined (LIST costs
+    /// as much as a PUT on S3, a GET a twelfth of it). Blocking.
     pub fn refresh(&self) -> strata_vfs::Result<()> {
-        let nodes = node::list(&self.store)?;
+        let n = self
+            .refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let known: Vec<String> = self
+            .view
+            .read()
+            .nodes
+            .iter()
+            .map(|h| h.node.clone())
+            .collect();
+        let nodes = if n.is_multiple_of(LIST_EVERY) || known.is_empty() {
+            node::list(&self.store)?
+        } else {
+            let mut out = Vec::with_capacity(known.len());
+            for id in &known {
+                if let Some(h) = node::read(&self.store, id)? {
+                    out.push(h);
+                }
+            }
+            out
+        };
         *self.view.write() = View {
             nodes,
             read: Instant::now(),
