@@ -26,7 +26,9 @@ fn free_addr() -> Result<String> {
 #[test]
 fn metrics_need_the_admin_token_and_never_answer_through_a_tenant_domain() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let s = Server::start(&Backend::local()?, &dir.path().join("node"), &[])?;
+    // The bucket lives as long as the server (a dropped Backend deletes it).
+    let bucket = Backend::local()?;
+    let s = Server::start(&bucket, &dir.path().join("node"), &[])?;
     s.create_tenant("acme", Some("acme.example"))?;
 
     let r = s.req("GET", "/metrics", &[], None)?;
@@ -60,8 +62,9 @@ fn metrics_need_the_admin_token_and_never_answer_through_a_tenant_domain() -> Re
 fn metrics_listen_moves_the_operator_surface_off_the_public_port() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let op = free_addr()?;
+    let bucket = Backend::local()?;
     let s = Server::start(
-        &Backend::local()?,
+        &bucket,
         &dir.path().join("node"),
         &["--metrics-listen", &op],
     )?;
@@ -106,7 +109,9 @@ fn create(s: &Server, id: &str, domain: &str) -> Result<Response> {
 #[test]
 fn every_spelling_of_a_dns_name_reaches_one_tenant() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let s = Server::start(&Backend::local()?, &dir.path().join("node"), &[])?;
+    // The bucket lives as long as the server (a dropped Backend deletes it).
+    let bucket = Backend::local()?;
+    let s = Server::start(&bucket, &dir.path().join("node"), &[])?;
     let r = create(&s, "shop", "Shop.Example.COM.")?;
     ensure!(r.status == 201, "claim: {r:?}");
     let shown = s.admin("GET", "/_strata/api/tenants/shop", None)?;
@@ -166,7 +171,9 @@ fn every_spelling_of_a_dns_name_reaches_one_tenant() -> Result<()> {
 #[test]
 fn a_restore_without_a_point_is_refused() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let s = Server::start(&Backend::local()?, &dir.path().join("node"), &[])?;
+    // The bucket lives as long as the server (a dropped Backend deletes it).
+    let bucket = Backend::local()?;
+    let s = Server::start(&bucket, &dir.path().join("node"), &[])?;
     s.create_tenant("acme", None)?;
     let su = s.superuser_token("acme")?;
     posts_collection(&s, "acme", &su)?;
@@ -381,7 +388,9 @@ fn a_body_that_is_not_multipart_is_a_400_and_stores_nothing() -> Result<()> {
 #[test]
 fn odd_requests_get_client_errors_not_500s() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let s = Server::start(&Backend::local()?, &dir.path().join("node"), &[])?;
+    // The bucket lives as long as the server (a dropped Backend deletes it).
+    let bucket = Backend::local()?;
+    let s = Server::start(&bucket, &dir.path().join("node"), &[])?;
     s.create_tenant("acme", None)?;
     let su = s.superuser_token("acme")?;
     posts_collection(&s, "acme", &su)?;

@@ -245,8 +245,10 @@ fn rate_limit_rules_refuse_as_pocketbase_does() -> Result<()> {
 #[test]
 fn the_node_guards_logins_of_an_identity_after_repeated_failures() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    // The bucket lives as long as the server (a dropped Backend deletes it).
+    let bucket = Backend::local()?;
     let s = Server::start(
-        &Backend::local()?,
+        &bucket,
         &dir.path().join("node"),
         &["--auth-failures", "3/1m"],
     )?;

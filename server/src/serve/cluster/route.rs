@@ -178,8 +178,8 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
         match route {
             Route::Here => match app.registry.acquire(tenant).await {
                 Ok(g) => return Dispatch::Serve(r, g),
-                // Another node claimed it first: go there.
-                // Claimed by another node: the sender routes again.
+                // Another node claimed it first: the node that forwarded
+                // this routes again; one that did not goes there.
                 Err(ApiError::Held(_)) if from_peer => return Dispatch::Done(not_here()),
                 Err(ApiError::Held(why)) if Instant::now() < deadline => {
                     tracing::debug!(tenant, %why, "held elsewhere; routing again");
@@ -190,74 +190,92 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
                 }
                 Err(e) => return Dispatch::Done(e.into_response()),
             },
-            Route::There(peer) => {
-                let client = r
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip());
-                let r = match forward::buffer(r).await {
-                    Ok(r) => r,
-                    Err(resp) => return Dispatch::Done(resp),
-                };
-                app.metrics.forwarded.inc();
-                let sent = cluster
-                    .forwarder
-                    .send(cluster.id(), &peer.advertise, client, r);
-                tokio::pin!(sent);
-                // A holder that took the request and then went stale (paused,
-                // dead) never answers: stop waiting once the view says so.
-                let answer = loop {
-                    tokio::select! {
-                        a = &mut sent => break Some(a),
-                        _ = tokio::time::sleep(RECHECK) => {
-                            if cluster.seen_dead(&peer.id) {
-                                break None;
-                            }
-                        }
-                    }
-                };
-                let Some(answer) = answer else {
+            Route::There(peer) => match forward_to(app, &cluster, tenant, &peer, r).await {
+                Step::Done(resp) => return Dispatch::Done(resp),
+                Step::Again(back, wait) if Instant::now() < deadline => {
                     cluster.forget(tenant);
-                    tracing::warn!(tenant, node = %peer.id, "the holder went stale while a forwarded request waited");
+                    fresh = true;
+                    req = Some(back);
+                    tokio::time::sleep(wait).await;
+                }
+                Step::Again(..) => {
+                    cluster.forget(tenant);
                     return Dispatch::Done(
-                        ApiError::new(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "The node holding this tenant stopped answering, retry.",
+                        ApiError::unavailable(
+                            "The node holding this tenant did not answer in time, retry.",
                         )
                         .into_response(),
                     );
-                };
-                match answer {
-                    Ok(resp) => return Dispatch::Done(resp),
-                    Err(ForwardError::NotThere {
-                        retry: Some(back), ..
-                    }) if Instant::now() < deadline => {
-                        // A handoff under way: the new holder claims soon.
-                        cluster.forget(tenant);
-                        fresh = true;
-                        req = Some(*back);
-                        tokio::time::sleep(HANDOFF_RECHECK).await;
-                    }
-                    Err(ForwardError::Unreachable {
-                        peer: at,
-                        reason,
-                        retry: Some(back),
-                    }) if Instant::now() < deadline => {
-                        tracing::info!(tenant, node = %peer.id, %at, %reason, "holder unreachable; waiting for its heartbeat to go stale");
-                        cluster.forget(tenant);
-                        fresh = true;
-                        req = Some(*back);
-                        tokio::time::sleep(RECHECK).await;
-                    }
-                    Err(e) => {
-                        cluster.forget(tenant);
-                        return Dispatch::Done(
-                            ApiError::new(StatusCode::BAD_GATEWAY, format!("{e}; retry."))
-                                .into_response(),
-                        );
-                    }
+                }
+            },
+        }
+    }
+}
+
+/// What one forward came to.
+enum Step {
+    Done(Response),
+    /// Not served there (yet): send the request again after the wait.
+    Again(Request, Duration),
+}
+
+/// Send `r` to `peer`, giving up when the view shows it stale.
+async fn forward_to(app: &App, cluster: &Cluster, tenant: &str, peer: &Peer, r: Request) -> Step {
+    let client = r
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let r = match forward::buffer(r).await {
+        Ok(r) => r,
+        Err(resp) => return Step::Done(resp),
+    };
+    app.metrics.forwarded.inc();
+    let sent = cluster
+        .forwarder
+        .send(cluster.id(), &peer.advertise, client, r);
+    tokio::pin!(sent);
+    // A holder that took the request and then went stale (paused, dead)
+    // never answers: stop waiting once the view says so.
+    let answer = loop {
+        tokio::select! {
+            a = &mut sent => break Some(a),
+            _ = tokio::time::sleep(RECHECK) => {
+                if cluster.seen_dead(&peer.id) {
+                    break None;
                 }
             }
+        }
+    };
+    let Some(answer) = answer else {
+        cluster.forget(tenant);
+        tracing::warn!(tenant, node = %peer.id, "the holder went stale while a forwarded request waited");
+        return Step::Done(
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "The node holding this tenant stopped answering, retry.",
+            )
+            .into_response(),
+        );
+    };
+    match answer {
+        Ok(resp) => Step::Done(resp),
+        // A handoff under way: the new holder claims within milliseconds.
+        Err(ForwardError::NotThere {
+            retry: Some(back), ..
+        }) => Step::Again(*back, HANDOFF_RECHECK),
+        Err(ForwardError::Unreachable {
+            peer: at,
+            reason,
+            retry: Some(back),
+        }) => {
+            tracing::info!(tenant, node = %peer.id, %at, %reason, "holder unreachable; waiting for its heartbeat to go stale");
+            Step::Again(*back, RECHECK)
+        }
+        Err(e) => {
+            cluster.forget(tenant);
+            Step::Done(
+                ApiError::new(StatusCode::BAD_GATEWAY, format!("{e}; retry.")).into_response(),
+            )
         }
     }
 }
