@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 use strata_tests::serve::{Server, posts_collection};
 use strata_tests::{Backend, assert_one_history, http, workspace_bin};
 
+/// Sets its flag when dropped: writer threads of a scope stop when the
+/// scope's body returns, an error included (else the scope would wait for
+/// them forever).
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// The node ttl of the tests: beats every fifth of it. On the local bucket
 /// 1 s (takeover in about a second); the loopback S3 server (moto, one
 /// Python process) answers a put in up to a second under the tests' load,
@@ -356,6 +367,7 @@ fn kill_9_of_the_holder_under_sync_writes_loses_no_acknowledged_write() -> Resul
                     Ok(())
                 }));
             }
+            let _stop = StopOnDrop(&stop);
             let count = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
             let deadline = Instant::now() + Duration::from_secs(60);
             while count() < 60 && Instant::now() < deadline {
@@ -557,6 +569,7 @@ fn a_planned_move_and_a_drain_under_load_fail_no_request() -> Result<()> {
                     }
                 });
             }
+            let _stop = StopOnDrop(&stop);
             let count = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
             let wait_for = |n: usize| {
                 let deadline = Instant::now() + Duration::from_secs(30);

@@ -3,10 +3,10 @@
 //!
 //! [`Cluster::move_tenant`] (the admin API's `move`, and every tenant of a
 //! drain):
-//! 1. pin the tenant to the target: from now on this node routes its
-//!    requests there (`route.rs`); until the target holds it they are
-//!    answered 421 there and retried from here, so they wait, bounded by
-//!    `--drain-timeout`;
+//! 1. pin the tenant to the target: from now on requests for it that reach
+//!    this node wait (`route.rs`, bounded by `--drain-timeout`) instead of
+//!    being served; forwarded ones then go back to their sender (421), the
+//!    others on to the target;
 //! 2. evict it here: in-flight requests finish, the last commits upload,
 //!    the lease is released;
 //! 3. ask the target to load it (`POST /_strata/api/tenants/<id>/load`

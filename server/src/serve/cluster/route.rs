@@ -44,8 +44,8 @@ pub enum Dispatch {
 /// How often a request waiting for a dead holder's heartbeat to go stale
 /// looks again.
 const RECHECK: Duration = Duration::from_millis(100);
-/// How often a request waiting for a handoff (a node answered 421) tries
-/// again: the new holder claims within milliseconds.
+/// How often a request waiting for a handoff (pinned here, or a node
+/// answered 421) looks again: the new holder claims within milliseconds.
 const HANDOFF_RECHECK: Duration = Duration::from_millis(10);
 
 /// 421 Misdirected Request with [`NOT_HERE`]: the tenant is not served by
@@ -65,9 +65,6 @@ impl Cluster {
     /// Where `tenant` is served now. `fresh`: read the lease and heartbeat
     /// from the bucket, not from the caches.
     pub async fn route(self: &Arc<Self>, app: &App, tenant: &str, fresh: bool) -> ApiResult<Route> {
-        if let Some(p) = self.pins.lock().get(tenant) {
-            return Ok(Route::There(p.clone()));
-        }
         if app.registry.is_loaded(tenant) {
             return Ok(Route::Here);
         }
@@ -157,12 +154,21 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
     let mut fresh = false;
     let mut req = Some(req);
     loop {
-        let route = if from_peer {
-            // Being handed to another node: not here any more; the sender
-            // routes again.
-            if cluster.pins.lock().contains_key(tenant) {
+        // Being handed from here to another node: wait for the handoff to
+        // end (the target cannot claim before it), then go there; a
+        // forwarded request goes back to its sender, which routes again.
+        if cluster.pins.lock().contains_key(tenant) {
+            if !wait_unpinned(&cluster, tenant, deadline).await {
+                return Dispatch::Done(
+                    ApiError::unavailable("The tenant is being moved between nodes, retry.")
+                        .into_response(),
+                );
+            }
+            if from_peer {
                 return Dispatch::Done(not_here());
             }
+        }
+        let route = if from_peer {
             Route::Here
         } else {
             match cluster.route(app, tenant, fresh).await {
@@ -210,6 +216,18 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
             },
         }
     }
+}
+
+/// Wait (bounded by `deadline`) until `tenant` is no longer pinned here;
+/// false if it still is.
+async fn wait_unpinned(cluster: &Cluster, tenant: &str, deadline: Instant) -> bool {
+    while cluster.pins.lock().contains_key(tenant) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(HANDOFF_RECHECK).await;
+    }
+    true
 }
 
 /// What one forward came to.
