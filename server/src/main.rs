@@ -151,31 +151,32 @@ enum Cmd {
     Serve(serve::Args),
     /// Manage tenants on a running server (the admin API).
     Tenant {
-        /// The server's base URL.
-        #[arg(
-            long,
-            env = "STRATA_SERVER",
-            default_value = "http://127.0.0.1:8090",
-            global = true
-        )]
-        server: String,
+        #[command(flatten)]
+        server: ServerUrl,
         #[command(subcommand)]
         cmd: serve::admin::client::TenantCmd,
     },
     /// The nodes of a cluster (servers on one bucket), through a running
     /// server's admin API.
     Node {
-        /// The server's base URL.
-        #[arg(
-            long,
-            env = "STRATA_SERVER",
-            default_value = "http://127.0.0.1:8090",
-            global = true
-        )]
-        server: String,
+        #[command(flatten)]
+        server: ServerUrl,
         #[command(subcommand)]
         cmd: serve::admin::client::NodeCmd,
     },
+}
+
+/// The running server an admin subcommand talks to.
+#[derive(clap::Args)]
+struct ServerUrl {
+    /// The server's base URL.
+    #[arg(
+        long = "server",
+        env = "STRATA_SERVER",
+        default_value = "http://127.0.0.1:8090",
+        global = true
+    )]
+    url: String,
 }
 
 fn main() {
@@ -470,11 +471,11 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Serve(args) => serve::run(args),
         Cmd::Tenant { server, cmd } => {
             let token = std::env::var("STRATA_ADMIN_TOKEN").ok();
-            serve::admin::client::run(&server, token.as_deref(), cmd)
+            serve::admin::client::run(&server.url, token.as_deref(), cmd)
         }
         Cmd::Node { server, cmd } => {
             let token = std::env::var("STRATA_ADMIN_TOKEN").ok();
-            serve::admin::client::run_node(&server, token.as_deref(), cmd)
+            serve::admin::client::run_node(&server.url, token.as_deref(), cmd)
         }
     }
 }

@@ -24,6 +24,76 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// Clients on three threads, each sending to the nodes in turn as a load
+/// balancer does (a node that refuses connections is skipped): creates of
+/// post `w<thread>-<i>`, and with `reads` a list between two creates.
+struct Load {
+    addrs: Vec<String>,
+    reads: bool,
+    stop: std::sync::atomic::AtomicBool,
+    /// Acknowledged creates: the title, and when.
+    acked: std::sync::Mutex<Vec<(String, Instant)>>,
+    /// Every other answer: its status and what it was.
+    refused: std::sync::Mutex<Vec<(u16, String)>>,
+}
+
+impl Load {
+    fn new(nodes: &[Server], reads: bool) -> Load {
+        Load {
+            addrs: nodes.iter().map(|n| n.addr.clone()).collect(),
+            reads,
+            stop: Default::default(),
+            acked: Default::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// One client's loop, until `stop`.
+    fn client(&self, w: usize) {
+        let mut n = w;
+        for i in 0.. {
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            n = (n + 1) % self.addrs.len();
+            let title = format!("w{w}-{i}");
+            let (method, path, body) = if self.reads && i % 2 == 1 {
+                ("GET", "/t/t1/api/collections/posts/records?perPage=5", None)
+            } else {
+                (
+                    "POST",
+                    "/t/t1/api/collections/posts/records",
+                    Some(json!({"title": title}).to_string()),
+                )
+            };
+            let Ok(r) = http::request(&self.addrs[n], method, path, &[], body.as_deref()) else {
+                continue;
+            };
+            if r.status != 200 {
+                let what = format!("{method} via {}: {} {}", self.addrs[n], r.status, r.text);
+                lock(&self.refused).push((r.status, what));
+            } else if method == "POST" {
+                lock(&self.acked).push((title, Instant::now()));
+            }
+        }
+    }
+
+    fn acked_count(&self) -> usize {
+        lock(&self.acked).len()
+    }
+
+    /// Wait until `n` creates are acknowledged, or `deadline`.
+    fn wait_for(&self, n: usize, deadline: Instant) {
+        while self.acked_count() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The node ttl of the tests: beats every fifth of it. On the local bucket
 /// 1 s (takeover in about a second); the loopback S3 server (moto, one
 /// Python process) answers a put in up to a second under the tests' load,
@@ -322,74 +392,30 @@ fn kill_9_of_the_holder_under_sync_writes_loses_no_acknowledged_write() -> Resul
         let name = b.name();
         let dir = tempfile::tempdir()?;
         let (mut nodes, h) = with_posts(&b, dir.path())?;
-        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-        let acked = std::sync::Mutex::new(Vec::<(String, Instant)>::new());
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let killed = std::sync::Mutex::new(None::<Instant>);
-        std::thread::scope(|s| -> Result<()> {
-            let mut writers = Vec::new();
+        let load = Load::new(&nodes, false);
+        let killed = std::thread::scope(|s| -> Result<Instant> {
             for w in 0..3 {
-                let (acked, stop, addrs) = (&acked, &stop, &addrs);
-                writers.push(s.spawn(move || -> Result<()> {
-                    let mut n = w;
-                    for i in 0.. {
-                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            break;
-                        }
-                        let title = format!("w{w}-{i}");
-                        let body = json!({"title": title}).to_string();
-                        // As a load balancer would: the next node when one is gone.
-                        n = (n + 1) % 3;
-                        let Ok(r) = http::request(
-                            &addrs[n],
-                            "POST",
-                            "/t/t1/api/collections/posts/records",
-                            &[],
-                            Some(&body),
-                        ) else {
-                            continue;
-                        };
-                        if r.status == 200 {
-                            acked
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push((title, Instant::now()));
-                        } else {
-                            // Retry answers: the holder died with the
-                            // request (502, 504) or is being replaced (503).
-                            ensure!(
-                                matches!(r.status, 502..=504),
-                                "a write got {}: {r:?}",
-                                r.status
-                            );
-                        }
-                    }
-                    Ok(())
-                }));
+                let load = &load;
+                s.spawn(move || load.client(w));
             }
-            let _stop = StopOnDrop(&stop);
-            let count = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
+            let _stop = StopOnDrop(&load.stop);
             let deadline = Instant::now() + Duration::from_secs(60);
-            while count() < 60 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            load.wait_for(60, deadline);
             nodes[h].child.kill()?;
-            *killed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-            let before = count();
-            while count() < before + 60 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            for w in writers {
-                w.join().map_err(|_| anyhow::anyhow!("writer panicked"))??;
-            }
-            Ok(())
+            let killed = Instant::now();
+            load.wait_for(load.acked_count() + 60, deadline);
+            Ok(killed)
         })?;
-        let killed = killed
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .context("kill time")?;
-        let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Retry answers only: the holder died with the request (502, 504)
+        // or is being replaced (503).
+        let refused = load.refused.into_inner().unwrap_or_else(|e| e.into_inner());
+        let wrong: Vec<&String> = refused
+            .iter()
+            .filter(|(status, _)| !matches!(status, 502..=504))
+            .map(|(_, what)| what)
+            .collect();
+        ensure!(wrong.is_empty(), "[{name}] writes got {wrong:?}");
+        let acked = load.acked.into_inner().unwrap_or_else(|e| e.into_inner());
         let after: Vec<&(String, Instant)> = acked.iter().filter(|(_, t)| *t > killed).collect();
         ensure!(
             after.len() >= 60,
@@ -525,58 +551,16 @@ fn a_planned_move_and_a_drain_under_load_fail_no_request() -> Result<()> {
         let name = b.name();
         let dir = tempfile::tempdir()?;
         let (mut nodes, h) = with_posts(&b, dir.path())?;
-        let addrs: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
-        let acked = std::sync::Mutex::new(Vec::<String>::new());
-        let failed = std::sync::Mutex::new(Vec::<String>::new());
-        let stop = std::sync::atomic::AtomicBool::new(false);
+        let load = Load::new(&nodes, true);
+        let addrs = &load.addrs;
         let (target, drained) = std::thread::scope(|s| -> Result<(usize, usize)> {
             for w in 0..3 {
-                let (acked, failed, stop, addrs) = (&acked, &failed, &stop, &addrs);
-                s.spawn(move || {
-                    let mut n = w;
-                    for i in 0.. {
-                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            break;
-                        }
-                        n = (n + 1) % 3;
-                        let title = format!("w{w}-{i}");
-                        let (method, path, body) = if i % 2 == 0 {
-                            (
-                                "POST",
-                                "/t/t1/api/collections/posts/records",
-                                Some(json!({"title": title}).to_string()),
-                            )
-                        } else {
-                            ("GET", "/t/t1/api/collections/posts/records?perPage=5", None)
-                        };
-                        // A node that stopped listening is skipped, as a load
-                        // balancer does; any answer but 200 is a failure.
-                        let Ok(r) = http::request(&addrs[n], method, path, &[], body.as_deref())
-                        else {
-                            continue;
-                        };
-                        if r.status != 200 {
-                            failed
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(format!(
-                                    "{method} via {}: {} {}",
-                                    addrs[n], r.status, r.text
-                                ));
-                        } else if method == "POST" {
-                            acked.lock().unwrap_or_else(|e| e.into_inner()).push(title);
-                        }
-                    }
-                });
+                let load = &load;
+                s.spawn(move || load.client(w));
             }
-            let _stop = StopOnDrop(&stop);
-            let count = || acked.lock().unwrap_or_else(|e| e.into_inner()).len();
-            let wait_for = |n: usize| {
-                let deadline = Instant::now() + Duration::from_secs(30);
-                while count() < n && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            };
+            let _stop = StopOnDrop(&load.stop);
+            let count = || load.acked_count();
+            let wait_for = |n: usize| load.wait_for(n, Instant::now() + Duration::from_secs(30));
             wait_for(30);
             // A move, asked of a node that does not hold the tenant: the call
             // goes on to the holder.
@@ -608,10 +592,15 @@ fn a_planned_move_and_a_drain_under_load_fail_no_request() -> Result<()> {
             nodes[target].terminate()?;
             let before = count();
             wait_for(before + 30);
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok((target, before))
         })?;
-        let failed = failed.into_inner().unwrap_or_else(|e| e.into_inner());
+        let failed: Vec<String> = load
+            .refused
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|(_, what)| what)
+            .collect();
         let notes: Vec<String> = nodes
             .iter()
             .flat_map(|n| {
@@ -629,7 +618,13 @@ fn a_planned_move_and_a_drain_under_load_fail_no_request() -> Result<()> {
             &failed[..failed.len().min(5)],
             notes.join("\n")
         );
-        let acked = acked.into_inner().unwrap_or_else(|e| e.into_inner());
+        let acked: Vec<String> = load
+            .acked
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         ensure!(
             acked.len() >= drained + 30,
             "[{name}] the load stalled after the drain"

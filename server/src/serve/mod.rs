@@ -229,7 +229,7 @@ pub fn run(args: Args) -> Result<()> {
         reader_idle: args.reader_idle,
         file_cache: args.file_cache_mb << 20,
         auth_failures: args.auth_failures.0,
-        node: Some(cluster.id().to_string()),
+        node: cluster.id().to_string(),
     };
     let mut admin_token = std::env::var("STRATA_ADMIN_TOKEN")
         .ok()

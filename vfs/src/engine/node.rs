@@ -413,7 +413,7 @@ impl Node {
 }
 
 /// This machine's name, as heartbeats record it.
-fn this_host() -> String {
+pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

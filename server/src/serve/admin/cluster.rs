@@ -73,7 +73,7 @@ pub async fn at_holder(
                 Ok(r) => r,
                 Err(resp) => return resp,
             };
-            match c.forwarder.send(c.id(), &h.advertise, None, req).await {
+            match c.forwarder.send(&h.advertise, None, req).await {
                 Ok(r) => r,
                 Err(e) => {
                     ApiError::new(StatusCode::BAD_GATEWAY, format!("{e}; retry.")).into_response()

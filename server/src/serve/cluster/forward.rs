@@ -37,6 +37,8 @@ pub const RETRYABLE_BODY: usize = 1 << 20;
 pub struct Forwarder {
     client: Client<HttpConnector, Body>,
     key: HeaderValue,
+    /// This node's id, as [`FORWARDED_BY`] says it.
+    me: HeaderValue,
 }
 
 /// Why a forward did not get a response.
@@ -63,7 +65,7 @@ pub enum ForwardError {
 }
 
 impl Forwarder {
-    pub fn new(key: &str) -> Forwarder {
+    pub fn new(key: &str, me: &str) -> Forwarder {
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(Duration::from_secs(1)));
         http.set_nodelay(true);
@@ -73,6 +75,8 @@ impl Forwarder {
         Forwarder {
             client,
             key: HeaderValue::from_str(key).unwrap_or(HeaderValue::from_static("invalid")),
+            // Node ids are validated to header-safe characters.
+            me: HeaderValue::from_str(me).unwrap_or(HeaderValue::from_static("node")),
         }
     }
 
@@ -86,7 +90,6 @@ impl Forwarder {
     /// ([`buffer`]).
     pub async fn send(
         &self,
-        me: &str,
         advertise: &str,
         client: Option<IpAddr>,
         req: Request,
@@ -116,9 +119,7 @@ impl Forwarder {
         let h = out.headers_mut();
         *h = parts.headers.clone();
         strip_hop_by_hop(h);
-        if let Ok(v) = HeaderValue::from_str(me) {
-            h.insert(FORWARDED_BY, v);
-        }
+        h.insert(FORWARDED_BY, self.me.clone());
         if let Some(ip) = client.and_then(|ip| HeaderValue::from_str(&ip.to_string()).ok()) {
             h.insert(CLIENT_IP, ip);
         }

@@ -68,7 +68,7 @@ impl Cluster {
             ));
         }
         let start = Instant::now();
-        self.pins.lock().insert(tenant.to_string(), to.clone());
+        self.pins.lock().insert(tenant.to_string());
         let result = async {
             app.registry.evict(tenant).await?;
             self.forwarder

@@ -51,7 +51,7 @@ pub struct Cluster {
     locations: moka::sync::Cache<String, Peer>,
     pub forwarder: forward::Forwarder,
     /// Tenants being handed to another node (`handoff.rs`): routed there.
-    pins: parking_lot::Mutex<std::collections::HashMap<String, Peer>>,
+    pins: parking_lot::Mutex<std::collections::HashSet<String>>,
     /// After a lapse, refuse every request until then: requests that
     /// queued while the node was paused were given up by whoever sent them
     /// (and may have been sent elsewhere since).
@@ -77,6 +77,7 @@ impl Cluster {
     /// Join the cluster in `store` as `cfg.id`. Blocking.
     pub fn join(store: Store, cfg: NodeConfig) -> strata_vfs::Result<Arc<Cluster>> {
         let key = cluster_key(&store)?;
+        let forwarder = forward::Forwarder::new(&key, &cfg.id);
         let node = Node::start(store.clone(), cfg)?;
         let nodes = node::list(&store).unwrap_or_default();
         Ok(Arc::new(Cluster {
@@ -90,7 +91,7 @@ impl Cluster {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
                 .build(),
-            forwarder: forward::Forwarder::new(&key),
+            forwarder,
             quarantine: parking_lot::Mutex::new(None),
             pins: Default::default(),
             refreshes: Default::default(),
@@ -279,9 +280,7 @@ fn cluster_key(store: &Store) -> strata_vfs::Result<String> {
 
 /// This machine's host name, as a node id may spell it.
 fn hostname() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String = raw
-        .trim()
+    let name: String = node::this_host()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {

@@ -157,7 +157,7 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
         // Being handed from here to another node: wait for the handoff to
         // end (the target cannot claim before it), then go there; a
         // forwarded request goes back to its sender, which routes again.
-        if cluster.pins.lock().contains_key(tenant) {
+        if cluster.pins.lock().contains(tenant) {
             if !wait_unpinned(&cluster, tenant, deadline).await {
                 return Dispatch::Done(
                     ApiError::unavailable("The tenant is being moved between nodes, retry.")
@@ -221,7 +221,7 @@ pub async fn dispatch(app: &App, tenant: &str, mut req: Request) -> Dispatch {
 /// Wait (bounded by `deadline`) until `tenant` is no longer pinned here;
 /// false if it still is.
 async fn wait_unpinned(cluster: &Cluster, tenant: &str, deadline: Instant) -> bool {
-    while cluster.pins.lock().contains_key(tenant) {
+    while cluster.pins.lock().contains(tenant) {
         if Instant::now() >= deadline {
             return false;
         }
@@ -248,9 +248,7 @@ async fn forward_to(app: &App, cluster: &Cluster, tenant: &str, peer: &Peer, r: 
         Err(resp) => return Step::Done(resp),
     };
     app.metrics.forwarded.inc();
-    let sent = cluster
-        .forwarder
-        .send(cluster.id(), &peer.advertise, client, r);
+    let sent = cluster.forwarder.send(&peer.advertise, client, r);
     tokio::pin!(sent);
     // A holder that took the request and then went stale (paused, dead)
     // never answers: stop waiting once the view says so.

@@ -64,9 +64,10 @@ pub struct Config {
     pub file_cache: u64,
     /// Failed logins of one identity per window before 429 (`None`: off).
     pub auth_failures: Option<(i64, Duration)>,
-    /// The cluster node this process runs as: its databases' leases are
-    /// bound to the node's heartbeat, and a load claims `data.db` at once.
-    pub node: Option<String>,
+    /// The cluster node this process runs as (`serve::cluster`): its
+    /// databases' leases are bound to its heartbeat, and a load claims
+    /// `data.db` at once.
+    pub node: String,
 }
 
 pub fn check_tenant_id(id: &str) -> ApiResult<()> {

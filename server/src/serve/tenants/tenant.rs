@@ -295,13 +295,9 @@ impl Drop for Guard {
 
 /// The URI that opens `db` of `tenant` through the strata VFS.
 pub fn opener(cfg: &Config, dir: &Path, tenant: &str, db: &str) -> Opener {
-    let mut uri = crate::demo::vfs_uri(&dir.join(db), &cfg.bucket, tenant, db);
-    if let Some(n) = &cfg.node {
-        uri.push_str("&node=");
-        uri.push_str(n);
-    }
+    let uri = crate::demo::vfs_uri(&dir.join(db), &cfg.bucket, tenant, db);
     Opener {
-        uri,
+        uri: format!("{uri}&node={}", cfg.node),
         busy_timeout: Duration::from_secs(5),
     }
 }
@@ -333,20 +329,16 @@ pub fn open_tenant(
         gauge.clone(),
     )?;
     phases.mark(Phase::OpenData);
-    if cfg.node.is_some() {
-        // In a cluster the node that loads a tenant owns it, reads
-        // included: claim data.db's lease now (no request if this node
-        // already holds it), or leave it to the node that does.
-        data.with_idle_writer(|c| {
-            c.query_row("PRAGMA strata_claim", [], |r| r.get::<_, String>(0))
-        })
+    // The node that loads a tenant owns it, reads included: claim data.db's
+    // lease now (no request if this node already holds it), or leave the
+    // tenant to the node that does.
+    data.with_idle_writer(|c| c.query_row("PRAGMA strata_claim", [], |r| r.get::<_, String>(0)))
         .unwrap_or_else(|| Err(rusqlite::Error::InvalidQuery))
         .map_err(|e| match e.sqlite_error_code() {
             Some(rusqlite::ErrorCode::ReadOnly) => ApiError::Held(e.to_string()),
             _ => ApiError::from(e),
         })?;
-        phases.mark(Phase::Claim);
-    }
+    phases.mark(Phase::Claim);
     let (secret, settings) = data
         .with_idle_writer(settings::load)
         .unwrap_or_else(|| Err(ApiError::internal("data.db busy at load")))?;
