@@ -12,12 +12,9 @@
 //!   are cached (a time that is still in the last minute is resolved again
 //!   each time, as commits that old may still be arriving).
 //!
-//! Page 1 is presented as a rollback-journal database (format bytes 18 and
-//! 19 read as 1), so SQLite needs no `-wal`/`-shm`: the image already holds
-//! every transaction up to the point. The change counter (24) and its
-//! version-valid-for copy (92) read as the txid, and the size in pages (28)
-//! as the map's, so SQLite drops its cache when the state moves and trusts
-//! the size.
+//! Page 1 is presented as a rollback-journal database whose change counter
+//! is the txid (the engine's `PageMap::read_file_at`), so SQLite needs no
+//! `-wal`/`-shm`, drops its cache when the state moves and trusts the size.
 
 use crate::ctx::Ctx;
 use crate::errno::{FsError, FsResult};
@@ -267,7 +264,10 @@ impl Live {
         let old = self.state.lock().map.clone();
         let fresh = restore::read_manifest(ctx.store(), &self.keys).and_then(|m| match &old {
             Some(o) if o.txid == m.head => Ok(None),
-            _ => PageMap::build_with(ctx.store(), &self.keys, Target::Latest, Some(&m))
+            Some(o) => {
+                PageMap::build_after(ctx.store(), &self.keys, &m, o).map(|p| Some(Arc::new(p)))
+            }
+            None => PageMap::build_with(ctx.store(), &self.keys, Target::Latest, Some(&m))
                 .map(|p| Some(Arc::new(p))),
         });
         match fresh {
@@ -404,32 +404,10 @@ pub fn past(ctx: &Ctx, tenant: &Arc<str>, db: &str, at: At) -> FsResult<Arc<Page
         .map_err(|e: Arc<Error>| not_there(e.clone_error()))
 }
 
-/// Fill `buf` from `offset` of `map`'s state (short at the end of the database).
+/// Fill `buf` from `offset` of `map`'s state (short at the end of the
+/// database), page 1 presented as the module docs say.
 pub fn read(ctx: &Ctx, map: &PageMap, offset: u64, buf: &mut [u8]) -> FsResult<usize> {
-    let n = map.read_at(ctx.store(), offset, buf)?;
-    present_header(map, offset, &mut buf[..n]);
-    Ok(n)
-}
-
-/// Rewrite the page-1 header bytes as described in the module docs.
-fn present_header(map: &PageMap, offset: u64, buf: &mut [u8]) {
-    let counter = (map.txid.0 as u32).to_be_bytes();
-    let pages = map.db_pages.to_be_bytes();
-    let patches: [(u64, &[u8]); 5] = [
-        (18, &[1]),
-        (19, &[1]),
-        (24, &counter),
-        (28, &pages),
-        (92, &counter),
-    ];
-    for (at, bytes) in patches {
-        for (i, b) in bytes.iter().enumerate() {
-            let pos = at + i as u64;
-            if pos >= offset && pos < offset + buf.len() as u64 {
-                buf[(pos - offset) as usize] = *b;
-            }
-        }
-    }
+    Ok(map.read_file_at(ctx.store(), offset, buf)?)
 }
 
 #[cfg(test)]

@@ -28,6 +28,12 @@ pub struct Metrics {
     /// Busy sleeps that a release of the write lock ended early
     /// (`sqlite/busy.rs`).
     pub write_lock_handoffs: IntCounter,
+    /// Read replicas (`engine/follow.rs`): moves to a newer head, failed
+    /// looks, and per database the txid followed and the staleness.
+    pub follower_moves: IntCounter,
+    pub follower_errors: IntCounter,
+    pub follower_txid: IntGaugeVec,
+    pub follower_staleness_ms: IntGaugeVec,
 }
 
 fn build() -> Metrics {
@@ -99,7 +105,27 @@ fn build() -> Metrics {
         "write_lock_handoffs_total",
         "Busy waits for a WAL write lock ended early by its release in this process",
     );
+    let follower_moves = counter(
+        "follower_moves_total",
+        "Read replicas moved to a newer head of their database",
+    );
+    let follower_errors = counter(
+        "follower_errors_total",
+        "Read replicas' failed looks for a newer head (they serve what they have)",
+    );
+    let follower_txid = gauges(
+        "follower_txid",
+        "The txid a read replica of this process serves, per database",
+    );
+    let follower_staleness_ms = gauges(
+        "follower_staleness_milliseconds",
+        "Time since a read replica last read its database's head from the bucket, per database",
+    );
     Metrics {
+        follower_moves,
+        follower_errors,
+        follower_txid,
+        follower_staleness_ms,
         write_lock_handoffs,
         registry,
         replicated_txid,

@@ -14,6 +14,8 @@
 //! - [`pages`]: read single pages (or runs, or byte ranges) of any restore
 //!   point with ranged GETs, through a shared moka page cache.
 //! - [`lazy`]: a local copy filled on demand (lazy open) and `hydrate`.
+//! - [`follow`]: a read replica: the head of a live database written on
+//!   another node, moved forward as its commits arrive.
 //! - [`node`]: this process's heartbeat as a cluster node, and other
 //!   nodes' (leases bound to a node's liveness).
 //! - [`history`]: list restore points.
@@ -25,6 +27,7 @@
 pub mod catalog;
 pub mod config;
 mod direct;
+pub mod follow;
 pub mod history;
 pub mod import;
 pub mod lazy;

@@ -61,7 +61,9 @@ const INDEX_GUESS: u64 = 64 << 10;
 
 struct Object {
     key: Arc<str>,
-    index: SegmentIndex,
+    /// Shared with the maps of later points built from this one
+    /// ([`PageMap::build_after`]): an object's index never changes.
+    index: Arc<SegmentIndex>,
 }
 
 /// The location of every page of one restore point.
@@ -91,17 +93,55 @@ impl PageMap {
         manifest: Option<&Manifest>,
     ) -> Result<PageMap> {
         let plan = restore::plan_with(store, keys, target, manifest)?;
-        let needed: Vec<(String, Option<u64>)> = plan
+        Self::from_plan(store, keys, plan, None)
+    }
+
+    /// The head of `manifest`, built from `previous` (an earlier map of the
+    /// same database): the indexes of objects both points use are shared,
+    /// so following a live database costs the manifest and the indexes of
+    /// the objects that are new since, not every index again.
+    pub fn build_after(
+        store: &dyn ObjectStore,
+        keys: &DbKeys,
+        manifest: &Manifest,
+        previous: &PageMap,
+    ) -> Result<PageMap> {
+        let plan = restore::plan_with(store, keys, Target::Latest, Some(manifest))?;
+        Self::from_plan(store, keys, plan, Some(previous))
+    }
+
+    fn from_plan(
+        store: &dyn ObjectStore,
+        keys: &DbKeys,
+        plan: restore::Plan,
+        previous: Option<&PageMap>,
+    ) -> Result<PageMap> {
+        let known = |key: &str| {
+            previous.and_then(|p| {
+                p.objects
+                    .iter()
+                    .find(|o| &*o.key == key)
+                    .map(|o| o.index.clone())
+            })
+        };
+        let needed: Vec<(String, Option<u64>, Option<Arc<SegmentIndex>>)> = plan
             .snapshot
             .iter()
             .map(|s| (s.key.clone(), s.prefix))
             .chain(plan.segments.iter().map(|s| (s.key.clone(), s.prefix)))
+            .map(|(k, hint)| {
+                let have = known(&k);
+                (k, hint, have)
+            })
             .collect();
+        // The hot pages came with the previous map if it had this snapshot.
         let hot_key = plan
             .snapshot
             .as_ref()
+            .filter(|s| known(&s.key).is_none())
             .map(|s| keys.hot_pages(s.txid, s.commit));
-        // One round trip: every index, and the snapshot's hot pages, at once.
+        // One round trip: every index not known yet, and the snapshot's hot
+        // pages, at once.
         let t0 = std::time::Instant::now();
         let (indexes, hot) = std::thread::scope(|s| {
             // Hot pages are decoded and checked on their own thread, while
@@ -111,13 +151,18 @@ impl PageMap {
                 .map(|k| s.spawn(move || store.get(k).map(|o| decode_hot(k, o.data))));
             let handles: Vec<_> = needed
                 .iter()
-                .map(|(k, hint)| s.spawn(move || fetch_index(store, k, *hint)))
+                .map(|(k, hint, have)| match have {
+                    Some(index) => Ok(index.clone()),
+                    None => Err(s.spawn(move || fetch_index(store, k, *hint).map(Arc::new))),
+                })
                 .collect();
-            let indexes: Vec<Result<SegmentIndex>> = handles
+            let indexes: Vec<Result<Arc<SegmentIndex>>> = handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::corrupt("index fetch thread panicked")))
+                .map(|h| match h {
+                    Ok(index) => Ok(index),
+                    Err(h) => h
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::corrupt("index fetch thread panicked"))),
                 })
                 .collect();
             let hot = hot.and_then(|h| h.join().ok());
@@ -133,7 +178,7 @@ impl PageMap {
             bucket: store.identity().into(),
             locs: Vec::new(),
         };
-        for ((key, _), index) in needed.into_iter().zip(indexes) {
+        for ((key, _, _), index) in needed.into_iter().zip(indexes) {
             let index = index?;
             let o = map.objects.len() as u32;
             for t in index.txns.iter().take_while(|t| t.txid <= plan.txid) {
@@ -230,6 +275,40 @@ impl PageMap {
     /// The database's size in bytes at this restore point.
     pub fn size(&self) -> u64 {
         self.db_pages as u64 * self.page_size as u64
+    }
+
+    /// As [`read_at`](Self::read_at), for a reader that sees this map as a
+    /// plain database file (the mount, the VFS's read-only opens): page 1's
+    /// format bytes 18 and 19 read as 1 (rollback journal: the image holds
+    /// every transaction, so SQLite needs no `-wal` or `-shm`), the change
+    /// counter (24) and its version-valid-for copy (92) as the txid, and the
+    /// size in pages (28) as the map's. So SQLite drops its cache when the
+    /// state moves, and trusts the size.
+    pub fn read_file_at(
+        &self,
+        store: &dyn ObjectStore,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let n = self.read_at(store, offset, buf)?;
+        let counter = (self.txid.0 as u32).to_be_bytes();
+        let pages = self.db_pages.to_be_bytes();
+        let patches: [(u64, &[u8]); 5] = [
+            (18, &[1]),
+            (19, &[1]),
+            (24, &counter),
+            (28, &pages),
+            (92, &counter),
+        ];
+        for (at, bytes) in patches {
+            for (i, b) in bytes.iter().enumerate() {
+                let pos = at + i as u64;
+                if pos >= offset && pos < offset + n as u64 {
+                    buf[(pos - offset) as usize] = *b;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Bytes `offset..offset + buf.len()` of the database at this restore

@@ -6,8 +6,9 @@
 //! - `base.rs`: files of the base VFS, driven through its C methods.
 //! - `capture.rs`: turning writes into committed transactions.
 //! - `vfs.rs`: the `sqlite_plugin::vfs::Vfs` implementation and file handles.
-//! - `historical.rs`: read-only files at a point in time (`txid=`, `time=`),
-//!   served page by page from the bucket.
+//! - `remote.rs`: read-only files served page by page from the bucket: a
+//!   point in time (`txid=`, `time=`), or a read replica following the
+//!   head (`replica=1`, or `mode=ro` with no local file).
 //! - `params.rs`: URI parameters and `STRATA_*` variables.
 //! - `registry.rs`: one `Replica` per database file per process.
 //! - `hook.rs`: sync mode's wait for the bucket after the write lock is
@@ -22,11 +23,11 @@ mod base;
 mod busy;
 pub mod capture;
 mod ffi;
-mod historical;
 mod hook;
 pub mod params;
 mod pragmas;
 mod registry;
+mod remote;
 mod vfs;
 
 pub use vfs::StrataVfs;

@@ -17,6 +17,9 @@
 //! | `lease_ttl`        | `STRATA_LEASE_TTL`        | `30s`              |
 //! | `node`             | `STRATA_NODE`             | none: leases by time; else the lease is bound to this process's node of that id (`engine::node`) |
 //! | `lazy`             | `STRATA_LAZY`             | `1` (on)           |
+//! | `replica`          | (URI only)                | `0`; `1`: read-only, following the bucket's head (a read replica, `remote.rs`) |
+//! | `refresh`          | `STRATA_REFRESH`          | `1s`: how often a read replica looks for newer commits |
+//! | `txid` / `time`    | (URI only)                | none: read-only at that point in time (`remote.rs`) |
 
 use crate::bucket::{Store, open_bucket};
 use crate::engine::config::{ReplicaConfig, parse_duration};
@@ -117,8 +120,8 @@ pub fn register_store(url: &str, store: Store) -> bool {
     true
 }
 
-/// Build the replication config of the database at `path`.
-pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
+/// Where the database at `path` lives: (bucket URL, tenant, database name).
+pub fn location(path: &str, params: &UriParams) -> Result<(String, String, String)> {
     let bucket = params.get("bucket").ok_or_else(|| {
         Error::invalid(format!(
             "{path}: no bucket: add `bucket=file:///path` or `bucket=s3://bucket/prefix` to the URI, or set STRATA_BUCKET"
@@ -138,6 +141,12 @@ pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
                 Error::invalid(format!("{path}: cannot name the database; add `db=NAME`"))
             })?,
     };
+    Ok((bucket, tenant, db))
+}
+
+/// Build the replication config of the database at `path`.
+pub fn replica_config(path: &str, params: &UriParams) -> Result<ReplicaConfig> {
+    let (bucket, tenant, db) = location(path, params)?;
     let mut cfg = ReplicaConfig::new(shared_store(&bucket)?, &tenant, &db)?;
     if let Some(d) = params.get("durability") {
         cfg.durability = d.parse()?;

@@ -1,8 +1,12 @@
 //! One `Replica` per database file per process, shared by every connection
-//! (and its WAL handle) that opens the file.
+//! (and its WAL handle) that opens the file; and one `Follower` per database
+//! followed (read replicas, `remote.rs`), shared by its readers.
 
+use crate::bucket::Store;
+use crate::engine::follow::Follower;
 use crate::engine::{Replica, ReplicaConfig};
 use crate::error::Result;
+use crate::format::keys::DbKeys;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -44,4 +48,24 @@ pub fn acquire(path: &Path, cfg: ReplicaConfig) -> Result<Option<Arc<Replica>>> 
 /// The replica of `path` if some connection of this process holds it.
 pub fn find(path: &Path) -> Option<Arc<Replica>> {
     REPLICAS.lock().get(path).and_then(Weak::upgrade)
+}
+
+/// (bucket URL, `tenant/db`, refresh interval).
+type FollowKey = (String, String, Duration);
+
+static FOLLOWERS: LazyLock<Mutex<HashMap<FollowKey, Weak<Follower>>>> =
+    LazyLock::new(Default::default);
+
+/// The follower of `keys` in the bucket at `url`, opening it (a manifest
+/// GET and the indexes) if no reader of this process has it.
+pub fn follower(url: &str, store: Store, keys: DbKeys, refresh: Duration) -> Result<Arc<Follower>> {
+    let key = (url.to_string(), keys.root().to_string(), refresh);
+    let mut map = FOLLOWERS.lock();
+    if let Some(f) = map.get(&key).and_then(Weak::upgrade) {
+        return Ok(f);
+    }
+    map.retain(|_, w| w.strong_count() > 0);
+    let f = Arc::new(Follower::open(store, keys, refresh)?);
+    map.insert(key, Arc::downgrade(&f));
+    Ok(f)
 }

@@ -8,6 +8,7 @@ use super::base::BaseFile;
 use super::busy::{self, WriteGate};
 use super::capture::{RollbackCapture, WalCapture, WalWrite};
 use super::params::{UriParams, replica_config};
+use super::remote::{self, RemoteFile};
 use super::{ffi, hook, registry, sqlite_code};
 use crate::engine::lazy::LazyFile;
 use crate::engine::spool::WalPos;
@@ -47,9 +48,9 @@ impl StrataVfs {
 pub enum Handle {
     /// A real local file, forwarded to the base VFS.
     Local(LocalFile),
-    /// A read-only view of a restore point (`txid=` or `time=`), read from
-    /// the bucket page by page.
-    Historical(Box<super::historical::HistoricalFile>),
+    /// A read-only file read from the bucket page by page: a restore point
+    /// (`txid=` or `time=`), or a read replica following the head.
+    Remote(Box<RemoteFile>),
 }
 
 /// A local file and what strata tracks about it.
@@ -118,7 +119,7 @@ impl VfsHandle for Handle {
     fn readonly(&self) -> bool {
         match self {
             Handle::Local(h) => h.readonly,
-            Handle::Historical(_) => true,
+            Handle::Remote(_) => true,
         }
     }
     fn in_memory(&self) -> bool {
@@ -157,12 +158,12 @@ impl Vfs for StrataVfs {
         if let (OpenKind::MainDb, Some(p), None) = (&kind_flag, path, &owned) {
             // SAFETY: p points into SQLite's filename buffer (see above).
             let params = unsafe { UriParams::read(p.as_ptr()) };
-            if params.uri("txid").is_some() || params.uri("time").is_some() {
-                let f = super::historical::HistoricalFile::open(p, &params).map_err(|e| {
-                    let _ = log_err(&format!("strata: cannot open {p} at a point in time"), &e);
+            if remote::wanted(&params, readonly_open, Path::new(p).exists()) {
+                let f = RemoteFile::open(p, &params).map_err(|e| {
+                    let _ = log_err(&format!("strata: cannot open {p} from the bucket"), &e);
                     vars::SQLITE_CANTOPEN
                 })?;
-                return Ok(Handle::Historical(Box::new(f)));
+                return Ok(Handle::Remote(Box::new(f)));
             }
         }
         let kind = match (kind_flag, path) {
@@ -258,7 +259,7 @@ impl Vfs for StrataVfs {
 
     fn file_size(&self, h: &mut Handle) -> VfsResult<usize> {
         let h = match h {
-            Handle::Historical(x) => return Ok(x.file_size()),
+            Handle::Remote(x) => return Ok(x.file_size()),
             Handle::Local(h) => h,
         };
         h.base.file_size()
@@ -266,7 +267,7 @@ impl Vfs for StrataVfs {
 
     fn truncate(&self, h: &mut Handle, size: usize) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Err(vars::SQLITE_READONLY),
+            Handle::Remote(_) => return Err(vars::SQLITE_READONLY),
             Handle::Local(h) => h,
         };
         if let Kind::Wal(w) = &mut h.kind {
@@ -282,7 +283,7 @@ impl Vfs for StrataVfs {
 
     fn write(&self, h: &mut Handle, offset: usize, data: &[u8]) -> VfsResult<usize> {
         let h = match h {
-            Handle::Historical(_) => return Err(vars::SQLITE_READONLY),
+            Handle::Remote(_) => return Err(vars::SQLITE_READONLY),
             Handle::Local(h) => h,
         };
         match &mut h.kind {
@@ -368,7 +369,7 @@ impl Vfs for StrataVfs {
 
     fn read(&self, h: &mut Handle, offset: usize, data: &mut [u8]) -> VfsResult<usize> {
         let h = match h {
-            Handle::Historical(x) => return x.read(offset, data),
+            Handle::Remote(x) => return x.read(offset, data),
             Handle::Local(h) => h,
         };
         if let Kind::Main(m) = &h.kind
@@ -384,7 +385,7 @@ impl Vfs for StrataVfs {
 
     fn lock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Ok(()),
+            Handle::Remote(x) => return x.lock(level),
             Handle::Local(h) => h,
         };
         h.base.lock(level_code(level))?;
@@ -400,7 +401,10 @@ impl Vfs for StrataVfs {
 
     fn unlock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Ok(()),
+            Handle::Remote(x) => {
+                x.unlock(level);
+                return Ok(());
+            }
             Handle::Local(h) => h,
         };
         if let Kind::Main(m) = &mut h.kind
@@ -433,7 +437,7 @@ impl Vfs for StrataVfs {
 
     fn check_reserved_lock(&self, h: &mut Handle) -> VfsResult<bool> {
         let h = match h {
-            Handle::Historical(_) => return Ok(false),
+            Handle::Remote(_) => return Ok(false),
             Handle::Local(h) => h,
         };
         h.base.check_reserved_lock()
@@ -441,7 +445,7 @@ impl Vfs for StrataVfs {
 
     fn sync(&self, h: &mut Handle) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Ok(()),
+            Handle::Remote(_) => return Ok(()),
             Handle::Local(h) => h,
         };
         let replica = match &mut h.kind {
@@ -466,7 +470,7 @@ impl Vfs for StrataVfs {
 
     fn close(&self, h: Handle) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Ok(()),
+            Handle::Remote(_) => return Ok(()),
             Handle::Local(h) => h,
         };
         let LocalFile { base, kind, .. } = h;
@@ -477,7 +481,13 @@ impl Vfs for StrataVfs {
 
     fn pragma(&self, h: &mut Handle, pragma: Pragma<'_>) -> Result<Option<String>, PragmaErr> {
         let h = match h {
-            Handle::Historical(_) => return Err(PragmaErr::NotFound),
+            Handle::Remote(x) if pragma.name.starts_with("strata_") => {
+                return x
+                    .pragma(pragma.name)
+                    .map(Some)
+                    .map_err(|e| PragmaErr::Fail(sqlite_code(&e), Some(format!("strata: {e}"))));
+            }
+            Handle::Remote(_) => return Err(PragmaErr::NotFound),
             Handle::Local(h) => h,
         };
         let Kind::Main(m) = &mut h.kind else {
@@ -520,7 +530,7 @@ impl Vfs for StrataVfs {
 
     fn sector_size(&self, h: &mut Handle) -> VfsResult<i32> {
         let h = match h {
-            Handle::Historical(_) => return Ok(4096),
+            Handle::Remote(_) => return Ok(4096),
             Handle::Local(h) => h,
         };
         Ok(h.base.sector_size())
@@ -528,7 +538,7 @@ impl Vfs for StrataVfs {
 
     fn device_characteristics(&self, h: &mut Handle) -> VfsResult<i32> {
         let h = match h {
-            Handle::Historical(_) => return Ok(vars::SQLITE_IOCAP_IMMUTABLE),
+            Handle::Remote(x) => return Ok(x.device_characteristics()),
             Handle::Local(h) => h,
         };
         Ok(h.base.device_characteristics())
@@ -542,7 +552,7 @@ impl Vfs for StrataVfs {
         extend: bool,
     ) -> VfsResult<Option<NonNull<u8>>> {
         let h = match h {
-            Handle::Historical(_) => return Err(vars::SQLITE_IOERR_SHMMAP),
+            Handle::Remote(_) => return Err(vars::SQLITE_IOERR_SHMMAP),
             Handle::Local(h) => h,
         };
         Ok(NonNull::new(h.base.shm_map(region, size, extend)?))
@@ -556,7 +566,7 @@ impl Vfs for StrataVfs {
         mode: ShmLockMode,
     ) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Err(vars::SQLITE_IOERR_SHMLOCK),
+            Handle::Remote(_) => return Err(vars::SQLITE_IOERR_SHMLOCK),
             Handle::Local(h) => h,
         };
         let flags = match mode {
@@ -586,7 +596,7 @@ impl Vfs for StrataVfs {
 
     fn shm_unmap(&self, h: &mut Handle, delete: bool) -> VfsResult<()> {
         let h = match h {
-            Handle::Historical(_) => return Ok(()),
+            Handle::Remote(_) => return Ok(()),
             Handle::Local(h) => h,
         };
         h.base.shm_unmap(delete)
