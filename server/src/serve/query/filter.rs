@@ -78,6 +78,10 @@ pub enum Operand {
 pub enum Modifier {
     /// `@request.body.x:isset`: whether the client sent `x`.
     IsSet,
+    /// `@request.body.x:changed`: the client sent `x` and it differs from
+    /// the record's `x` (PocketBase: `@request.body.x:isset = true &&
+    /// @request.body.x != x`).
+    Changed,
     /// Number of items of a multi-valued field or a submitted array.
     Length,
     /// Lower-cased value.
@@ -335,12 +339,18 @@ fn split_modifier(id: &str) -> Result<(&str, Option<Modifier>), FilterError> {
     };
     let m = match m {
         "isset" => Modifier::IsSet,
+        "changed" => Modifier::Changed,
         "length" => Modifier::Length,
         "lower" => Modifier::Lower,
         "each" => Modifier::Each,
         _ => return Err(FilterError::Unsupported(id.to_string())),
     };
     Ok((name, Some(m)))
+}
+
+/// The modifiers that only `@request.body.*` takes.
+fn body_only(m: Option<Modifier>) -> bool {
+    matches!(m, Some(Modifier::IsSet | Modifier::Changed))
 }
 
 /// An identifier: a field path, `@request.*`, `@collection.*` or a macro,
@@ -355,7 +365,7 @@ fn name_operand(id: &str) -> Result<Operand, FilterError> {
         let (name, alias) = coll.split_once(':').unwrap_or((coll, coll));
         let ident =
             |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ident(name) || !ident(alias) || bad_path(path) || modifier == Some(Modifier::IsSet) {
+        if !ident(name) || !ident(alias) || bad_path(path) || body_only(modifier) {
             return Err(unsupported());
         }
         return Ok(Operand::Collection {
@@ -378,7 +388,7 @@ fn name_operand(id: &str) -> Result<Operand, FilterError> {
         if !known || bad_path(&rest) {
             return Err(unsupported());
         }
-        if modifier == Some(Modifier::IsSet) && !rest.starts_with("body.") {
+        if body_only(modifier) && !rest.starts_with("body.") {
             return Err(unsupported());
         }
         return Ok(Operand::Request(rest, modifier));
@@ -390,7 +400,7 @@ fn name_operand(id: &str) -> Result<Operand, FilterError> {
             _ => Err(unsupported()),
         };
     }
-    if bad_path(name) || modifier == Some(Modifier::IsSet) {
+    if bad_path(name) || body_only(modifier) {
         return Err(FilterError::UnknownField(id.to_string()));
     }
     Ok(Operand::Field(name.into(), modifier))
@@ -666,6 +676,7 @@ fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
         Operand::Str(s) => text(s),
         Operand::Num(n) => num_value(*n),
         Operand::Bool(b) => SqlValue::Integer(*b as i64),
+        Operand::Request(path, Some(Modifier::Changed)) => return changed(path, ctx),
         Operand::Request(path, m) => {
             let found = path.split('.').try_fold(ctx.request, |v, key| v.get(key));
             match (m, found) {
@@ -691,6 +702,33 @@ fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
         },
     };
     Ok(Side::One(Sql::param(v)))
+}
+
+/// `@request.body.x:changed`, as PocketBase rewrites it:
+/// `@request.body.x:isset = true && @request.body.x != x`. 1 or 0.
+fn changed(path: &str, ctx: &Ctx) -> Result<Side, FilterError> {
+    let field = path.strip_prefix("body.").unwrap_or(path);
+    let Some(sent) = path.split('.').try_fold(ctx.request, |v, key| v.get(key)) else {
+        return Ok(Side::One(Sql::param(SqlValue::Integer(0))));
+    };
+    let column = match ctx.names.field(field) {
+        Some(Resolved::One(c)) => c,
+        Some(_) => {
+            return Err(FilterError::Unsupported(format!(
+                "@request.{path}:changed on a multi-valued or JSON field"
+            )));
+        }
+        None => return Err(FilterError::UnknownField(field.to_string())),
+    };
+    let value = match sent {
+        serde_json::Value::Null => SqlValue::Text(String::new()),
+        v => json_to_sql(v),
+    };
+    let differs = cmp("?", Op::Neq, &column, false);
+    Ok(Side::One(Sql {
+        text: format!("(CASE WHEN {differs} THEN 1 ELSE 0 END)"),
+        params: vec![value],
+    }))
 }
 
 /// Apply a `:modifier` to a resolved name.
