@@ -157,6 +157,19 @@ pub fn integrity(path: &Path) -> Result<String> {
     Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
 }
 
+/// A read-write connection to `uri` (a `file:` URI, usually through the
+/// strata VFS), created if missing, in WAL mode.
+pub fn open_wal(uri: &str) -> Result<rusqlite::Connection> {
+    let c = rusqlite::Connection::open_with_flags(
+        uri,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    c.pragma_update(None, "journal_mode", "wal")?;
+    Ok(c)
+}
+
 /// Restore through the engine (what `strata restore` does), checked.
 pub fn restore(
     store: &strata_vfs::bucket::Store,

@@ -8,14 +8,7 @@ use std::time::Instant;
 use strata_tests::{Backend, integrity};
 use strata_vfs::bucket::metered::MeteredStore;
 
-fn open(uri: &str) -> Result<rusqlite::Connection> {
-    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
-        | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
-        | rusqlite::OpenFlags::SQLITE_OPEN_URI;
-    let c = rusqlite::Connection::open_with_flags(uri, flags)?;
-    c.pragma_update(None, "journal_mode", "wal")?;
-    Ok(c)
-}
+use strata_tests::open_wal as open;
 
 #[test]
 fn lazy_open_fetches_only_what_is_read() -> Result<()> {

@@ -5,7 +5,7 @@
 //! backend (the local directory and the loopback S3 server).
 
 use anyhow::{Context, Result, ensure};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use std::time::{Duration, Instant};
 use strata_tests::Backend;
 use strata_vfs::engine::node::{self, Node, NodeConfig};
@@ -33,14 +33,7 @@ fn open(url: &str, dir: &std::path::Path, node: &str) -> Result<Connection> {
         "file:{}?vfs=strata&bucket={url}&tenant=acme&db=data.db&node={node}&sync_interval=50ms&lease_ttl=400ms",
         dir.join("data.db").display(),
     );
-    let c = Connection::open_with_flags(
-        &uri,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    c.pragma_update(None, "journal_mode", "wal")?;
-    Ok(c)
+    strata_tests::open_wal(&uri)
 }
 
 fn manifest(b: &Backend) -> Result<strata_vfs::format::Manifest> {

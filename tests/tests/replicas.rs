@@ -13,17 +13,10 @@ use strata_tests::{Backend, extension_path};
 use strata_vfs::bucket::fault::FaultStore;
 
 fn writer(url: &str, dir: &std::path::Path) -> Result<Connection> {
-    let c = Connection::open_with_flags(
-        format!(
-            "file:{}?vfs=strata&bucket={url}&tenant=acme&db=data.db&sync_interval=50ms",
-            dir.join("data.db").display()
-        ),
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_URI,
-    )?;
-    c.pragma_update(None, "journal_mode", "wal")?;
-    Ok(c)
+    strata_tests::open_wal(&format!(
+        "file:{}?vfs=strata&bucket={url}&tenant=acme&db=data.db&sync_interval=50ms",
+        dir.join("data.db").display()
+    ))
 }
 
 /// The backend's store as the VFS reaches it in this process.
