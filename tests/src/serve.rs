@@ -180,6 +180,8 @@ pub fn posts_collection(s: &Server, tenant: &str, token: &str) -> Result<()> {
                 {"name": "done", "type": "bool"},
                 {"name": "tags", "type": "json"},
                 {"name": "owner", "type": "text"},
+                {"name": "created", "type": "autodate", "onCreate": true},
+                {"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true},
             ],
             "listRule": "", "viewRule": "", "createRule": "",
             "updateRule": "@request.auth.id != '' && owner = @request.auth.id", "deleteRule": null,

@@ -1,4 +1,5 @@
-//! Text and number field options (`min`, `max`, `pattern`, `onlyInt`, and
+//! Autodate fields (only where declared, `onCreate`/`onUpdate`), text and
+//! number field options (`min`, `max`, `pattern`, `onlyInt`, and
 //! text's 5000-character default) against the real PocketBase and strata,
 //! compared step by step: what each stores and every error it gives, with
 //! nothing stored from a refused record.
@@ -126,4 +127,188 @@ fn more_types(side: &Side) -> Result<Vec<(String, Value)>> {
 #[test]
 fn url_editor_json_and_date_options_as_in_pocketbase() -> Result<()> {
     on_both(more_types)
+}
+
+/// Since PocketBase 0.23 a collection has `created`/`updated` only if it
+/// declares autodate fields: a record of one without them has no such
+/// keys (and cannot be sorted by them); declared ones, under any name,
+/// take the time of a create and/or of an update and ignore what a client
+/// sends; one with neither option is refused; the default `users` has
+/// both.
+fn autodate(side: &Side) -> Result<Vec<(String, Value)>> {
+    let su = side.superuser()?;
+    let mut steps = Vec::new();
+    let shape = |fields: &Value| -> Value {
+        fields
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["type"] == "autodate")
+            .map(|f| {
+                json!([
+                    f["name"],
+                    f["onCreate"],
+                    f["onUpdate"],
+                    f["system"],
+                    f["hidden"]
+                ])
+            })
+            .collect()
+    };
+    let users = side.api("GET", "/api/collections/users", Some(&su), None)?;
+    steps.push((
+        "users' autodate fields".into(),
+        shape(&users.body["fields"]),
+    ));
+
+    let plain = side.create_collection(json!({"name": "plain", "type": "base",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "fields": [{"name": "t", "type": "text"}]}))?;
+    steps.push(("plain: autodate fields".into(), shape(&plain["fields"])));
+    let r = side.api(
+        "POST",
+        "/api/collections/plain/records",
+        None,
+        Some(json!({"t": "a", "created": "2020-01-01 00:00:00.000Z"})),
+    )?;
+    let mut keys: Vec<&String> = r
+        .body
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    keys.sort();
+    steps.push(("plain: a record's keys".into(), json!([r.status, keys])));
+    let id = r.body["id"].as_str().unwrap_or_default().to_string();
+    let r = side.api(
+        "PATCH",
+        &format!("/api/collections/plain/records/{id}"),
+        None,
+        Some(json!({})),
+    )?;
+    steps.push((
+        "plain: an empty update".into(),
+        json!([r.status, r.body["t"]]),
+    ));
+    let r = side.api(
+        "GET",
+        "/api/collections/plain/records?sort=-created",
+        None,
+        None,
+    )?;
+    steps.push(("plain: sort=-created".into(), json!(r.status)));
+
+    let stamped = side.create_collection(json!({"name": "stamped", "type": "base",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "fields": [{"name": "t", "type": "text"},
+                   {"name": "made", "type": "autodate", "onCreate": true},
+                   {"name": "touched", "type": "autodate", "onUpdate": true},
+                   {"name": "both", "type": "autodate", "onCreate": true, "onUpdate": true}]}))?;
+    steps.push(("stamped: autodate fields".into(), shape(&stamped["fields"])));
+    let sent = "2020-01-01 00:00:00.000Z";
+    let r = side.api(
+        "POST",
+        "/api/collections/stamped/records",
+        None,
+        Some(json!({"t": "a", "made": sent, "touched": sent, "both": sent})),
+    )?;
+    let a = r.body.clone();
+    let is_time = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 24 && s.ends_with('Z') && s != sent)
+    };
+    steps.push((
+        "stamped: create".into(),
+        json!([
+            r.status,
+            is_time(&a["made"]),
+            a["touched"],
+            is_time(&a["both"])
+        ]),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let id = a["id"].as_str().unwrap_or_default().to_string();
+    let r = side.api(
+        "PATCH",
+        &format!("/api/collections/stamped/records/{id}"),
+        None,
+        Some(json!({"t": "b", "made": sent})),
+    )?;
+    let b = r.body.clone();
+    steps.push((
+        "stamped: update".into(),
+        json!([
+            r.status,
+            b["made"] == a["made"],
+            is_time(&b["touched"]),
+            is_time(&b["both"]) && b["both"] != a["both"]
+        ]),
+    ));
+    let r = side.api(
+        "GET",
+        "/api/collections/stamped/records?sort=-both,made",
+        None,
+        None,
+    )?;
+    steps.push((
+        "stamped: sort by them".into(),
+        json!([r.status, r.body["totalItems"]]),
+    ));
+
+    let bad = side.api(
+        "POST",
+        "/api/collections",
+        Some(&su),
+        Some(json!({"name": "bad", "type": "base",
+        "fields": [{"name": "t", "type": "text"}, {"name": "when", "type": "autodate"}]})),
+    )?;
+    steps.push((
+        "neither option".into(),
+        json!([bad.status, bad.body["data"]]),
+    ));
+    let taken = side.api(
+        "POST",
+        "/api/collections",
+        Some(&su),
+        Some(json!({"name": "named", "type": "base",
+        "fields": [{"name": "created", "type": "text"}, {"name": "updated", "type": "number"}]})),
+    )?;
+    steps.push((
+        "created/updated as plain fields".into(),
+        json!([taken.status, shape(&taken.body["fields"])]),
+    ));
+
+    // Left out of a PATCH's fields list, an autodate field goes too.
+    let fields: Vec<Value> = stamped["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["name"] != "touched")
+        .cloned()
+        .collect();
+    let r = side.api(
+        "PATCH",
+        "/api/collections/stamped",
+        Some(&su),
+        Some(json!({"fields": fields})),
+    )?;
+    steps.push((
+        "PATCH without `touched`".into(),
+        json!([r.status, shape(&r.body["fields"])]),
+    ));
+    let r = side.api(
+        "GET",
+        &format!("/api/collections/stamped/records/{id}"),
+        None,
+        None,
+    )?;
+    steps.push((
+        "after: `touched` gone".into(),
+        json!([r.status, r.body.get("touched").is_none()]),
+    ));
+    Ok(steps)
+}
+
+#[test]
+fn autodate_fields_only_where_declared_as_in_pocketbase() -> Result<()> {
+    on_both(autodate)
 }

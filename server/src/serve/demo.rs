@@ -76,6 +76,8 @@ pub fn setup(base: &str, admin_token: &str) -> Result<()> {
                     "fields": [
                         {"name": "title", "type": "text", "required": true},
                         {"name": "done", "type": "bool"},
+                        {"name": "created", "type": "autodate", "onCreate": true},
+                        {"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true},
                     ],
                     "listRule": "", "viewRule": "", "createRule": "", "updateRule": "", "deleteRule": "",
                 })),

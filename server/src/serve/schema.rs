@@ -206,6 +206,14 @@ pub struct Field {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub except_domains: Vec<String>,
+    /// `autodate`: set to now when the record is created, and when it is
+    /// updated. Collections stored before strata kept these have neither;
+    /// then `created` stamps on create and `updated` on both
+    /// ([`Field::stamps`]), as they always did.
+    #[serde(default, rename = "onCreate", skip_serializing_if = "Option::is_none")]
+    pub on_create: Option<bool>,
+    #[serde(default, rename = "onUpdate", skip_serializing_if = "Option::is_none")]
+    pub on_update: Option<bool>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -235,6 +243,29 @@ impl Field {
             self.max_size
         }
     }
+    /// An `autodate` field as PocketBase's default collections have them.
+    pub(crate) fn autodate(name: &str, on_create: bool, on_update: bool) -> Field {
+        Field {
+            id: format!("autodate{name}"),
+            on_create: Some(on_create),
+            on_update: Some(on_update),
+            ..Field::new(name, FieldType::Autodate)
+        }
+    }
+    /// Does this `autodate` field take the time of a create (`update`
+    /// false) or of an update (see `on_create`)?
+    pub fn stamps(&self, update: bool) -> bool {
+        if self.kind != FieldType::Autodate {
+            return false;
+        }
+        let by_name = |n: &str| self.name == n;
+        if update {
+            self.on_update.unwrap_or(by_name("updated"))
+        } else {
+            self.on_create
+                .unwrap_or(by_name("created") || by_name("updated"))
+        }
+    }
     /// A system field (`system`) of `kind`, with an id from both.
     pub(crate) fn new(name: &str, kind: FieldType) -> Field {
         Field {
@@ -259,6 +290,8 @@ impl Field {
             only_int: false,
             only_domains: vec![],
             except_domains: vec![],
+            on_create: None,
+            on_update: None,
         }
     }
     /// `min` as a number (text, number fields).
@@ -395,9 +428,9 @@ impl Collection {
             fields.push(Field::new("emailVisibility", FieldType::Bool));
             fields.push(Field::new("verified", FieldType::Bool));
         }
+        // No `created`/`updated`: since PocketBase 0.23 a collection has
+        // autodate fields only where they are declared.
         fields.extend(user_fields);
-        fields.push(Field::new("created", FieldType::Autodate));
-        fields.push(Field::new("updated", FieldType::Autodate));
         let t = now();
         Collection {
             id: if name == SUPERUSERS {
@@ -491,6 +524,16 @@ impl Collection {
 
 const COLLECTION_COLS: &str = "id, name, type, system, fields, indexes, listRule, viewRule, createRule, updateRule, deleteRule, created, updated, json_extract(options, '$.manageRule')";
 
+/// Autodate fields stored without `onCreate`/`onUpdate` (before strata
+/// kept them) shown with the options they behave by.
+fn with_autodate_options(mut fields: Vec<Field>) -> Vec<Field> {
+    for f in fields.iter_mut().filter(|f| f.kind == FieldType::Autodate) {
+        f.on_create = Some(f.stamps(false));
+        f.on_update = Some(f.stamps(true));
+    }
+    fields
+}
+
 fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
     let fields: String = r.get(4)?;
     let indexes: String = r.get(5)?;
@@ -500,7 +543,7 @@ fn row_to_collection(r: &rusqlite::Row) -> rusqlite::Result<Collection> {
         kind: r.get(2)?,
         system: r.get(3)?,
         // A row we wrote ourselves; unreadable JSON means no user fields.
-        fields: serde_json::from_str(&fields).unwrap_or_default(),
+        fields: with_autodate_options(serde_json::from_str(&fields).unwrap_or_default()),
         indexes: serde_json::from_str(&indexes).unwrap_or_default(),
         rules: Rules {
             list: r.get(6)?,
@@ -560,10 +603,19 @@ pub fn default_users() -> Collection {
         .to_vec(),
         ..user_field("avatar", FieldType::File)
     };
+    let stamp = |name: &str, on_update: bool| Field {
+        system: false,
+        ..Field::autodate(name, true, on_update)
+    };
     let mut c = Collection::build(
         "users",
         "auth",
-        vec![user_field("name", FieldType::Text), avatar],
+        vec![
+            user_field("name", FieldType::Text),
+            avatar,
+            stamp("created", false),
+            stamp("updated", true),
+        ],
         Rules {
             list: own(),
             view: own(),
@@ -583,7 +635,15 @@ pub fn default_users() -> Collection {
 pub fn bootstrap_data(conn: &mut Connection, email: &str, password_hash: &str) -> ApiResult<()> {
     let tx = conn.transaction()?;
     tx.execute_batch(DATA_SCHEMA)?;
-    let su = Collection::build(SUPERUSERS, "auth", vec![], Rules::default());
+    let su = Collection::build(
+        SUPERUSERS,
+        "auth",
+        vec![
+            Field::autodate("created", true, false),
+            Field::autodate("updated", true, true),
+        ],
+        Rules::default(),
+    );
     su.create_table(&tx)?;
     su.insert_meta(&tx)?;
     let users = default_users();

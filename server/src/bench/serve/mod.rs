@@ -188,21 +188,17 @@ async fn run_parts(dir: &Path, bucket: Option<&str>, o: &Opts, table: &mut Table
 }
 
 /// The collection every part reads and writes: text, number and bool
-/// fields (records of about 200 bytes), public rules. PocketBase gets the
-/// autodate fields strata always has.
-fn posts_collection(pocketbase: bool) -> Value {
-    let mut fields = vec![
+/// fields (records of about 200 bytes) and the two autodate fields that
+/// PocketBase's dashboard adds, public rules.
+fn posts_collection() -> Value {
+    let fields = vec![
         json!({"name": "title", "type": "text", "required": true}),
         json!({"name": "body", "type": "text"}),
         json!({"name": "n", "type": "number"}),
         json!({"name": "done", "type": "bool"}),
+        json!({"name": "created", "type": "autodate", "onCreate": true}),
+        json!({"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true}),
     ];
-    if pocketbase {
-        fields.push(json!({"name": "created", "type": "autodate", "onCreate": true}));
-        fields.push(
-            json!({"name": "updated", "type": "autodate", "onCreate": true, "onUpdate": true}),
-        );
-    }
     json!({
         "name": COLLECTION,
         "type": "base",

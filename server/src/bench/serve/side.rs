@@ -22,7 +22,6 @@ pub struct Side {
     pub peer: Peer,
     /// `/t/<tenant>` on strata, empty on PocketBase.
     pub prefix: String,
-    pocketbase: bool,
 }
 
 impl Side {
@@ -31,7 +30,6 @@ impl Side {
             name: "strata",
             peer: s.peer(),
             prefix: format!("/t/{tenant}"),
-            pocketbase: false,
         }
     }
 
@@ -43,7 +41,6 @@ impl Side {
                 pid: p.pid(),
             },
             prefix: String::new(),
-            pocketbase: true,
         }
     }
 
@@ -96,7 +93,7 @@ pub async fn seed(side: &Side, records: u64, conc: usize, progress: bool) -> Res
         Method::POST,
         &format!("{p}/api/collections"),
         Some(&token),
-        Some(posts_collection(side.pocketbase)),
+        Some(posts_collection()),
     )
     .await?;
     c.call(

@@ -5,7 +5,7 @@ use crate::serve::App;
 use crate::serve::api::body::body_json;
 use crate::serve::cluster::forward;
 use crate::serve::errors::{ApiError, ApiResult};
-use crate::serve::tenants::check_tenant_id;
+use crate::serve::tenants::{blocking, check_tenant_id};
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Request, State};
@@ -100,7 +100,8 @@ pub async fn move_tenant(
             "Give the target node: {\"to\": \"<node id>\"}.",
         ));
     };
-    let Some(peer) = c.serving_peer(to) else {
+    let (lookup, target) = (c.clone(), to.to_string());
+    let Some(peer) = blocking(move || lookup.serving_peer(&target)).await? else {
         return Err(ApiError::bad_request(format!(
             "No live node {to:?} takes tenants (see /_strata/api/nodes)."
         )));

@@ -29,10 +29,10 @@ const NOT_FIELDS: &[&str] = &["expand", "collectionId", "collectionName", "_rowi
 
 /// Names the system's fields have in any collection (strata keeps them for
 /// base collections too, since the record code treats them by name).
+/// `created` and `updated` are ordinary names: a collection has autodate
+/// fields only where they are declared, under any name.
 const SYSTEM_FIELDS: &[&str] = &[
     "id",
-    "created",
-    "updated",
     "password",
     "passwordConfirm",
     "tokenKey",
@@ -197,11 +197,12 @@ fn parse_fields(
             "file" => FieldType::File,
             "url" => FieldType::Url,
             "editor" => FieldType::Editor,
+            "autodate" => FieldType::Autodate,
             other => {
                 return Err(field_err(
                     "fields",
                     format!(
-                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, url, editor, select, relation, file)."
+                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, url, editor, autodate, select, relation, file)."
                     ),
                 ));
             }
@@ -246,6 +247,22 @@ fn parse_fields(
                 field.cascade_delete = f["cascadeDelete"].as_bool().unwrap_or(false);
             }
             FieldType::File => file_options(&mut field, f, i + base)?,
+            FieldType::Autodate => {
+                let (on_create, on_update) = (
+                    f["onCreate"].as_bool().unwrap_or(false),
+                    f["onUpdate"].as_bool().unwrap_or(false),
+                );
+                if !on_create && !on_update {
+                    let need = json!({"code": "validation_required",
+                        "message": "Either onCreate or onUpdate must be enabled."});
+                    return Err(ApiError::validation(
+                        "Failed to create or update the collection.",
+                        json!({"fields": {(i + base).to_string(): {"onCreate": need, "onUpdate": need}}}),
+                    ));
+                }
+                field.on_create = Some(on_create);
+                field.on_update = Some(on_update);
+            }
             FieldType::Text
             | FieldType::Number
             | FieldType::Date
@@ -276,7 +293,7 @@ fn parse_fields(
     }
     let removed = existing
         .iter()
-        .filter(|e| !e.system && e.kind != FieldType::Autodate && !kept.contains(&e.name.as_str()))
+        .filter(|e| !e.system && !kept.contains(&e.name.as_str()))
         .cloned()
         .collect();
     Ok(FieldChanges {
@@ -676,9 +693,7 @@ pub async fn create(
         let mut c = Collection::build(name, kind, vec![], parse_rules(&body, Rules::default())?);
         c.insert_meta(tx)?;
         let user = parse_fields(tx, body.get("fields"), &c.fields)?.added;
-        let tail = c.fields.split_off(c.fields.len() - 2);
         c.fields.extend(user);
-        c.fields.extend(tail);
         c.create_table(tx)?;
         save(tx, &body, c)
     })

@@ -382,8 +382,9 @@ pub(crate) fn create_in(t: &Tenant, conn: &Connection, w: &WriteReq<'_>) -> ApiR
     .cols;
     let now = schema::now();
     cols.push(("id".into(), SqlValue::Text(id.clone())));
-    cols.push(("created".into(), SqlValue::Text(now.clone())));
-    cols.push(("updated".into(), SqlValue::Text(now)));
+    for f in c.fields.iter().filter(|f| f.stamps(false)) {
+        cols.push((f.name.clone(), SqlValue::Text(now.clone())));
+    }
     if c.is_auth() {
         cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
     }
@@ -440,7 +441,15 @@ pub(crate) fn update_in(
     if rotate {
         cols.push(("tokenKey".into(), SqlValue::Text(schema::new_secret())));
     }
-    cols.push(("updated".into(), SqlValue::Text(schema::now())));
+    let now = schema::now();
+    for f in c.fields.iter().filter(|f| f.stamps(true)) {
+        cols.push((f.name.clone(), SqlValue::Text(now.clone())));
+    }
+    // Nothing to set (no field sent, no autodate to stamp): a no-op that
+    // SQL still needs one assignment for.
+    if cols.is_empty() {
+        cols.push(("id".into(), SqlValue::Text(id.to_string())));
+    }
     let sets: Vec<String> = cols
         .iter()
         .map(|(n, _)| format!("{} = ?", quote_ident(n)))

@@ -45,9 +45,23 @@ pub struct Moved {
 }
 
 impl Cluster {
-    /// The live node `id` that takes tenants, as the view has it.
-    pub fn serving_peer(&self, id: &str) -> Option<Peer> {
-        self.candidates().into_iter().find(|p| p.id == id)
+    /// The live node `id` that takes tenants: as the view has it, else as
+    /// its heartbeat in the bucket says now (the view is up to ttl/2 old,
+    /// so on a slow bucket it can show a live node's beat as stale).
+    /// Blocking when it reads.
+    pub fn serving_peer(&self, id: &str) -> ApiResult<Option<Peer>> {
+        if let Some(p) = self.candidates().into_iter().find(|p| p.id == id) {
+            return Ok(Some(p));
+        }
+        if id == self.id() {
+            return Ok(None);
+        }
+        Ok(strata_vfs::engine::node::read(&self.store, id)?
+            .filter(|h| h.state == NodeState::Serving && h.alive_at(strata_vfs::Millis::now()))
+            .map(|h| Peer {
+                id: h.node,
+                advertise: h.advertise,
+            }))
     }
 
     /// Hand `tenant`, loaded here, to `to` (see the module). Returns the

@@ -246,7 +246,11 @@ mod tests {
         Collection::build(
             "posts",
             "base",
-            vec![f("slug"), f("title")],
+            vec![
+                f("slug"),
+                f("title"),
+                Field::autodate("created", true, false),
+            ],
             Rules::default(),
         )
     }
