@@ -1,5 +1,5 @@
-//! Autodate fields (only where declared, `onCreate`/`onUpdate`), text and
-//! number field options (`min`, `max`, `pattern`, `onlyInt`, and
+//! Autodate fields (only where declared, `onCreate`/`onUpdate`), text
+//! `autogeneratePattern`, text and number field options (`min`, `max`, `pattern`, `onlyInt`, and
 //! text's 5000-character default) against the real PocketBase and strata,
 //! compared step by step: what each stores and every error it gives, with
 //! nothing stored from a refused record.
@@ -311,4 +311,84 @@ fn autodate(side: &Side) -> Result<Vec<(String, Value)>> {
 #[test]
 fn autodate_fields_only_where_declared_as_in_pocketbase() -> Result<()> {
     on_both(autodate)
+}
+
+/// A text field's `autogeneratePattern` fills it on create when the client
+/// leaves it empty (missing, "" or null), never on update; a pattern that
+/// is no regular expression is refused.
+fn autogenerate(side: &Side) -> Result<Vec<(String, Value)>> {
+    let su = side.superuser()?;
+    let mut steps = Vec::new();
+    let c = side.create_collection(json!({"name": "codes", "type": "base",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "fields": [{"name": "code", "type": "text", "autogeneratePattern": "[A-Z]{3}-[0-9]{4}"},
+                   {"name": "t", "type": "text"}]}))?;
+    let field = c["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == "code")
+        .cloned();
+    steps.push((
+        "the field".into(),
+        json!(field.map(|f| f["autogeneratePattern"].clone())),
+    ));
+    let shaped = |v: &Value| {
+        v.as_str().is_some_and(|s| {
+            let b = s.as_bytes();
+            b.len() == 8
+                && b[..3].iter().all(u8::is_ascii_uppercase)
+                && b[3] == b'-'
+                && b[4..].iter().all(u8::is_ascii_digit)
+        })
+    };
+    let mut ids = Vec::new();
+    for (label, body) in [
+        ("missing", json!({"t": "a"})),
+        ("empty", json!({"t": "b", "code": ""})),
+        ("null", json!({"t": "c", "code": null})),
+        ("given", json!({"t": "d", "code": "given"})),
+    ] {
+        let r = side.api("POST", "/api/collections/codes/records", None, Some(body))?;
+        ids.push(r.body["id"].as_str().unwrap_or_default().to_string());
+        steps.push((
+            format!("create, code {label}"),
+            json!([
+                r.status,
+                shaped(&r.body["code"]),
+                if label == "given" {
+                    r.body["code"].clone()
+                } else {
+                    Value::Null
+                }
+            ]),
+        ));
+    }
+    let r = side.api(
+        "PATCH",
+        &format!("/api/collections/codes/records/{}", ids[0]),
+        None,
+        Some(json!({"code": ""})),
+    )?;
+    steps.push(("update to empty".into(), json!([r.status, r.body["code"]])));
+    let bad = side.api(
+        "POST",
+        "/api/collections",
+        Some(&su),
+        Some(json!({"name": "bad", "type": "base",
+        "fields": [{"name": "code", "type": "text", "autogeneratePattern": "[a-z"}]})),
+    )?;
+    steps.push((
+        "a broken pattern".into(),
+        json!([
+            bad.status,
+            bad.body["data"]["fields"]["1"]["autogeneratePattern"]["code"]
+        ]),
+    ));
+    Ok(steps)
+}
+
+#[test]
+fn text_autogenerate_as_in_pocketbase() -> Result<()> {
+    on_both(autogenerate)
 }

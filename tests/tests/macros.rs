@@ -1,7 +1,8 @@
 //! PocketBase's datetime macros in filters, against the real PocketBase and
 //! strata, compared step by step: records dated around now, filtered with
 //! every macro (dates and numbers); an unknown macro is a 400. Also the
-//! `:each` modifier in filters and `@request.body.x:changed` in rules.
+//! `:each` modifier in filters and on `@request.body.x` in rules, and
+//! `@request.body.x:changed` in rules.
 
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
@@ -237,4 +238,39 @@ fn changed_modifier(side: &Side) -> Result<Vec<(String, Value)>> {
 #[test]
 fn changed_modifier_in_rules_as_in_pocketbase() -> Result<()> {
     on_both(changed_modifier)
+}
+
+/// `@request.body.x:each` in a create rule: every submitted item must pass
+/// (a single value counts as one item; none fails, as one null would).
+fn body_each(side: &Side) -> Result<Vec<(String, Value)>> {
+    let mut steps = Vec::new();
+    for (name, rule) in [
+        ("each_like", "@request.body.tags:each ~ 'a'"),
+        ("each_neq", "@request.body.tags:each != 'b'"),
+    ] {
+        side.create_collection(json!({"name": name, "type": "base", "createRule": rule,
+            "fields": [{"name": "tags", "type": "select", "values": ["a", "ab", "b"], "maxSelect": 3}]}))?;
+        for body in [
+            json!({"tags": ["a", "ab"]}),
+            json!({"tags": ["a", "b"]}),
+            json!({"tags": []}),
+            json!({}),
+            json!({"tags": "a"}),
+            json!({"tags": "b"}),
+        ] {
+            let r = side.api(
+                "POST",
+                &format!("/api/collections/{name}/records"),
+                None,
+                Some(body.clone()),
+            )?;
+            steps.push((format!("{rule}: {body}"), json!([r.status, r.body["tags"]])));
+        }
+    }
+    Ok(steps)
+}
+
+#[test]
+fn body_each_modifier_in_rules_as_in_pocketbase() -> Result<()> {
+    on_both(body_each)
 }

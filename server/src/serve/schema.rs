@@ -190,6 +190,14 @@ pub struct Field {
     /// `text`: a regular expression a non-empty value must match.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pattern: String,
+    /// `text`: a regular expression whose random match fills the field on
+    /// create when the client leaves it empty.
+    #[serde(
+        default,
+        rename = "autogeneratePattern",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub autogenerate_pattern: String,
     /// `number`: whole numbers only.
     #[serde(
         default,
@@ -287,6 +295,7 @@ impl Field {
             min: None,
             max: None,
             pattern: String::new(),
+            autogenerate_pattern: String::new(),
             only_int: false,
             only_domains: vec![],
             except_domains: vec![],

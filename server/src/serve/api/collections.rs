@@ -269,7 +269,7 @@ fn parse_fields(
             | FieldType::Url
             | FieldType::Email
             | FieldType::Editor
-            | FieldType::Json => value_options(&mut field, f)?,
+            | FieldType::Json => value_options(&mut field, f, i + base)?,
             _ => {}
         }
         match old {
@@ -371,7 +371,8 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
 
 /// A text or number field's `min`, `max` (numbers or null), a text
 /// field's `pattern` (it must compile) and a number field's `onlyInt`.
-fn value_options(field: &mut Field, f: &Value) -> ApiResult<()> {
+/// `place`: the field's place in the collection's list, for errors.
+fn value_options(field: &mut Field, f: &Value, place: usize) -> ApiResult<()> {
     match field.kind {
         FieldType::Text | FieldType::Number => {
             let bound = |k: &str| -> ApiResult<Option<f64>> {
@@ -387,6 +388,19 @@ fn value_options(field: &mut Field, f: &Value) -> ApiResult<()> {
                 min = min.filter(|m| *m > 0.0);
                 max = max.filter(|m| *m > 0.0);
                 field.pattern = f["pattern"].as_str().unwrap_or("").to_string();
+                field.autogenerate_pattern =
+                    f["autogeneratePattern"].as_str().unwrap_or("").to_string();
+                if let Err(e) =
+                    crate::serve::records::values::generator(&field.autogenerate_pattern)
+                {
+                    return Err(ApiError::validation(
+                        "Failed to create or update the collection.",
+                        json!({"fields": {place.to_string(): {"autogeneratePattern": {
+                            "code": "validation_invalid_regex",
+                            "message": format!("Error parsing regexp: {e}."),
+                        }}}}),
+                    ));
+                }
                 if !field.pattern.is_empty() && regex::Regex::new(&field.pattern).is_err() {
                     return Err(field_err(
                         "fields",

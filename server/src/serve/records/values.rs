@@ -246,7 +246,20 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
             }
             continue;
         }
-        let Some(v) = body.get(&f.name) else {
+        // A text field with an autogenerate pattern, left empty on create,
+        // gets a random match (then checked like any value).
+        let generated = if create
+            && f.kind == FieldType::Text
+            && !f.autogenerate_pattern.is_empty()
+            && body
+                .get(&f.name)
+                .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+        {
+            Some(Value::String(generate(&f.autogenerate_pattern)?))
+        } else {
+            None
+        };
+        let Some(v) = generated.as_ref().or_else(|| body.get(&f.name)) else {
             if create && f.required && f.kind != FieldType::Password {
                 errors.insert(
                     f.name.clone(),
@@ -534,6 +547,30 @@ fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
             None
         }
         _ => None,
+    }
+}
+
+/// The generator of a text field's `autogeneratePattern` (empty: none).
+/// Repeats without a bound (`*`, `+`) stop at 100.
+pub fn generator(pattern: &str) -> Result<Option<rand_regex::Regex>, String> {
+    if pattern.is_empty() {
+        return Ok(None);
+    }
+    regex::Regex::new(pattern).map_err(|e| e.to_string())?;
+    rand_regex::Regex::compile(pattern, 100)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// A random match of `pattern` (checked when the field was saved).
+fn generate(pattern: &str) -> ApiResult<String> {
+    use rand::Rng;
+    match generator(pattern) {
+        Ok(Some(g)) => Ok(rand::rng().sample::<String, _>(&g)),
+        Ok(None) => Ok(String::new()),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "The field's autogenerate pattern is invalid: {e}."
+        ))),
     }
 }
 

@@ -176,7 +176,8 @@ fn expr_sql(e: &Expr, ctx: &Ctx, out: &mut Sql) -> Result<(), FilterError> {
                     // No values count as one null, so `tags = null` holds
                     // for a record without tags.
                     let set = format!(
-                        "SELECT v FROM ({sub}) UNION ALL SELECT NULL WHERE NOT EXISTS ({sub})"
+                        "SELECT v FROM ({0}) UNION ALL SELECT NULL WHERE NOT EXISTS ({0})",
+                        sub.text
                     );
                     let c = cmp("__m.v", op, &r.text, null);
                     out.text.push_str(&if *any {
@@ -186,6 +187,9 @@ fn expr_sql(e: &Expr, ctx: &Ctx, out: &mut Sql) -> Result<(), FilterError> {
                             "NOT EXISTS (SELECT 1 FROM ({set}) AS __m WHERE NOT COALESCE({c}, 0))"
                         )
                     });
+                    // The subquery appears twice.
+                    out.params.extend(sub.params.iter().cloned());
+                    out.params.extend(sub.params);
                     out.params.extend(r.params);
                 }
             }
@@ -238,7 +242,8 @@ fn cmp(left: &str, op: Op, right: &str, null: bool) -> String {
 enum Side {
     One(Sql),
     Json(String),
-    Many(String),
+    /// A subquery whose rows have one column, `v`.
+    Many(Sql),
 }
 
 fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
@@ -275,6 +280,20 @@ fn side(o: &Operand, ctx: &Ctx, like: bool) -> Result<Side, FilterError> {
         Operand::Num(n) => num_value(*n),
         Operand::Bool(b) => SqlValue::Integer(*b as i64),
         Operand::Request(path, Some(Modifier::Changed)) => return changed(path, ctx),
+        Operand::Request(path, Some(Modifier::Each)) => {
+            // Every submitted item (a single value counts as one; none as
+            // one null, as for a field).
+            let found = path.split('.').try_fold(ctx.request, |v, key| v.get(key));
+            let items = match found {
+                Some(serde_json::Value::Array(a)) => serde_json::Value::Array(a.clone()),
+                None | Some(serde_json::Value::Null) => serde_json::json!([]),
+                Some(v) => serde_json::json!([v]),
+            };
+            return Ok(Side::Many(Sql {
+                text: "SELECT value AS v FROM json_each(?)".into(),
+                params: vec![SqlValue::Text(items.to_string())],
+            }));
+        }
         Operand::Request(path, m) => {
             let found = path.split('.').try_fold(ctx.request, |v, key| v.get(key));
             match (m, found) {
@@ -335,10 +354,10 @@ fn modify(r: Resolved, m: Option<Modifier>, path: &str) -> Result<Side, FilterEr
     Ok(match (r, m) {
         (Resolved::One(s), None | Some(Modifier::Each)) => Side::One(Sql::raw(s)),
         (Resolved::Json(s), None) => Side::Json(s),
-        (Resolved::Many(s), None | Some(Modifier::Each)) => Side::Many(s),
+        (Resolved::Many(s), None | Some(Modifier::Each)) => Side::Many(Sql::raw(s)),
         (Resolved::One(s), Some(Modifier::Lower)) => Side::One(Sql::raw(format!("LOWER({s})"))),
         (Resolved::Many(s), Some(Modifier::Lower)) => {
-            Side::Many(format!("SELECT LOWER(v) AS v FROM ({s})"))
+            Side::Many(Sql::raw(format!("SELECT LOWER(v) AS v FROM ({s})")))
         }
         (Resolved::Many(s), Some(Modifier::Length)) => {
             Side::One(Sql::raw(format!("(SELECT COUNT(*) FROM ({s}))")))
