@@ -11,12 +11,13 @@
 //!   `oldPassword`;
 //! - a new password or email rotates `tokenKey`: earlier tokens, refreshed
 //!   ones included, stop working;
-//! - password lengths (bcrypt's 72 bytes) and email syntax.
+//! - password lengths (bcrypt's 72 bytes) and email syntax;
+//! - the password field's own `min`, `max` and `pattern`.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use strata_tests::http::Response;
-use strata_tests::side::{Side, same_steps};
+use strata_tests::side::{Side, on_both, same_steps};
 
 const USERS: &str = "/api/collections/users/records";
 
@@ -565,4 +566,102 @@ fn the_manage_rule_grants_manage_access() -> Result<()> {
         )?;
         Ok(())
     })
+}
+
+/// The password field's options, set by a PATCH of the collection's fields
+/// (the password is a system field, but its options may change) and at the
+/// creation of an auth collection: sign-ups within and outside them.
+fn password_options(side: &Side) -> Result<Vec<(String, Value)>> {
+    let su = side.superuser()?;
+    let mut steps = Vec::new();
+    let users = side.api("GET", "/api/collections/users", Some(&su), None)?;
+    let with = |min: u64, max: u64, pattern: &str| -> Value {
+        let fields: Vec<Value> = users.body["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let mut f = f.clone();
+                if f["type"] == "password" {
+                    f["min"] = json!(min);
+                    f["max"] = json!(max);
+                    f["pattern"] = json!(pattern);
+                }
+                f
+            })
+            .collect();
+        json!({"fields": fields})
+    };
+    let mut n = 0;
+    let mut signup = |coll: &str, p: &str| -> Result<Value> {
+        n += 1;
+        let r = side.api(
+            "POST",
+            &format!("/api/collections/{coll}/records"),
+            None,
+            Some(
+                json!({"email": format!("p{n}@example.com"), "password": p, "passwordConfirm": p}),
+            ),
+        )?;
+        Ok(json!([r.status, error_codes(&r)]))
+    };
+    let r = side.api(
+        "PATCH",
+        "/api/collections/users",
+        Some(&su),
+        Some(with(12, 20, "^[a-z0-9]+$")),
+    )?;
+    steps.push(("PATCH min 12, max 20, pattern".into(), json!(r.status)));
+    for p in [
+        "short12",
+        "aaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaa",
+        "AAAAAAAAAAAAAA",
+        "abc123abc123abc1",
+    ] {
+        steps.push((format!("users: {p}"), signup("users", p)?));
+    }
+    let r = side.api(
+        "PATCH",
+        "/api/collections/users",
+        Some(&su),
+        Some(with(5, 0, "")),
+    )?;
+    steps.push(("PATCH min 5".into(), json!(r.status)));
+    for p in ["abcd", "abcdef", &"x".repeat(71), &"x".repeat(72)] {
+        steps.push((format!("users: {} chars", p.len()), signup("users", p)?));
+    }
+    let r = side.api(
+        "PATCH",
+        "/api/collections/users",
+        Some(&su),
+        Some(with(8, 0, "[a")),
+    )?;
+    steps.push((
+        "PATCH a broken pattern".into(),
+        json!([r.status, error_codes(&r)]),
+    ));
+    // At creation, on a new auth collection.
+    let r = side.api(
+        "POST",
+        "/api/collections",
+        Some(&su),
+        Some(json!({"name": "members", "type": "auth",
+        "createRule": "", "fields": [{"name": "password", "type": "password", "min": 10}]})),
+    )?;
+    steps.push(("create members, min 10".into(), json!(r.status)));
+    for p in ["123456789", "1234567890"] {
+        steps.push((format!("members: {p}"), signup("members", p)?));
+    }
+    Ok(steps)
+}
+
+/// The per-field error codes of an answer.
+fn error_codes(r: &Response) -> Value {
+    json!(strata_tests::http::error_codes(&r.body))
+}
+
+#[test]
+fn password_field_options_as_in_pocketbase() -> Result<()> {
+    on_both(password_options)
 }

@@ -161,6 +161,14 @@ fn parse_fields(
         if let Some(o) = old {
             kept.push(o.name.as_str());
         }
+        // The password field is a system field whose options (`min`,
+        // `max`, `pattern`) may change, as in PocketBase.
+        if let Some(o) = old.filter(|o| o.system && o.kind == FieldType::Password)
+            && f.get("type").is_some()
+        {
+            changed.push(password_options(o, f, i + base)?);
+            continue;
+        }
         if old.is_some_and(|o| o.system || f.get("type").is_none()) {
             continue;
         }
@@ -371,6 +379,36 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
 
 /// A text or number field's `min`, `max` (numbers or null), a text
 /// field's `pattern` (it must compile) and a number field's `onlyInt`.
+/// The password field `old` with the options of `f`: `min` and `max`
+/// characters (0 or unset: 8 and 71) and a `pattern`.
+fn password_options(old: &Field, f: &Value, place: usize) -> ApiResult<Field> {
+    let mut field = old.clone();
+    let bound = |k: &str| -> ApiResult<Option<Value>> {
+        match &f[k] {
+            Value::Null => Ok(None),
+            Value::Number(n) if n.as_u64().is_some() => {
+                Ok(n.as_u64().filter(|n| *n > 0).map(Value::from))
+            }
+            _ => Err(malformed()),
+        }
+    };
+    field.min = bound("min")?;
+    field.max = bound("max")?;
+    field.pattern = f["pattern"].as_str().unwrap_or("").to_string();
+    if !field.pattern.is_empty()
+        && let Err(e) = regex::Regex::new(&field.pattern)
+    {
+        return Err(ApiError::validation(
+            "Failed to create or update the collection.",
+            json!({"fields": {place.to_string(): {"pattern": {
+                "code": "validation_invalid_regex",
+                "message": format!("Error parsing regexp: {e}."),
+            }}}}),
+        ));
+    }
+    Ok(field)
+}
+
 /// `place`: the field's place in the collection's list, for errors.
 fn value_options(field: &mut Field, f: &Value, place: usize) -> ApiResult<()> {
     match field.kind {
@@ -706,8 +744,14 @@ pub async fn create(
         // The collection exists (empty) first, so a relation may point at it.
         let mut c = Collection::build(name, kind, vec![], parse_rules(&body, Rules::default())?);
         c.insert_meta(tx)?;
-        let user = parse_fields(tx, body.get("fields"), &c.fields)?.added;
-        c.fields.extend(user);
+        let changes = parse_fields(tx, body.get("fields"), &c.fields)?;
+        // New options of the system fields (the password's) apply at once.
+        for new in changes.changed {
+            if let Some(f) = c.fields.iter_mut().find(|f| f.id == new.id) {
+                *f = new;
+            }
+        }
+        c.fields.extend(changes.added);
         c.create_table(tx)?;
         save(tx, &body, c)
     })

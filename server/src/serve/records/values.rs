@@ -26,34 +26,42 @@ fn invalid(msg: &str) -> Value {
 pub const PASSWORD_MIN_CHARS: usize = 8;
 pub const PASSWORD_MAX_CHARS: usize = 71;
 
-/// Why a password cannot be stored, as PocketBase reports it: more bytes
-/// than bcrypt takes (it would cut the rest silently), or too few or too
-/// many characters. `None` if it may be stored.
-fn password_error(p: &str) -> Option<Value> {
+/// Why a password cannot be stored in field `f`, as PocketBase reports it:
+/// more bytes than bcrypt takes (it would cut the rest silently), fewer or
+/// more characters than the field's `min` and `max` (8 and 71 unset), or
+/// no match for its `pattern`. `None` if it may be stored.
+fn password_error(p: &str, f: &crate::serve::schema::Field) -> Option<Value> {
+    let bound = |v: &Option<Value>| v.as_ref().and_then(Value::as_u64).filter(|n| *n > 0);
+    let min = bound(&f.min).map_or(PASSWORD_MIN_CHARS, |n| n as usize);
+    let max = bound(&f.max).map_or(PASSWORD_MAX_CHARS, |n| n as usize);
     let chars = p.chars().count();
     if p.len() > password::MAX_BYTES {
         Some(invalid("Invalid value."))
-    } else if chars < PASSWORD_MIN_CHARS {
+    } else if chars < min {
         Some(err(
             "validation_min_text_constraint",
-            &format!("Must be at least {PASSWORD_MIN_CHARS} character(s)."),
+            &format!("Must be at least {min} character(s)."),
         ))
-    } else if chars > PASSWORD_MAX_CHARS {
+    } else if chars > max {
         Some(err(
             "validation_max_text_constraint",
-            &format!("Must be less than {PASSWORD_MAX_CHARS} character(s)."),
+            &format!("Must be less than {max} character(s)."),
         ))
+    } else if !f.pattern.is_empty() && !regex::Regex::new(&f.pattern).is_ok_and(|re| re.is_match(p))
+    {
+        Some(err("validation_invalid_format", "Invalid value format."))
     } else {
         None
     }
 }
 
-/// The password of a body that may be stored as it is (of a valid length,
-/// confirmed), to hash before the write (see [`write_values`]).
+/// The password of a body to hash before the write (see [`write_values`]):
+/// confirmed, and within what bcrypt takes. The field's own limits are
+/// checked by the write, which refuses the record if they fail.
 pub fn password_to_hash(body: &Map<String, Value>) -> Option<String> {
     let p = body.get("password")?.as_str()?;
     let ok = !p.is_empty()
-        && password_error(p).is_none()
+        && p.len() <= password::MAX_BYTES
         && body.get("passwordConfirm").and_then(Value::as_str) == Some(p);
     ok.then(|| p.to_string())
 }
@@ -326,7 +334,7 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
                 continue;
             }
             (FieldType::Password, Value::String(s)) => {
-                if let Some(e) = password_error(s) {
+                if let Some(e) = password_error(s, f) {
                     errors.insert(f.name.clone(), e);
                     continue;
                 }
