@@ -1,5 +1,5 @@
 //! Autodate fields (only where declared, `onCreate`/`onUpdate`), text
-//! `autogeneratePattern`, text and number field options (`min`, `max`, `pattern`, `onlyInt`, and
+//! `autogeneratePattern`, geoPoint fields and paths into json fields, text and number field options (`min`, `max`, `pattern`, `onlyInt`, and
 //! text's 5000-character default) against the real PocketBase and strata,
 //! compared step by step: what each stores and every error it gives, with
 //! nothing stored from a refused record.
@@ -391,4 +391,74 @@ fn autogenerate(side: &Side) -> Result<Vec<(String, Value)>> {
 #[test]
 fn text_autogenerate_as_in_pocketbase() -> Result<()> {
     on_both(autogenerate)
+}
+
+/// geoPoint fields: what is stored for each shape a client may send (only
+/// an object's numeric `lon`/`lat` count), the range errors, a required
+/// point at (0, 0) as blank; filters on `at.lon`/`at.lat` and on a path
+/// into a json field.
+fn geo_points(side: &Side) -> Result<Vec<(String, Value)>> {
+    let mut steps = Vec::new();
+    side.create_collection(json!({"name": "places", "type": "base",
+        "listRule": "", "viewRule": "", "createRule": "", "updateRule": "",
+        "fields": [{"name": "name", "type": "text"}, {"name": "at", "type": "geoPoint"},
+                   {"name": "req", "type": "geoPoint", "required": true},
+                   {"name": "data", "type": "json"}]}))?;
+    let one = json!({"lon": 1, "lat": 1});
+    for body in [
+        json!({"name": "paris", "at": {"lon": 2.35, "lat": 48.85}, "req": one, "data": {"a": {"b": 1}, "tag": "x"}}),
+        json!({"name": "london", "at": {"lon": -0.12, "lat": 51.5}, "req": one, "data": {"a": {"b": 2}}}),
+        json!({"name": "zero", "req": {"lon": 0, "lat": 0}}),
+        json!({"name": "none"}),
+        json!({"name": "lon200", "at": {"lon": 200, "lat": 0}, "req": one}),
+        json!({"name": "lat-91", "at": {"lon": 0, "lat": -91}, "req": one}),
+        json!({"name": "string", "at": "2,3", "req": one}),
+        json!({"name": "strings", "at": {"lon": "2", "lat": "3"}, "req": one}),
+        json!({"name": "partial", "at": {"lon": 5}, "req": one}),
+        json!({"name": "extra", "at": {"lon": 5, "lat": 6, "x": 1}, "req": one}),
+        json!({"name": "array", "at": [1, 2], "req": one}),
+    ] {
+        let r = side.api(
+            "POST",
+            "/api/collections/places/records",
+            None,
+            Some(body.clone()),
+        )?;
+        steps.push((
+            format!("create {}", body["name"]),
+            json!([r.status, r.body["at"], r.body["req"], error_codes(&r.body)]),
+        ));
+    }
+    for filter in [
+        "at.lat > 50",
+        "at.lon < 0",
+        "at.lon = 5 && at.lat = 6",
+        "data.a.b = 1",
+        "data.a.b >= 1",
+        "data.tag = 'x'",
+        "at.nope = 1",
+    ] {
+        let r = side.api(
+            "GET",
+            &format!(
+                "/api/collections/places/records?sort=name&filter={}",
+                strata_tests::http::encode(filter)
+            ),
+            None,
+            None,
+        )?;
+        let names: Vec<Value> = r.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["name"].clone())
+            .collect();
+        steps.push((format!("filter {filter}"), json!([r.status, names])));
+    }
+    Ok(steps)
+}
+
+#[test]
+fn geo_points_and_json_paths_as_in_pocketbase() -> Result<()> {
+    on_both(geo_points)
 }

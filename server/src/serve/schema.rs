@@ -126,6 +126,9 @@ pub enum FieldType {
     Url,
     /// Rich text (HTML), limited in bytes by `maxSize`.
     Editor,
+    /// A point on Earth, stored as `{"lon": x, "lat": y}` (0, 0 when unset).
+    #[serde(rename = "geoPoint")]
+    GeoPoint,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,6 +320,7 @@ impl Field {
             FieldType::Number => "NUMERIC DEFAULT 0 NOT NULL",
             FieldType::Bool => "BOOLEAN DEFAULT FALSE NOT NULL",
             FieldType::Json => "JSON DEFAULT NULL",
+            FieldType::GeoPoint => r#"JSON DEFAULT '{"lon":0,"lat":0}' NOT NULL"#,
             _ => "TEXT DEFAULT '' NOT NULL",
         };
         format!(
@@ -341,6 +345,7 @@ fn kind_tag(k: FieldType) -> &'static str {
         FieldType::File => "file",
         FieldType::Url => "url",
         FieldType::Editor => "editor",
+        FieldType::GeoPoint => "geoPoint",
     }
 }
 

@@ -205,12 +205,13 @@ fn parse_fields(
             "file" => FieldType::File,
             "url" => FieldType::Url,
             "editor" => FieldType::Editor,
+            "geoPoint" => FieldType::GeoPoint,
             "autodate" => FieldType::Autodate,
             other => {
                 return Err(field_err(
                     "fields",
                     format!(
-                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, url, editor, autodate, select, relation, file)."
+                        "Field type {other:?} is not supported yet (text, number, bool, json, date, email, url, editor, autodate, geoPoint, select, relation, file)."
                     ),
                 ));
             }

@@ -100,6 +100,23 @@ impl<'a> RecordNames<'a> {
         if hops.is_empty() {
             return Some(column(self.named(c, last)?, root));
         }
+        // A path into a json or geoPoint field: `data.a.b`, `at.lon`.
+        if let Some(f) = self
+            .named(c, parts[0])
+            .filter(|f| matches!(f.kind, FieldType::Json | FieldType::GeoPoint))
+        {
+            let plain = |p: &&str| {
+                !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            };
+            if !parts[1..].iter().all(plain) {
+                return None;
+            }
+            return Some(Resolved::One(format!(
+                "json_extract({root}.{}, '$.{}')",
+                quote_ident(&f.name),
+                parts[1..].join(".")
+            )));
+        }
         if hops.len() > MAX_HOPS {
             return None;
         }

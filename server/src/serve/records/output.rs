@@ -39,8 +39,12 @@ fn read_value(f: &Field, v: SqlValue) -> Value {
         (FieldType::Json, SqlValue::Text(t)) => {
             serde_json::from_str(&t).unwrap_or(Value::String(t))
         }
+        (FieldType::GeoPoint, SqlValue::Text(t)) => {
+            serde_json::from_str(&t).unwrap_or_else(|_| json!({"lon": 0, "lat": 0}))
+        }
         (_, SqlValue::Null) => match kind {
             FieldType::Json => Value::Null,
+            FieldType::GeoPoint => json!({"lon": 0, "lat": 0}),
             FieldType::Bool => Value::Bool(false),
             FieldType::Number => json!(0),
             _ => Value::String(String::new()),

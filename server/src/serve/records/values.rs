@@ -324,6 +324,13 @@ pub fn write_values(conn: &Connection, c: &Collection, w: &Write<'_>) -> ApiResu
                 SqlValue::Integer(matches!(s.as_str(), "true" | "1") as i64)
             }
             (FieldType::Bool, Value::Null) => SqlValue::Integer(0),
+            (FieldType::GeoPoint, v) => match geo_point(v, f.required) {
+                Ok(text) => SqlValue::Text(text),
+                Err(e) => {
+                    errors.insert(f.name.clone(), e);
+                    continue;
+                }
+            },
             (FieldType::Json, Value::Null) => SqlValue::Null,
             (FieldType::Json, v) => SqlValue::Text(v.to_string()),
             (FieldType::Password, Value::String(s)) if s.is_empty() => {
@@ -556,6 +563,42 @@ fn bounds_error(f: &Field, value: &SqlValue) -> Option<Value> {
         }
         _ => None,
     }
+}
+
+/// A geoPoint value as PocketBase stores it: `{"lon", "lat"}` numbers of an
+/// object (a missing or non-numeric one is 0; anything but an object is
+/// (0, 0)), each within its range; (0, 0) is blank.
+fn geo_point(v: &Value, required: bool) -> Result<String, Value> {
+    let coord = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let (lon, lat) = if v.is_object() {
+        (coord("lon"), coord("lat"))
+    } else {
+        (0.0, 0.0)
+    };
+    if !(-180.0..=180.0).contains(&lon) {
+        return Err(err(
+            "validation_invalid_longitude",
+            "Longitude must be between -180 and 180 degrees.",
+        ));
+    }
+    if !(-90.0..=90.0).contains(&lat) {
+        return Err(err(
+            "validation_invalid_latitude",
+            "Latitude must be between -90 and 90 degrees.",
+        ));
+    }
+    if required && lon == 0.0 && lat == 0.0 {
+        return Err(err("validation_required", "Cannot be blank."));
+    }
+    // Whole numbers as integers, as Go's JSON writes a float64.
+    let num = |x: f64| {
+        if x.fract() == 0.0 && x.abs() < 9.0e15 {
+            json!(x as i64)
+        } else {
+            json!(x)
+        }
+    };
+    Ok(json!({"lon": num(lon), "lat": num(lat)}).to_string())
 }
 
 /// The generator of a text field's `autogeneratePattern` (empty: none).
