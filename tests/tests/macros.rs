@@ -7,7 +7,6 @@
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 use std::time::{Duration, SystemTime};
-use strata_tests::http::encode;
 use strata_tests::side::{Side, on_both};
 
 /// PocketBase's date string of now plus `secs`.
@@ -20,27 +19,6 @@ fn at(secs: i64) -> String {
     humantime::format_rfc3339_millis(t)
         .to_string()
         .replacen('T', " ", 1)
-}
-
-/// The status and the `name`s of the records of `coll` that `filter`
-/// selects, by name.
-fn filtered(side: &Side, coll: &str, filter: &str) -> Result<Value> {
-    let r = side.api(
-        "GET",
-        &format!(
-            "/api/collections/{coll}/records?sort=name&filter={}",
-            encode(filter)
-        ),
-        None,
-        None,
-    )?;
-    let names: Vec<Value> = r.body["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| i["name"].clone())
-        .collect();
-    Ok(json!({"status": r.status, "names": names}))
 }
 
 fn scenario(side: &Side, dates: &[(&str, String)]) -> Result<Vec<(String, Value)>> {
@@ -73,7 +51,7 @@ fn scenario(side: &Side, dates: &[(&str, String)]) -> Result<Vec<(String, Value)
         "@year < 2000",
         "when > @nope",
     ] {
-        steps.push((filter.to_string(), filtered(side, "events", filter)?));
+        steps.push((filter.to_string(), side.filtered("events", filter)?));
     }
     Ok(steps)
 }
@@ -126,7 +104,7 @@ fn each_modifier(side: &Side) -> Result<Vec<(String, Value)>> {
         "one:each = 'a'",
         "name:each = 'r1'",
     ] {
-        steps.push((filter.to_string(), filtered(side, "tagged", filter)?));
+        steps.push((filter.to_string(), side.filtered("tagged", filter)?));
     }
     Ok(steps)
 }

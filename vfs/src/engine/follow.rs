@@ -92,20 +92,15 @@ impl Follower {
         Ok(f)
     }
 
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    pub fn keys(&self) -> &DbKeys {
-        &self.keys
-    }
-
     /// The state a read transaction starting now reads: the newest head,
     /// looked at again first if the last look is older than the refresh
     /// interval. A failed look keeps the old state (see the module docs).
     pub fn head(&self) -> Arc<PageMap> {
-        if self.state.lock().tried.elapsed() < self.refresh {
-            return self.state.lock().map.clone();
+        {
+            let st = self.state.lock();
+            if st.tried.elapsed() < self.refresh {
+                return st.map.clone();
+            }
         }
         let _look = self.look.lock();
         // Another reader may have looked while this one waited.
@@ -118,8 +113,10 @@ impl Follower {
 
     /// Read the manifest and move to its head if it moved.
     fn look_now(&self) {
-        let old = self.state.lock().map.clone();
-        let db_id = self.state.lock().db_id;
+        let (old, db_id) = {
+            let st = self.state.lock();
+            (st.map.clone(), st.db_id)
+        };
         let store = self.store.as_ref();
         let looked = restore::read_manifest(store, &self.keys).and_then(|m| {
             let next = if m.head == old.txid && m.db_id == db_id {
