@@ -1,7 +1,8 @@
 //! The loadable extension in real programs: the machine's `sqlite3` CLI and
 //! Debian's `python3` (whose `sqlite3` module can load extensions), plus a
 //! plain `sqlite3` reading the same local database while a writer has it open
-//! (the `-shm` is SQLite's own shared memory).
+//! (the `-shm` is SQLite's own shared memory), and a read replica in the
+//! CLI that follows a writer on another node.
 
 use anyhow::{Context, Result, ensure};
 use std::io::{BufRead, BufReader, Write};
@@ -294,6 +295,68 @@ print("rows", c.execute("select count(*) from t").fetchone()[0])
             b.name()
         );
         ensure!(count_in_bucket(&b, dir.path(), "sync.db", "t")? == 200);
+    }
+    Ok(())
+}
+
+/// A read replica in the `sqlite3` CLI (issue 15): one CLI session opens the
+/// database read-only in a directory that has no copy of it (another
+/// node) and reads twice, two seconds apart; between the reads a second
+/// CLI process commits a row on the writer's node. The second read sees it.
+#[test]
+fn sqlite3_cli_follows_a_live_database_from_another_node() -> Result<()> {
+    for b in Backend::all()? {
+        let name = b.name();
+        let (writer, reader) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let w_uri = format!(
+            "file:{}?vfs=strata&{}",
+            writer.path().join("live.db").display(),
+            b.params("acme")
+        );
+        let r_uri = format!(
+            "file:{}?vfs=strata&mode=ro&refresh=100ms&{}",
+            reader.path().join("live.db").display(),
+            b.params("acme")
+        );
+        let ok = |out: &std::process::Output, what: &str| -> Result<()> {
+            ensure!(
+                out.status.success(),
+                "[{name}] {what}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            Ok(())
+        };
+        let out = sqlite3_ext(
+            &b,
+            &w_uri,
+            "PRAGMA journal_mode=wal; CREATE TABLE t(x); INSERT INTO t VALUES (1), (2); PRAGMA strata_flush;",
+        )?;
+        ok(&out, "the first writer")?;
+        let read = std::thread::scope(|s| -> Result<std::process::Output> {
+            let r = s.spawn(|| {
+                sqlite3_ext(
+                    &b,
+                    &r_uri,
+                    "SELECT count(*) FROM t;\n.shell sleep 2\nSELECT count(*) FROM t;\nPRAGMA strata_status;\n",
+                )
+            });
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let out = sqlite3_ext(&b, &w_uri, "INSERT INTO t VALUES (3); PRAGMA strata_flush;")?;
+            ok(&out, "the second writer")?;
+            r.join()
+                .map_err(|_| anyhow::anyhow!("the reader thread panicked"))?
+        })?;
+        ok(&read, "the reader")?;
+        let stdout = String::from_utf8_lossy(&read.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        ensure!(
+            lines.len() == 3 && lines[..2] == ["2", "3"] && lines[2].contains("replica=yes"),
+            "[{name}] the reader printed {stdout:?}"
+        );
+        ensure!(
+            !reader.path().join("live.db").exists(),
+            "[{name}] the replica left a local copy"
+        );
     }
     Ok(())
 }
