@@ -181,11 +181,11 @@ async fn serve_tenant(app: App, id: String, req: Request, next: Next) -> Respons
     let status = resp.status().as_u16();
     let secs = start.elapsed().as_secs_f64();
     app.metrics.observe(status, secs);
-    // PocketBase's request log entry (`auth` stays empty: the caller is
-    // resolved inside the handlers, not here).
+    // PocketBase's request log entry; `auth` is the collection of the
+    // caller that a handler's job verified ("" for a guest).
     let data = json!({
         "type": "request", "method": method, "url": url, "status": status,
-        "execTime": secs * 1000.0, "auth": "", "referer": referer,
+        "execTime": secs * 1000.0, "auth": guard.auth_collection(), "referer": referer,
         "userAgent": user_agent, "remoteIP": remote_ip, "userIP": user_ip,
     });
     guard.log(LogRow {

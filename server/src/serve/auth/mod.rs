@@ -79,10 +79,14 @@ pub fn require_superuser(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> 
 /// Resolve the `Authorization` header. An invalid or foreign token makes the
 /// caller a guest (as in PocketBase); the rules then decide.
 pub fn resolve(t: &Tenant, conn: &Connection, headers: &HeaderMap) -> ApiResult<Option<Auth>> {
-    match bearer(headers) {
-        Some(token) => resolve_token(t, conn, token, Kind::Auth),
-        None => Ok(None),
+    let who = match bearer(headers) {
+        Some(token) => resolve_token(t, conn, token, Kind::Auth)?,
+        None => None,
+    };
+    if let Some(a) = &who {
+        crate::serve::tenants::tenant::note_auth(&a.collection_name);
     }
+    Ok(who)
 }
 
 /// What a token is for; each kind is signed with its own key, so one can

@@ -76,7 +76,7 @@ impl Registry {
             Some(t) if !t.evicting.load(Ordering::Acquire) => {
                 t.inflight.fetch_add(1, Ordering::AcqRel);
                 t.last_used.store(self.now_ms(), Ordering::Relaxed);
-                (Lookup::Ready, Some(Guard(t.clone())))
+                (Lookup::Ready, Some(Guard::new(t.clone())))
             }
             Some(_) => (Lookup::Wait, None),
             None => (Lookup::Missing, None),
@@ -211,7 +211,7 @@ impl Registry {
         let mut map = self.map.lock();
         map.insert(t.id.clone(), t.clone());
         self.metrics.loaded.set(map.len() as i64);
-        Guard(t)
+        Guard::new(t)
     }
 
     /// Over `--max-tenants`: evict the least recently used idle tenants.

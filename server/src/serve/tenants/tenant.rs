@@ -278,7 +278,67 @@ fn write_logs(c: &Connection, rows: &[LogRow], cap: i64, max_days: i64) -> ApiRe
 }
 
 /// A request's hold on a loaded tenant: while it exists, eviction waits.
-pub struct Guard(pub(super) Arc<Tenant>);
+pub struct Guard(pub(super) Arc<Tenant>, AuthSlot);
+
+/// The auth collection of a request's caller, once a handler verified its
+/// token (`serve::auth::resolve`), for the request log's `data.auth`.
+pub type AuthSlot = Arc<Mutex<Option<String>>>;
+
+thread_local! {
+    /// The slot of the request whose database job runs on this thread.
+    static CURRENT: std::cell::RefCell<Option<AuthSlot>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Note the caller's auth collection for the request whose job runs on
+/// this thread (nothing outside a request's job).
+pub fn note_auth(collection: &str) {
+    CURRENT.with(|c| {
+        if let Some(slot) = &*c.borrow() {
+            *slot.lock() = Some(collection.to_string());
+        }
+    });
+}
+
+/// Run `f` with `slot` as this thread's current request slot.
+fn in_request<R>(slot: &AuthSlot, f: impl FnOnce() -> R) -> R {
+    CURRENT.with(|c| *c.borrow_mut() = Some(slot.clone()));
+    let r = f();
+    CURRENT.with(|c| c.borrow_mut().take());
+    r
+}
+
+impl Guard {
+    pub(super) fn new(t: Arc<Tenant>) -> Guard {
+        Guard(t, AuthSlot::default())
+    }
+
+    /// [`Tenant::read`] for this request: a caller the job verifies is
+    /// noted for its log entry.
+    pub async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tenant, &Connection) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<R> {
+        let slot = self.1.clone();
+        self.0.read(move |t, c| in_request(&slot, || f(t, c))).await
+    }
+
+    /// [`Tenant::write`] for this request (see [`Guard::read`]).
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tenant, &Connection) -> ApiResult<R> + Send + 'static,
+    ) -> ApiResult<(R, Commit)> {
+        let slot = self.1.clone();
+        self.0
+            .write(move |t, c| in_request(&slot, || f(t, c)))
+            .await
+    }
+
+    /// The auth collection of the caller, if a job of this request
+    /// verified one ("" for a guest, as PocketBase logs it).
+    pub fn auth_collection(&self) -> String {
+        self.1.lock().clone().unwrap_or_default()
+    }
+}
 
 impl std::ops::Deref for Guard {
     type Target = Arc<Tenant>;
