@@ -112,6 +112,11 @@ impl Cluster {
     /// Take no new tenants and move every loaded one to another node.
     pub async fn drain(self: &Arc<Self>, app: &App) -> ApiResult<Drained> {
         self.set_state(NodeState::Draining).await?;
+        // The targets from the heartbeats as they are now (see `serving_peer`).
+        let c = self.clone();
+        if let Err(e) = crate::serve::tenants::blocking(move || Ok(c.refresh()?)).await {
+            tracing::warn!(error = %e, "could not read the peers' heartbeats; using the last view");
+        }
         let others: Vec<Peer> = self
             .candidates()
             .into_iter()
