@@ -263,7 +263,7 @@ impl Live {
     fn run_move(&self, ctx: &Ctx, ino: u64) {
         let old = self.state.lock().map.clone();
         let fresh = restore::read_manifest(ctx.store(), &self.keys).and_then(|m| match &old {
-            Some(o) if o.txid == m.head => Ok(None),
+            Some(o) if o.txid == m.head && o.db_id() == m.db_id => Ok(None),
             Some(o) => {
                 PageMap::build_after(ctx.store(), &self.keys, &m, o).map(|p| Some(Arc::new(p)))
             }

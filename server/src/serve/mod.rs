@@ -359,21 +359,12 @@ async fn serve(
     .with_graceful_shutdown(async move {
         shutdown_signal().await;
         // A node with live peers hands its tenants over while it still
-        // answers (and forwards) requests; then it stops taking them. The
-        // peers are read afresh: the view may be up to ttl/2 old, and on a
-        // busy machine a live peer's beat can look stale in it.
-        let c = drainer.cluster.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || c.refresh())
-            .await
-            .unwrap_or(Ok(()))
-        {
-            tracing::warn!(error = %e, "could not read the peers' heartbeats; using the last view");
-        }
-        if drainer.cluster.has_peers() {
-            match drainer.cluster.drain(&drainer).await {
-                Ok(d) => tracing::info!(moved = d.moved.len(), failed = d.failed.len(), "drained"),
-                Err(e) => tracing::warn!(error = %e, "drain failed; closing the tenants here"),
-            }
+        // answers (and forwards) requests; then it stops taking them. A node
+        // alone (the drain finds no live peer: 409) closes them here.
+        match drainer.cluster.drain(&drainer).await {
+            Ok(d) => tracing::info!(moved = d.moved.len(), failed = d.failed.len(), "drained"),
+            Err(e) if e.status() == StatusCode::CONFLICT => {}
+            Err(e) => tracing::warn!(error = %e, "drain failed; closing the tenants here"),
         }
         reg.close_realtime();
     })

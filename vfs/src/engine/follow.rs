@@ -22,7 +22,7 @@ use crate::bucket::Store;
 use crate::error::Result;
 use crate::format::keys::DbKeys;
 use crate::metrics::METRICS;
-use crate::types::{DbId, Millis, TxId};
+use crate::types::{Millis, TxId};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +40,6 @@ pub struct Follower {
 
 struct State {
     map: Arc<PageMap>,
-    db_id: DbId,
     /// The head's commit time, as the manifest says.
     head_commit: Millis,
     /// When the bucket was last read successfully.
@@ -49,7 +48,7 @@ struct State {
     tried: Instant,
     /// Why the last look failed, until one succeeds.
     error: Option<String>,
-    refreshes: u64,
+    moves: u64,
 }
 
 /// What a reader knows about how current its state is.
@@ -80,12 +79,11 @@ impl Follower {
             look: Mutex::new(()),
             state: Mutex::new(State {
                 map: Arc::new(map),
-                db_id: m.db_id,
                 head_commit: m.head_commit,
                 checked: Instant::now(),
                 tried: Instant::now(),
                 error: None,
-                refreshes: 0,
+                moves: 0,
             }),
         };
         f.publish();
@@ -113,29 +111,20 @@ impl Follower {
 
     /// Read the manifest and move to its head if it moved.
     fn look_now(&self) {
-        let (old, db_id) = {
-            let st = self.state.lock();
-            (st.map.clone(), st.db_id)
-        };
+        let old = self.state.lock().map.clone();
         let store = self.store.as_ref();
         let looked = restore::read_manifest(store, &self.keys).and_then(|m| {
-            let next = if m.head == old.txid && m.db_id == db_id {
-                None
-            } else if m.db_id == db_id && m.head > old.txid {
-                Some(PageMap::build_after(store, &self.keys, &m, &old)?)
-            } else {
+            if m.head == old.txid && m.db_id == old.db_id() {
+                return Ok((m, None));
+            }
+            if m.db_id != old.db_id() {
                 tracing::warn!(
                     "{}: the database was replaced in the bucket (a new history); following it",
                     self.keys.root()
                 );
-                Some(PageMap::build_with(
-                    store,
-                    &self.keys,
-                    Target::Latest,
-                    Some(&m),
-                )?)
-            };
-            Ok((m, next))
+            }
+            let next = PageMap::build_after(store, &self.keys, &m, &old)?;
+            Ok((m, Some(next)))
         });
         let mut st = self.state.lock();
         st.tried = Instant::now();
@@ -144,10 +133,9 @@ impl Follower {
                 if let Some(next) = next {
                     tracing::debug!(from = %old.txid, to = %next.txid, "{}: follows", self.keys.root());
                     st.map = Arc::new(next);
-                    st.refreshes += 1;
+                    st.moves += 1;
                     METRICS.follower_moves.inc();
                 }
-                st.db_id = m.db_id;
                 st.head_commit = m.head_commit;
                 st.checked = Instant::now();
                 st.error = None;
@@ -168,7 +156,7 @@ impl Follower {
             txid: st.map.txid,
             head_commit: st.head_commit,
             staleness: st.checked.elapsed(),
-            moves: st.refreshes,
+            moves: st.moves,
             error: st.error.clone(),
         }
     }

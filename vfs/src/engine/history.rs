@@ -158,6 +158,7 @@ impl History {
             )));
         }
         Ok(Plan {
+            db_id: self.manifest.db_id,
             txid,
             snapshot,
             segments,

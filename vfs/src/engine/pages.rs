@@ -99,7 +99,8 @@ impl PageMap {
     /// The head of `manifest`, built from `previous` (an earlier map of the
     /// same database): the indexes of objects both points use are shared,
     /// so following a live database costs the manifest and the indexes of
-    /// the objects that are new since, not every index again.
+    /// the objects that are new since, not every index again. A manifest of
+    /// another history (the database was replaced) shares nothing.
     pub fn build_after(
         store: &dyn ObjectStore,
         keys: &DbKeys,
@@ -107,7 +108,8 @@ impl PageMap {
         previous: &PageMap,
     ) -> Result<PageMap> {
         let plan = restore::plan_with(store, keys, Target::Latest, Some(manifest))?;
-        Self::from_plan(store, keys, plan, Some(previous))
+        let same_history = previous.plan.db_id == plan.db_id;
+        Self::from_plan(store, keys, plan, Some(previous).filter(|_| same_history))
     }
 
     fn from_plan(
@@ -240,7 +242,8 @@ impl PageMap {
 
     /// The pages whose image differs between `old` and this map (another
     /// restore point of the same database): those held by a different
-    /// object entry, and those past the end of either, in ascending order.
+    /// object entry, and those past the end of either, in ascending order;
+    /// every page if the maps read different histories.
     /// Object entries are immutable, so a page at the same entry of the
     /// same object reads the same in both. (Page 1 is among them only if
     /// its image moved; a caller presenting a header derived from the map
@@ -254,6 +257,10 @@ impl PageMap {
             self.db_pages.min(old.db_pages),
             self.db_pages.max(old.db_pages),
         );
+        // Another history: its object keys may repeat the old ones'.
+        if self.db_id() != old.db_id() {
+            return (1..=most).map(PageNo).collect();
+        }
         let mut out: Vec<PageNo> = (1..=shared as usize)
             .filter(|&p| at(self, p) != at(old, p))
             .map(|p| PageNo(p as u32))
@@ -265,6 +272,11 @@ impl PageMap {
     /// The objects this map reads from, as a restore plan (for bulk hydration).
     pub fn plan(&self) -> restore::Plan {
         self.plan.clone()
+    }
+
+    /// The history this map reads (the manifest's `db_id`).
+    pub fn db_id(&self) -> crate::types::DbId {
+        self.plan.db_id
     }
 
     /// How many objects this restore point spans.

@@ -15,7 +15,7 @@ use crate::error::{Error, IoResultExt, Result, ResultExt};
 use crate::format::keys::DbKeys;
 use crate::format::manifest::{Manifest, SegmentRef, SnapshotRef};
 use crate::format::segment::{self, SegmentKind};
-use crate::types::{Millis, PageNo, TxId};
+use crate::types::{DbId, Millis, PageNo, TxId};
 use bytes::{Bytes, BytesMut};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -61,6 +61,9 @@ impl Default for Options {
 /// What a restore needs: a base snapshot and the segments after it.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The history the objects belong to (a database deleted and created
+    /// again under its name has another, whose object keys may repeat).
+    pub db_id: DbId,
     pub txid: TxId,
     pub snapshot: Option<SnapshotRef>,
     pub segments: Vec<SegmentRef>,
@@ -124,6 +127,7 @@ pub fn plan_with(
     };
     let snap_txid = m.snapshot.as_ref().map_or(TxId::ZERO, |s| s.txid);
     let from_manifest = |txid: TxId| Plan {
+        db_id: m.db_id,
         txid,
         snapshot: m.snapshot.clone(),
         segments: m

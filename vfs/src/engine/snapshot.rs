@@ -207,6 +207,7 @@ pub(crate) fn write_latest(
     part_bytes: u64,
 ) -> Result<SnapshotRef> {
     let plan = Plan {
+        db_id: m.db_id,
         txid: m.head,
         snapshot: m.snapshot.clone(),
         segments: m.segments.clone(),

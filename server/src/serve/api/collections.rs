@@ -110,6 +110,24 @@ fn valid_name(s: &str) -> bool {
             .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
 }
 
+/// PocketBase's error for `option` of the field at `place` in the list
+/// (`fields.<place>.<option>`).
+fn option_err(place: usize, option: &str, err: Value) -> ApiError {
+    ApiError::validation(
+        "Failed to create or update the collection.",
+        json!({"fields": {place.to_string(): {option: err}}}),
+    )
+}
+
+/// A regular expression option that does not compile, as PocketBase says it.
+fn bad_regex(place: usize, option: &str, e: impl std::fmt::Display) -> ApiError {
+    option_err(
+        place,
+        option,
+        json!({"code": "validation_invalid_regex", "message": format!("Error parsing regexp: {e}.")}),
+    )
+}
+
 fn field_err(name: &str, msg: impl Into<String>) -> ApiError {
     ApiError::validation(
         "Failed to create or update the collection.",
@@ -335,12 +353,7 @@ fn string_list(f: &Value, key: &str) -> ApiResult<Vec<String>> {
 /// (0: 5 MiB), `mimeTypes`, `thumbs` (PocketBase's sizes) and `protected`,
 /// with PocketBase's errors under `fields.<index>.<option>`.
 fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
-    let option_err = |option: &str, err: Value| {
-        ApiError::validation(
-            "Failed to create or update the collection.",
-            json!({"fields": {index.to_string(): {option: err}}}),
-        )
-    };
+    let option_err = |option: &str, err: Value| option_err(index, option, err);
     let count = |option: &str| -> ApiResult<u64> {
         match &f[option] {
             Value::Null => Ok(0),
@@ -378,8 +391,6 @@ fn file_options(field: &mut Field, f: &Value, index: usize) -> ApiResult<()> {
     Ok(())
 }
 
-/// A text or number field's `min`, `max` (numbers or null), a text
-/// field's `pattern` (it must compile) and a number field's `onlyInt`.
 /// The password field `old` with the options of `f`: `min` and `max`
 /// characters (0 or unset: 8 and 71) and a `pattern`.
 fn password_options(old: &Field, f: &Value, place: usize) -> ApiResult<Field> {
@@ -399,18 +410,14 @@ fn password_options(old: &Field, f: &Value, place: usize) -> ApiResult<Field> {
     if !field.pattern.is_empty()
         && let Err(e) = regex::Regex::new(&field.pattern)
     {
-        return Err(ApiError::validation(
-            "Failed to create or update the collection.",
-            json!({"fields": {place.to_string(): {"pattern": {
-                "code": "validation_invalid_regex",
-                "message": format!("Error parsing regexp: {e}."),
-            }}}}),
-        ));
+        return Err(bad_regex(place, "pattern", e));
     }
     Ok(field)
 }
 
-/// `place`: the field's place in the collection's list, for errors.
+/// A text or number field's `min`, `max` (numbers or null), a text
+/// field's `pattern` (it must compile) and `autogeneratePattern`, and a
+/// number field's `onlyInt`; `place` is the field's place in the list.
 fn value_options(field: &mut Field, f: &Value, place: usize) -> ApiResult<()> {
     match field.kind {
         FieldType::Text | FieldType::Number => {
@@ -432,13 +439,7 @@ fn value_options(field: &mut Field, f: &Value, place: usize) -> ApiResult<()> {
                 if let Err(e) =
                     crate::serve::records::values::generator(&field.autogenerate_pattern)
                 {
-                    return Err(ApiError::validation(
-                        "Failed to create or update the collection.",
-                        json!({"fields": {place.to_string(): {"autogeneratePattern": {
-                            "code": "validation_invalid_regex",
-                            "message": format!("Error parsing regexp: {e}."),
-                        }}}}),
-                    ));
+                    return Err(bad_regex(place, "autogeneratePattern", e));
                 }
                 if !field.pattern.is_empty() && regex::Regex::new(&field.pattern).is_err() {
                     return Err(field_err(

@@ -111,7 +111,6 @@ impl Cluster {
 
     /// Take no new tenants and move every loaded one to another node.
     pub async fn drain(self: &Arc<Self>, app: &App) -> ApiResult<Drained> {
-        self.set_state(NodeState::Draining).await?;
         // The targets from the heartbeats as they are now (see `serving_peer`).
         let c = self.clone();
         if let Err(e) = crate::serve::tenants::blocking(move || Ok(c.refresh()?)).await {
@@ -128,6 +127,7 @@ impl Cluster {
                 "No other live node to hand the tenants to.",
             ));
         }
+        self.set_state(NodeState::Draining).await?;
         let ids = app.registry.loaded_ids();
         let slots = Arc::new(tokio::sync::Semaphore::new(MOVES_AT_ONCE));
         let mut tasks = Vec::new();

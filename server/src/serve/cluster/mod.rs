@@ -157,11 +157,6 @@ impl Cluster {
         out
     }
 
-    /// Are other live nodes taking tenants?
-    pub fn has_peers(&self) -> bool {
-        self.candidates().len() > 1
-    }
-
     pub fn me(&self) -> Peer {
         Peer {
             id: self.id().to_string(),
